@@ -1,0 +1,52 @@
+"""Crash-safe writing: every output goes to a temporary name in the same folder and is renamed into place.
+
+Example:
+    >>> from hirescam_ext.utils.io import atomic_write
+    >>> with atomic_write("/tmp/example.txt") as tmp:  # doctest: +SKIP
+    ...     open(tmp, "w").write("done")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["atomic_write", "write_text_atomic", "write_json_atomic"]
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed.
+
+    The temporary name keeps the final suffix (``.nii.gz``, ``.csv``) so writers that dispatch on the extension
+    work unchanged.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    base = os.path.basename(path)
+    suffix = "".join(s for s in (".nii.gz", ".tar.gz") if base.endswith(s)) or os.path.splitext(base)[1]
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically."""
+    write_text_atomic(path, json.dumps(obj, indent=indent) + "\n")
