@@ -57,7 +57,9 @@ class HiResCAM(CAMBase):
         n_slices = attention.shape[2]
         if slice_pooling_of(self.nn_module) == "mean":
             return attention / n_slices
-        # max pooling: dS_m/dZ_h = w_m for the arg-max slice of c_m., zero for every other slice
-        top = out.slice_scores.argmax(dim=-1, keepdim=True)  # [B, M, 1]
-        onehot = torch.zeros_like(out.slice_scores).scatter_(-1, top, 1.0)
-        return attention * onehot[..., None, None].to(attention.dtype)
+        # max pooling (amax): dS_m/dZ_h = w_m on the arg-max slice of c_m. and zero elsewhere; tied maxima share
+        # the gradient equally, as in the backward of torch.amax.
+        scores = out.slice_scores  # [B, M, H]
+        is_top = (scores == scores.amax(dim=-1, keepdim=True)).to(attention.dtype)
+        share = is_top / is_top.sum(dim=-1, keepdim=True)
+        return attention * share[..., None, None]
