@@ -1,0 +1,276 @@
+"""2D ResNet trunks (stem + layer1..4, no pooling or classifier) and torchvision-format weight loading.
+
+AxialNet, CTNet and BodyConv run a ResNet-18 pretrained on ImageNet over every triplet of axial slices, with the
+final average pooling and fully connected layer removed (Draelos & Carin, HiResCAM, arXiv:2011.08891). The trunk is
+built from :func:`monai.networks.nets.resnet18` with ``conv1_t_stride=2`` (torchvision's stem geometry: a 420 x 420
+slice gives a 512 x 14 x 14 output) and ``bias_downsample=False`` (then the state-dict keys and shapes equal
+torchvision's exactly, ``fc.*`` aside), so a torchvision ImageNet checkpoint loads without torchvision installed.
+
+Nothing is ever downloaded: pass the path of a torchvision ``resnet18`` checkpoint file (for example
+``resnet18-f37072fd.pth``, fetched once on a machine with internet access).
+
+Example:
+    >>> trunk = build_trunk("small")
+    >>> trunk(torch.zeros(2, 3, 64, 64)).shape
+    torch.Size([2, 64, 2, 2])
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping
+
+import torch
+from monai.networks.nets import ResNet, resnet18
+from torch import nn
+
+from hirescam_ext.networks._layers import conv_out_size
+from hirescam_ext.utils.errors import InputError
+
+__all__ = [
+    "ResNetTrunk",
+    "build_trunk",
+    "resnet18_trunk",
+    "small_trunk",
+    "load_torchvision_resnet18_weights",
+    "trunk_output_size",
+    "TRUNK_NAMES",
+    "PRETRAINED_HELP",
+]
+
+#: trunk names accepted by :func:`build_trunk`
+TRUNK_NAMES = ("resnet18", "small")
+
+#: how to supply ImageNet weights offline (used in error messages)
+PRETRAINED_HELP = (
+    "ImageNet weights are never downloaded: on a machine with internet access save torchvision's ResNet-18 "
+    "checkpoint (e.g. `torch.save(torchvision.models.resnet18(weights='IMAGENET1K_V1').state_dict(), "
+    "'resnet18.pth')`, or copy resnet18-f37072fd.pth from ~/.cache/torch/hub/checkpoints/), copy the file here and "
+    "pass its path as `pretrained=PATH` (or pretrained=None for random initialisation, the paper's RandInitResNet)"
+)
+
+#: ``(layer, kernel, stride, padding)`` of the size-changing layers of both built-in trunks (torchvision geometry)
+_BUILTIN_GEOMETRY = (
+    ("conv1", 7, 2, 3),
+    ("maxpool", 3, 2, 1),
+    ("layer1", 3, 1, 1),
+    ("layer2", 3, 2, 1),
+    ("layer3", 3, 2, 1),
+    ("layer4", 3, 2, 1),
+)
+
+_TRUNK_CHILDREN = ("conv1", "bn1", "act", "maxpool", "layer1", "layer2", "layer3", "layer4")
+
+
+class ResNetTrunk(nn.Module):
+    """The convolutional part of a 2D ResNet: stem (conv1, bn1, act, maxpool) and layer1..layer4.
+
+    Child names equal torchvision's, so ``state_dict()`` keys are torchvision's ResNet keys without ``fc.*``, and
+    the last block's output is the module ``layer4`` (the CAM target layer of the paper's NoCustomConv ablation).
+
+    Args:
+        resnet: a MONAI 2D :class:`~monai.networks.nets.ResNet`; its avgpool and fc are dropped.
+        name: a short name ("resnet18", "small") kept for messages.
+
+    Attributes:
+        out_channels: channels of the output feature map (512 for ResNet-18).
+        stride: overall downsampling factor (32 for both built-in trunks); the exact output size is
+            :meth:`output_size` (``ceil(n / 32)`` for the built-in trunks).
+    """
+
+    def __init__(self, resnet: ResNet, name: str = "resnet") -> None:
+        super().__init__()
+        for child in _TRUNK_CHILDREN:
+            self.add_module(child, getattr(resnet, child))
+        self.name = name
+        self.out_channels = self._last_channels()
+        self.stride = self._overall_stride()
+
+    def _last_channels(self) -> int:
+        last_block = self.layer4[-1]
+        convs = [m for m in last_block.modules() if isinstance(m, nn.Conv2d)]
+        return int(convs[-1].out_channels)
+
+    def _downsampling_layers(self) -> list[tuple[str, int, int, int]]:
+        """``(name, kernel, stride, padding)`` of every layer that changes the spatial size, in order."""
+        out = []
+        for name in ("conv1", "maxpool"):
+            mod = getattr(self, name)
+            k, s, p = (v if isinstance(v, int) else v[0] for v in (mod.kernel_size, mod.stride, mod.padding))
+            out.append((name, int(k), int(s), int(p)))
+        for name in ("layer1", "layer2", "layer3", "layer4"):
+            conv = getattr(self, name)[0].conv1  # the first block's first conv sets the size of the whole layer
+            out.append((name, int(conv.kernel_size[0]), int(conv.stride[0]), int(conv.padding[0])))
+        return out
+
+    def _overall_stride(self) -> int:
+        stride = 1
+        for _, _, s, _ in self._downsampling_layers():
+            stride *= s
+        return stride
+
+    def output_size(self, size: int) -> int:
+        """Output length along one in-plane axis for an input of length ``size`` (420 -> 14, 224 -> 7, 128 -> 4).
+
+        Example:
+            >>> resnet18_trunk().output_size(420)
+            14
+        """
+        for name, k, s, p in self._downsampling_layers():
+            size = conv_out_size(size, k, s, p, where=f"{self.name} trunk {name}")
+        return size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, 3, X, Y]`` -> ``[N, out_channels, d1, d2]``."""
+        x = self.maxpool(self.act(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+def trunk_output_size(size: int, name: str = "resnet18") -> int:
+    """Output length of a built-in trunk along one in-plane axis, without building it (``ceil(size / 32)``).
+
+    Example:
+        >>> trunk_output_size(420), trunk_output_size(224), trunk_output_size(128)
+        (14, 7, 4)
+    """
+    if name not in TRUNK_NAMES:
+        raise ValueError(f"unknown trunk {name!r}; choose one of {TRUNK_NAMES}")
+    for layer, k, s, p in _BUILTIN_GEOMETRY:
+        size = conv_out_size(size, k, s, p, where=f"{name} trunk {layer}")
+    return size
+
+
+def resnet18_trunk(pretrained: str | os.PathLike | None = None) -> ResNetTrunk:
+    """ResNet-18 trunk with torchvision's geometry (stride-2 stem, 512 output channels, overall stride 32).
+
+    Args:
+        pretrained: path of a torchvision-format ResNet-18 checkpoint to load
+            (:func:`load_torchvision_resnet18_weights`), or ``None`` for random initialisation.
+
+    Raises:
+        InputError: bad checkpoint file, or ``pretrained=True`` (a path is required, nothing is downloaded).
+    """
+    _check_pretrained_arg(pretrained)
+    net = resnet18(spatial_dims=2, n_input_channels=3, conv1_t_stride=2, bias_downsample=False)
+    trunk = ResNetTrunk(net, name="resnet18")
+    if pretrained is not None:
+        load_torchvision_resnet18_weights(trunk, pretrained)
+    return trunk
+
+
+def small_trunk(channels: tuple[int, int, int, int] = (8, 16, 32, 64)) -> ResNetTrunk:
+    """A tiny ResNet trunk for fast tests: one basic block per layer, ``channels`` wide.
+
+    Same layout and geometry as ResNet-18 (stride-2 7x7 stem, max pooling, layers 2-4 of stride 2: overall stride
+    32, output size ``ceil(n / 32)``) with ``channels[-1]`` (default 64) output channels. Never pretrained.
+    """
+    net = ResNet(
+        block="basic",
+        layers=[1, 1, 1, 1],
+        block_inplanes=list(channels),
+        spatial_dims=2,
+        n_input_channels=3,
+        conv1_t_stride=2,
+        bias_downsample=False,
+        feed_forward=False,
+    )
+    return ResNetTrunk(net, name="small")
+
+
+def build_trunk(name: str = "resnet18", pretrained: str | os.PathLike | None = None) -> ResNetTrunk:
+    """Build a trunk by name: ``"resnet18"`` (the paper's) or ``"small"`` (for tests; 64 channels, stride 32).
+
+    Args:
+        name: one of :data:`TRUNK_NAMES`.
+        pretrained: path of torchvision ResNet-18 weights (``"resnet18"`` only) or ``None``.
+
+    Raises:
+        ValueError: unknown name, or weights requested for the small trunk.
+        InputError: bad checkpoint file or ``pretrained=True`` without a path.
+    """
+    if name == "resnet18":
+        return resnet18_trunk(pretrained)
+    if name == "small":
+        _check_pretrained_arg(pretrained)
+        if pretrained is not None:
+            raise ValueError("trunk='small' has no pretrained weights; use trunk='resnet18' with pretrained=PATH")
+        return small_trunk()
+    raise ValueError(f"unknown trunk {name!r}; choose one of {TRUNK_NAMES}")
+
+
+def _check_pretrained_arg(pretrained: object) -> None:
+    if isinstance(pretrained, bool):
+        if pretrained:
+            raise InputError(None, f"pretrained=True needs a weights file. {PRETRAINED_HELP}")
+        raise InputError(None, "pretrained=False is ambiguous here: pass None for random initialisation or a path")
+    if pretrained is not None and not isinstance(pretrained, (str, os.PathLike)):
+        raise InputError(None, f"pretrained must be a file path or None, got {type(pretrained).__name__}")
+
+
+def _summarise(keys: list[str], limit: int = 6) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def load_torchvision_resnet18_weights(trunk: ResNetTrunk, path: str | os.PathLike) -> ResNetTrunk:
+    """Load a torchvision-format ResNet-18 state-dict file into ``trunk`` (in place), strictly.
+
+    The file holds a plain state dict or ``{"state_dict": ...}`` (a ``module.`` prefix left by DataParallel is
+    removed). ``fc.*`` keys are ignored (the trunk has no classifier). Every other key must match the trunk's keys
+    and shapes exactly; the only tolerated gap is BatchNorm's ``num_batches_tracked`` counters, which older
+    torchvision checkpoints do not store (the counters are not weights; they keep their current value). The file is
+    read with ``torch.load(weights_only=True)``: nothing in it is executed.
+
+    Args:
+        trunk: the trunk to fill (``resnet18_trunk()``).
+        path: the checkpoint file.
+
+    Returns:
+        ``trunk``, for chaining.
+
+    Raises:
+        InputError: (naming the file) when it is missing, unreadable, not a state dict, or has a missing,
+            unexpected or shape-mismatched key.
+
+    Example:
+        >>> trunk = load_torchvision_resnet18_weights(resnet18_trunk(), "resnet18-f37072fd.pth")  # doctest: +SKIP
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(path, f"ResNet-18 weights file not found. {PRETRAINED_HELP}")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError, TypeError) as exc:
+        raise InputError(
+            path, f"cannot read it as a weights-only PyTorch state dict ({type(exc).__name__}: {exc})"
+        ) from exc
+    if isinstance(loaded, Mapping) and "state_dict" in loaded and isinstance(loaded["state_dict"], Mapping):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise InputError(path, "expected a state dict (name -> tensor) or {'state_dict': state dict}")
+
+    source: dict[str, torch.Tensor] = {}
+    for key, value in loaded.items():
+        name = key[len("module.") :] if key.startswith("module.") else key
+        if name.startswith("fc."):
+            continue
+        source[name] = value
+
+    target = trunk.state_dict()
+    missing = sorted(k for k in target if k not in source and not k.endswith("num_batches_tracked"))
+    unexpected = sorted(k for k in source if k not in target)
+    if missing:
+        raise InputError(path, f"not a torchvision ResNet-18 checkpoint: missing key(s) {_summarise(missing)}")
+    if unexpected:
+        raise InputError(path, f"not a torchvision ResNet-18 checkpoint: unexpected key(s) {_summarise(unexpected)}")
+    mismatched = [
+        f"{k} {tuple(source[k].shape)} vs {tuple(target[k].shape)} expected"
+        for k in sorted(source)
+        if source[k].shape != target[k].shape
+    ]
+    if mismatched:
+        raise InputError(path, f"shape mismatch for key(s) {_summarise(mismatched, limit=3)}")
+    merged = {k: source.get(k, v) for k, v in target.items()}
+    trunk.load_state_dict(merged, strict=True)
+    return trunk
