@@ -125,7 +125,9 @@ def volume_to_triplets(x: torch.Tensor) -> torch.Tensor:
     return t.reshape(b * h, SLICES_PER_TRIPLET, nx, ny)
 
 
-def mlp_head(in_features: int, n_classes: int, hidden: Sequence[int] = (128, 96), dropout: float = 0.0) -> nn.Sequential:
+def mlp_head(
+    in_features: int, n_classes: int, hidden: Sequence[int] = (128, 96), dropout: float = 0.0
+) -> nn.Sequential:
     """Fully connected classifier ``in_features -> 128 -> 96 -> n_classes`` (ReLU, optional dropout between).
 
     The head of CTNet, BodyConv and 3DConv in the paper's Table 1; the last layer has no activation (logits).

@@ -216,10 +216,10 @@ class AxialNet(nn.Module):
                     if n + 2 * custom_conv_padding < 3:
                         raise ValueError(
                             f"input in-plane size {tuple(spatial_size)} is too small for AxialNet's custom convs: the "
-                            f"trunk gives {trunk_n} cells along an axis and 3x3 conv {i + 1} of {len(custom_conv_channels)} "
-                            f"with padding {custom_conv_padding} runs out of grid; use custom_conv_padding=1 (keeps "
-                            f"the trunk's {trunk_n} cells), fewer custom_conv_channels, or a larger input "
-                            "(420 x 420 gives the paper's 6 x 6)"
+                            f"trunk gives {trunk_n} cells along an axis and 3x3 conv {i + 1} of "
+                            f"{len(custom_conv_channels)} with padding {custom_conv_padding} runs out of grid; use "
+                            f"custom_conv_padding=1 (keeps the trunk's {trunk_n} cells), fewer custom_conv_channels, "
+                            "or a larger input (420 x 420 gives the paper's 6 x 6)"
                         )
                     n = conv_out_size(n, 3, 1, custom_conv_padding)
             grid.append(n)

@@ -72,11 +72,8 @@ class ThreeDConv(nn.Module):
             layers[f"conv{i}"] = nn.Conv3d(width, int(out), kernel_size=3, stride=3, padding=conv_padding)
             layers[f"relu{i}"] = nn.ReLU()
             width = int(out)
-            grid = [
-                conv_out_size(n, 3, 3, conv_padding, where=f"ThreeDConv conv{i} (input {self.volume_size}; "
-                              "use conv_padding=1 for small volumes)")
-                for n in grid
-            ]
+            where = f"ThreeDConv conv{i} (input {self.volume_size}; use conv_padding=1 for small volumes)"
+            grid = [conv_out_size(n, 3, 3, conv_padding, where=where) for n in grid]
         for out in reduce_channels:
             i += 1
             layers[f"conv{i}"] = nn.Conv3d(width, int(out), kernel_size=1)
