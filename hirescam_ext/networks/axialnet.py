@@ -98,7 +98,8 @@ class AxialNet(nn.Module):
 
     Args:
         n_classes: number of abnormalities M (80 in the paper, ``hirescam_ext.labels.LABEL_NAMES``).
-        spatial_size: in-plane size ``(X, Y)`` of the input; sizes the fully connected layer.
+        spatial_size: in-plane size ``(X, Y)`` of the input; sizes the fully connected layer. A MONAI-style
+            ``(X, Y, Z)`` is accepted too: Z only has to be a multiple of 3 and does not fix the input's Z.
         trunk: ``"resnet18"`` (the paper) or ``"small"`` (tiny, for tests; 64 channels, stride 32).
         pretrained: path of torchvision ResNet-18 ImageNet weights, or ``None`` (RandInitResNet); never downloaded.
         custom_convs: ``False`` for the NoCustomConv ablation (fully connected layer on the trunk output).
@@ -138,7 +139,11 @@ class AxialNet(nn.Module):
         if slice_pooling not in SLICE_POOLINGS:
             raise ValueError(f"slice_pooling must be one of {SLICE_POOLINGS}, got {slice_pooling!r}")
         spatial_size = tuple(int(s) for s in spatial_size)
-        if len(spatial_size) != 2:
+        if len(spatial_size) == 3:  # a MONAI-style (X, Y, Z): Z is free (any multiple of 3), only checked here
+            if spatial_size[2] % SLICES_PER_TRIPLET != 0:
+                raise ValueError(f"spatial_size {spatial_size}: Z = {spatial_size[2]} is not divisible by 3")
+            spatial_size = spatial_size[:2]
+        if len(spatial_size) != 2 or min(spatial_size) < 1:
             raise ValueError(f"spatial_size is the in-plane size (X, Y), got {spatial_size}")
         if custom_convs and len(custom_conv_channels) == 0:
             raise ValueError("custom_conv_channels is empty; pass custom_convs=False for the NoCustomConv ablation")

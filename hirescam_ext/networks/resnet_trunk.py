@@ -146,12 +146,12 @@ def resnet18_trunk(pretrained: str | os.PathLike | None = None) -> ResNetTrunk:
 
     Args:
         pretrained: path of a torchvision-format ResNet-18 checkpoint to load
-            (:func:`load_torchvision_resnet18_weights`), or ``None`` for random initialisation.
+            (:func:`load_torchvision_resnet18_weights`), or ``None`` (or ``False``) for random initialisation.
 
     Raises:
         InputError: bad checkpoint file, or ``pretrained=True`` (a path is required, nothing is downloaded).
     """
-    _check_pretrained_arg(pretrained)
+    pretrained = _normalise_pretrained(pretrained)
     net = resnet18(spatial_dims=2, n_input_channels=3, conv1_t_stride=2, bias_downsample=False)
     trunk = ResNetTrunk(net, name="resnet18")
     if pretrained is not None:
@@ -192,20 +192,21 @@ def build_trunk(name: str = "resnet18", pretrained: str | os.PathLike | None = N
     if name == "resnet18":
         return resnet18_trunk(pretrained)
     if name == "small":
-        _check_pretrained_arg(pretrained)
-        if pretrained is not None:
+        if _normalise_pretrained(pretrained) is not None:
             raise ValueError("trunk='small' has no pretrained weights; use trunk='resnet18' with pretrained=PATH")
         return small_trunk()
     raise ValueError(f"unknown trunk {name!r}; choose one of {TRUNK_NAMES}")
 
 
-def _check_pretrained_arg(pretrained: object) -> None:
-    if isinstance(pretrained, bool):
-        if pretrained:
-            raise InputError(None, f"pretrained=True needs a weights file. {PRETRAINED_HELP}")
-        raise InputError(None, "pretrained=False is ambiguous here: pass None for random initialisation or a path")
-    if pretrained is not None and not isinstance(pretrained, (str, os.PathLike)):
+def _normalise_pretrained(pretrained: object) -> str | os.PathLike | None:
+    """``None``, ``False`` or ``""`` -> ``None`` (random init); a path stays; ``True`` is refused (no download)."""
+    if pretrained is None or pretrained is False or pretrained == "":
+        return None
+    if pretrained is True:
+        raise InputError(None, f"pretrained=True needs a weights file. {PRETRAINED_HELP}")
+    if not isinstance(pretrained, (str, os.PathLike)):
         raise InputError(None, f"pretrained must be a file path or None, got {type(pretrained).__name__}")
+    return pretrained
 
 
 def _summarise(keys: list[str], limit: int = 6) -> str:

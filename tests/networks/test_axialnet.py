@@ -213,3 +213,9 @@ def test_attention_is_differentiable_for_the_mask_loss():
 def test_pretrained_true_without_a_file_is_refused():
     with pytest.raises(InputError, match="never downloaded"):
         AxialNet(pretrained=True)  # type: ignore[arg-type]
+
+
+def test_spatial_size_may_be_given_as_x_y_z_with_z_left_free():
+    net = AxialNet(n_classes=M, spatial_size=(*XY, 12), trunk="small", custom_conv_padding=1).eval()
+    assert net.spatial_size == XY
+    assert net(torch.rand(1, 1, *XY, 6)).shape == (1, M)

@@ -145,3 +145,8 @@ def test_small_trunk_refuses_pretrained_weights(tmp_path):
 def test_unknown_trunk_name_is_refused():
     with pytest.raises(ValueError, match="unknown trunk"):
         build_trunk("resnet50")
+
+
+def test_pretrained_false_or_none_means_random_initialisation():
+    assert resnet18_trunk(pretrained=False).out_channels == 512  # type: ignore[arg-type]
+    assert build_trunk("small", pretrained=None).out_channels == 64
