@@ -1,0 +1,15 @@
+"""Ignite handlers: OrganIoU and multi-label AUROC metrics, loss-component logging (HiResCAM, arXiv:2011.08891)."""
+
+from __future__ import annotations
+
+from hirescam_ext.handlers.auroc import MultiLabelAUROCHandler, default_auroc_transform
+from hirescam_ext.handlers.loss_components import LossComponentsHandler
+from hirescam_ext.handlers.organ_iou import OrganIoUHandler, default_organ_iou_transform
+
+__all__ = [
+    "OrganIoUHandler",
+    "MultiLabelAUROCHandler",
+    "LossComponentsHandler",
+    "default_organ_iou_transform",
+    "default_auroc_transform",
+]
