@@ -1,1 +1,22 @@
-"""engines"""
+"""Ignite/MONAI workflow pieces: batch preparation, wrappers, the explaining evaluator, checkpoints and guards."""
+
+from __future__ import annotations
+
+from hirescam_ext.engines.checkpoint import TrainingCheckpointer, load_network_weights, randomizable_transforms
+from hirescam_ext.engines.evaluator import ExplanationEvaluator, resize_maps_to
+from hirescam_ext.engines.guards import NonFiniteLossError, NonFiniteLossGuard, describe_batch
+from hirescam_ext.engines.prepare_batch import PrepareBatchWithRegions
+from hirescam_ext.engines.wrappers import WithAttention
+
+__all__ = [
+    "ExplanationEvaluator",
+    "NonFiniteLossError",
+    "NonFiniteLossGuard",
+    "PrepareBatchWithRegions",
+    "TrainingCheckpointer",
+    "WithAttention",
+    "describe_batch",
+    "load_network_weights",
+    "randomizable_transforms",
+    "resize_maps_to",
+]

@@ -1,0 +1,102 @@
+"""An evaluator that explains every prediction: logits, HiResCAM and Grad-CAM maps and allowed regions per batch.
+
+OrganIoU (Draelos & Carin, HiResCAM, arXiv:2011.08891, section 4) needs, for every validation scan, the normalized
+explanation maps of all abnormalities next to the allowed regions G_true. ``ExplanationEvaluator`` is a MONAI
+``SupervisedEvaluator`` whose iteration also computes those maps, so the metric handlers
+(:class:`hirescam_ext.handlers.OrganIoUHandler`, AUROC) attach as usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from monai.engines import SupervisedEvaluator
+from monai.utils import CommonKeys
+
+__all__ = ["ExplanationEvaluator", "resize_maps_to"]
+
+
+def resize_maps_to(maps: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Trilinearly resample ``[B, M, *grid]`` maps to ``[B, M, *shape]`` (the paper's route for other grids)."""
+    if tuple(maps.shape[2:]) == tuple(shape):
+        return maps
+    mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(shape)]
+    return F.interpolate(maps.float(), size=tuple(shape), mode=mode, align_corners=False)
+
+
+class ExplanationEvaluator(SupervisedEvaluator):
+    """``SupervisedEvaluator`` that also stores explanation maps in ``engine.state.output``.
+
+    Output keys per iteration (batched tensors; ``decollate`` is off so handlers see whole batches):
+    ``image``, ``label`` (``[B, M]``), ``pred`` (logits ``[B, M]``), ``prob`` (sigmoid), ``regions``
+    (``[B, M, H, D1, D2]`` when the batch has them), one entry per explainer name (normalized maps on the regions
+    grid, or the explainer's own grid when there are no regions) and ``loss`` when a loss function is given.
+
+    Args:
+        explainers: ``{name: explainer}``; an explainer is called as ``explainer(image, upsample=False)`` and
+            returns normalized maps ``[B, M, *grid]`` (``hirescam_ext.HiResCAM`` and ``hirescam_ext.GradCAM`` do).
+        loss_function: optional, called as ``loss_function(pred, target)`` where ``pred`` is
+            ``{"logits", "attention"}`` for networks with ``forward_all`` (so the validation loss includes the
+            mask term), else the logits.
+        regions_key: batch key of the allowed regions.
+        kwargs: everything ``SupervisedEvaluator`` takes (``device``, ``val_data_loader``, ``network``,
+            ``prepare_batch``, ``key_val_metric``, ``val_handlers``, ``amp`` ...).
+
+    Example:
+        >>> evaluator = ExplanationEvaluator(  # doctest: +SKIP
+        ...     device="cpu", val_data_loader=loader, network=net,
+        ...     explainers={"hirescam": HiResCAM(net), "gradcam": GradCAM(net)},
+        ...     prepare_batch=PrepareBatchWithRegions(),
+        ... )
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        explainers: Mapping[str, Callable[..., torch.Tensor]] | None = None,
+        loss_function: Callable | None = None,
+        regions_key: str = "regions",
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("decollate", False)
+        super().__init__(*args, **kwargs)
+        self.explainers = dict(explainers or {})
+        self.loss_function = loss_function
+        self.regions_key = regions_key
+
+    def _iteration(self, engine: ExplanationEvaluator, batchdata: dict[str, torch.Tensor]) -> dict:  # type: ignore
+        if batchdata is None:
+            raise ValueError("Must provide batch data for current iteration.")
+        batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
+        inputs, target = batch[0], batch[1]
+        label = target["label"] if isinstance(target, Mapping) else target
+        regions = target.get("regions") if isinstance(target, Mapping) else None
+        net = getattr(engine.network, "module", engine.network)  # unwrap DistributedDataParallel
+
+        output: dict[str, Any] = {CommonKeys.IMAGE: inputs, CommonKeys.LABEL: label}
+        with engine.mode(engine.network):
+            with torch.no_grad():
+                if callable(getattr(net, "forward_all", None)):
+                    out = net.forward_all(inputs)
+                    pred: Any = {"logits": out.logits, "attention": out.attention}
+                    logits = out.logits
+                else:
+                    logits = engine.inferer(inputs, engine.network)
+                    pred = logits
+                if engine.loss_function is not None:
+                    output[CommonKeys.LOSS] = engine.loss_function(pred, target).mean()
+            output[CommonKeys.PRED] = logits
+            output["prob"] = torch.sigmoid(logits.float())
+            for name, explainer in engine.explainers.items():
+                with torch.enable_grad():  # engine.mode is no_grad; generic CAMs need autograd
+                    maps = explainer(inputs, upsample=False).detach()
+                if regions is not None:
+                    maps = resize_maps_to(maps, regions.shape[2:])
+                output[name] = maps
+        if regions is not None:
+            output[engine.regions_key] = regions
+        engine.state.output = output
+        return output
