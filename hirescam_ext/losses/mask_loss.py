@@ -188,7 +188,7 @@ class ClassificationMaskLoss(_Loss):
             raise ValueError(f"mask_weight must be >= 0, got {mask_weight}")
         self.mask_weight = float(mask_weight)
         self.use_mask_loss = bool(use_mask_loss)
-        self.mask_loss = MaskLoss(reduction=LossReduction.NONE)
+        self.mask_loss = MaskLoss(reduction=self.reduction)
         self.pos_weight = pos_weight
         self.last_components: dict[str, torch.Tensor] = {}
 
@@ -241,10 +241,7 @@ class ClassificationMaskLoss(_Loss):
                         f"attention shape {tuple(attention.shape)} does not start with the logits' [B, M] "
                         f"{tuple(logits.shape)}"
                     )
-                if self.reduction == LossReduction.MEAN.value:
-                    mask_loss = MaskLoss(reduction=LossReduction.MEAN)(attention, regions)
-                else:
-                    mask_loss = self._reduce(self.mask_loss(attention, regions))
+                mask_loss = self.mask_loss(attention, regions)  # same reduction: pooled mean, per sample or sum
         total = class_loss + self.mask_weight * mask_loss
         parts = {"loss": total, "class_loss": class_loss, "mask_loss": mask_loss}
         self.last_components = {k: v.detach() for k, v in parts.items()}

@@ -114,6 +114,8 @@ def compute_organ_iou(
         empty = torch.zeros(0, dtype=torch.long)
         return torch.zeros(0, n_t, dtype=torch.float32), empty, empty.clone()
     work_dtype = maps.dtype if maps.dtype in (torch.float32, torch.float64) else torch.float32
+    device = maps.device
+    b_idx, m_idx = b_idx.to(device), m_idx.to(device)
     values = maps.detach()[b_idx, m_idx].reshape(n_pairs, -1).to(work_dtype)
     if not torch.isfinite(values).all():
         raise ValueError("OrganIoU: maps contain NaN or infinite values")
@@ -123,7 +125,7 @@ def compute_organ_iou(
             f"OrganIoU: maps must be normalized to [0, 1] (ReLU, minus the minimum, divided by the maximum), "
             f"got values in [{lo:.4g}, {hi:.4g}]"
         )
-    inside = regions.detach()[b_idx, m_idx].reshape(n_pairs, -1) != 0
+    inside = regions.detach().to(device)[b_idx, m_idx].reshape(n_pairs, -1) != 0
     n_cells = values.shape[1]
     t = torch.as_tensor(list(thresholds), dtype=work_dtype, device=values.device).expand(n_pairs, n_t).contiguous()
     neg_inf = torch.full_like(values, -math.inf)

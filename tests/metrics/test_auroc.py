@@ -80,3 +80,14 @@ def test_bad_inputs_raise():
         compute_multilabel_auroc(torch.zeros(2, 2), torch.zeros(2, 2), label_names=["a"])
     with pytest.raises(ValueError, match="NaN"):
         compute_multilabel_auroc(torch.tensor([[float("nan")], [0.0]]), torch.tensor([[1], [0]]))
+
+
+def test_agrees_with_monai_compute_roc_auc_on_labels_with_both_classes():
+    from monai.metrics import compute_roc_auc
+
+    torch.manual_seed(2)
+    y_pred = torch.round(torch.rand(30, 3) * 4) / 4  # many ties
+    y = (torch.rand(30, 3) > 0.5).float()
+    ours = compute_multilabel_auroc(y_pred, y)
+    theirs = compute_roc_auc(y_pred, y, average="none")
+    assert list(ours.per_label.values()) == pytest.approx(theirs)
