@@ -44,11 +44,15 @@ def normalize_cam(maps: torch.Tensor, spatial_dims: int | None = None) -> torch.
     if spatial_dims < 1 or spatial_dims > maps.ndim:
         raise ValueError(f"normalize_cam: spatial_dims={spatial_dims} is invalid for maps of shape {tuple(maps.shape)}")
     lead = maps.shape[: maps.ndim - spatial_dims]
-    flat = torch.relu(maps).reshape(*lead, -1)
-    flat = flat - flat.amin(dim=-1, keepdim=True)
-    peak = flat.amax(dim=-1, keepdim=True)
-    flat = flat / torch.where(peak > 0, peak, torch.ones_like(peak))
-    return flat.reshape(maps.shape)
+    flat = maps.reshape(*lead, -1)
+    # min and max after the ReLU are the raw ones clamped at 0, so one pass over the data gives both
+    low, high = torch.aminmax(flat, dim=-1, keepdim=True)
+    low, high = low.clamp_min(0), high.clamp_min(0)
+    span = high - low
+    span = torch.where(span > 0, span, torch.ones_like(span))  # a constant map becomes all zero, never NaN
+    # relu(x) - low == max(x, low) - low, because low = max(min(x), 0)
+    out = torch.maximum(flat, low).sub_(low).div_(span)
+    return out.reshape(maps.shape)
 
 
 def upsample_maps(
