@@ -1,0 +1,73 @@
+"""make_dataset: the cached prefix is computed once; random augmentation still runs every epoch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.data import CacheDataset, Dataset, MetaTensor, PersistentDataset
+from monai.transforms import Compose, MapTransform
+
+from hirescam_ext.data.dataset import make_dataset
+from hirescam_ext.transforms import RandFlipRot90d, ResampleToSpacingd
+
+
+class CountingLoad(MapTransform):
+    """Deterministic stand-in for decoding: counts its calls."""
+
+    calls = 0
+
+    def __call__(self, data):
+        CountingLoad.calls += 1
+        d = dict(data)
+        value = float(d["value"])
+        d["image"] = MetaTensor(torch.full((1, 4, 4, 6), value), affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0])))
+        d["image"][0, 0, 0, 0] = value + 100
+        return d
+
+
+def _transform():
+    return Compose([CountingLoad(keys="value"), ResampleToSpacingd("image", pixdim=1.0),
+                    RandFlipRot90d("image", flip_prob=1.0, rot_prob=0.0)])
+
+
+@pytest.mark.parametrize("cache,cls", [("none", Dataset), ("memory", CacheDataset), ("disk", PersistentDataset)])
+def test_make_dataset_picks_the_monai_class(tmp_path, cache, cls):
+    ds = make_dataset([{"value": 1}], _transform(), cache=cache, cache_dir=tmp_path / "c")
+    assert isinstance(ds, cls)
+
+
+@pytest.mark.parametrize("cache", ["memory", "disk"])
+def test_cached_epochs_skip_the_deterministic_prefix(tmp_path, cache):
+    data = [{"value": i} for i in range(3)]
+    ds = make_dataset(data, _transform(), cache=cache, cache_dir=tmp_path / "c")
+    CountingLoad.calls = 0
+    for _ in range(3):
+        epoch = [ds[i] for i in range(len(ds))]
+    assert CountingLoad.calls == (0 if cache == "memory" else 3)  # memory: filled at construction
+    assert isinstance(epoch[0]["image"], MetaTensor) and epoch[0]["image"].shape == (1, 8, 8, 12)
+
+
+def test_disk_cache_gives_the_uncached_result(tmp_path):
+    transform = Compose([CountingLoad(keys="value"), ResampleToSpacingd("image", pixdim=1.0)])
+    plain = make_dataset([{"value": 5}], transform)[0]["image"]
+    disk = make_dataset([{"value": 5}], transform, cache="disk", cache_dir=tmp_path / "c")
+    first, second = disk[0]["image"], disk[0]["image"]
+    assert torch.equal(first, plain) and torch.equal(second, plain)
+    assert torch.allclose(second.affine, plain.affine)
+    assert len(second.applied_operations) == len(plain.applied_operations)
+
+
+def test_random_suffix_still_varies_with_memory_cache():
+    ds = make_dataset([{"value": 0}], Compose([CountingLoad(keys="value"),
+                                              RandFlipRot90d("image", flip_prob=0.5, rot_prob=0.5)]), cache="memory")
+    ds.set_random_state(seed=0) if hasattr(ds, "set_random_state") else None
+    marker_positions = {tuple(np.argwhere(ds[0]["image"][0].numpy() == 100)[0]) for _ in range(20)}
+    assert len(marker_positions) > 1
+
+
+def test_bad_cache_mode_and_missing_dir():
+    with pytest.raises(ValueError, match="cache must be one of"):
+        make_dataset([], None, cache="ram")
+    with pytest.raises(ValueError, match="cache_dir"):
+        make_dataset([], None, cache="disk")
