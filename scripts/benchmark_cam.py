@@ -29,21 +29,35 @@ import torch
 __all__ = ["main", "median_times"]
 
 
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Wall time (s) of one call, waiting for queued GPU work before and after."""
+    _sync()
+    start = time.perf_counter()
+    fn()
+    _sync()
+    return time.perf_counter() - start
+
+
 def median_times(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:
-    """Median wall time (s) of each callable; runs are interleaved so drift hits all of them alike."""
+    """Median wall time (s) of each callable; runs are interleaved (order reversed every other round) so drift
+    hits all of them alike."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     runs: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            runs[name].append(time.perf_counter() - start)
+    names = list(fns)
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else names[::-1]:
+            runs[name].append(timed(fns[name]))
     return {k: statistics.median(v) for k, v in runs.items()}
 
 
-def bench_axialnet(quick: bool, repeats: int) -> dict:
+def bench_axialnet(quick: bool, repeats: int, device: str) -> dict:
     from hirescam_ext.networks.axialnet import AxialNet
     from hirescam_ext.visualize import GradCAM, HiResCAM
 
@@ -52,8 +66,8 @@ def bench_axialnet(quick: bool, repeats: int) -> dict:
     else:
         trunk, spatial, z = "resnet18", (128, 128), 144
     torch.manual_seed(0)
-    net = AxialNet(n_classes=80, spatial_size=spatial, trunk=trunk, custom_conv_padding=1).eval()
-    x = torch.rand(1, 1, *spatial, z)
+    net = AxialNet(n_classes=80, spatial_size=spatial, trunk=trunk, custom_conv_padding=1).eval().to(device)
+    x = torch.rand(1, 1, *spatial, z, device=device)
     hires, grad = HiResCAM(net), GradCAM(net)
 
     def forward():
@@ -84,16 +98,16 @@ def bench_axialnet(quick: bool, repeats: int) -> dict:
     }
 
 
-def bench_generic(quick: bool, repeats: int, naive_classes: int) -> dict:
+def bench_generic(quick: bool, repeats: int, naive_classes: int, device: str) -> dict:
     from monai.networks.nets import resnet10
     from monai.visualize import GradCAM as MonaiGradCAM
 
     from hirescam_ext.visualize import GradCAM, HiResCAM
 
-    size = 32 if quick else 64
+    size = 24 if quick else 64
     torch.manual_seed(0)
-    net = resnet10(spatial_dims=3, n_input_channels=1, num_classes=80).eval()
-    x = torch.rand(1, 1, size, size, size)
+    net = resnet10(spatial_dims=3, n_input_channels=1, num_classes=80).eval().to(device)
+    x = torch.rand(1, 1, size, size, size, device=device)
     layer = "layer4"
     hires, grad = HiResCAM(net, target_layers=layer), GradCAM(net, target_layers=layer)
 
@@ -115,9 +129,7 @@ def bench_generic(quick: bool, repeats: int, naive_classes: int) -> dict:
     monai_cam(x, class_idx=0)  # warm-up
     per_class = []
     for c in range(naive_classes):
-        start = time.perf_counter()
-        monai_cam(x, class_idx=c)
-        per_class.append(time.perf_counter() - start)
+        per_class.append(timed(lambda: monai_cam(x, class_idx=c)))
     naive_80 = statistics.median(per_class) * 80
     return {
         "model": "monai.networks.nets.resnet10(spatial_dims=3, n_input_channels=1, num_classes=80)",
@@ -147,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--naive-classes", type=int, default=None, help="classes timed for the per-class loop (default 80, quick 2)"
     )
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu (default) or cuda")
     args = parser.parse_args(argv)
     repeats = args.repeats or (2 if args.quick else 5)
     naive_classes = args.naive_classes or (2 if args.quick else 80)
@@ -157,11 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "device": "cpu",
+        "device": args.device,
+        "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
         "quick": args.quick,
         "repeats": repeats,
-        "axialnet_closed_form": bench_axialnet(args.quick, repeats),
-        "generic_3d": bench_generic(args.quick, repeats, naive_classes),
+        "axialnet_closed_form": bench_axialnet(args.quick, repeats, args.device),
+        "generic_3d": bench_generic(args.quick, repeats, naive_classes, args.device),
     }
     report["total_s"] = time.perf_counter() - start
     json.dump(report, sys.stdout, indent=2)
