@@ -78,7 +78,32 @@ _register("hirescam_ext.utils.errors", "InputError")
 __all__ = ["__version__", "LABEL_NAMES", "LOCATION_NAMES", "ORGAN_LABELS", "label_table", *sorted(_LAZY)]
 
 
+#: subpackages reachable as attributes (``hirescam_ext.transforms.ct_preprocessing`` in bundle configs)
+_SUBPACKAGES = {
+    "benchmark",
+    "bundle_tools",
+    "cli",
+    "data",
+    "engines",
+    "evaluation",
+    "handlers",
+    "inference",
+    "labeling",
+    "labels",
+    "losses",
+    "metrics",
+    "networks",
+    "regions",
+    "segmentation",
+    "transforms",
+    "utils",
+    "visualize",
+}
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"hirescam_ext.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'hirescam_ext' has no attribute {name!r}")
@@ -88,4 +113,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | _SUBPACKAGES)

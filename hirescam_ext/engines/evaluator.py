@@ -16,7 +16,10 @@ import torch.nn.functional as F
 from monai.engines import SupervisedEvaluator
 from monai.utils import CommonKeys
 
-__all__ = ["ExplanationEvaluator", "resize_maps_to"]
+__all__ = ["ERROR_KEY", "ExplanationEvaluator", "resize_maps_to"]
+
+#: batch key of a load failure report (the item is skipped, the run goes on)
+ERROR_KEY = "error"
 
 
 def resize_maps_to(maps: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
@@ -31,9 +34,11 @@ class ExplanationEvaluator(SupervisedEvaluator):
     """``SupervisedEvaluator`` that also stores explanation maps in ``engine.state.output``.
 
     Output keys per iteration (batched tensors; ``decollate`` is off so handlers see whole batches):
-    ``image``, ``label`` (``[B, M]``), ``pred`` (logits ``[B, M]``), ``prob`` (sigmoid), ``regions``
+    ``image``, ``label`` (``[B, M]``, ``None`` for unlabeled inference), ``pred`` (logits ``[B, M]``), ``prob``
+    (sigmoid), ``slice_scores`` (``[B, M, H]``, AxialNet-style networks), ``regions``
     (``[B, M, H, D1, D2]`` when the batch has them), one entry per explainer name (normalized maps on the regions
     grid, or the explainer's own grid when there are no regions) and ``loss`` when a loss function is given.
+    A batch carrying an ``error`` entry (a scan that failed to load) yields ``{"error", "source"}`` only.
 
     Args:
         explainers: ``{name: explainer}``; an explainer is called as ``explainer(image, upsample=False)`` and
@@ -70,9 +75,13 @@ class ExplanationEvaluator(SupervisedEvaluator):
     def _iteration(self, engine: ExplanationEvaluator, batchdata: dict[str, torch.Tensor]) -> dict:  # type: ignore
         if batchdata is None:
             raise ValueError("Must provide batch data for current iteration.")
+        if isinstance(batchdata, Mapping) and batchdata.get(ERROR_KEY) is not None:
+            # an item that failed to load (see hirescam_ext.inference.SkipBadItems): pass the report on, skip the rest
+            engine.state.output = {ERROR_KEY: batchdata[ERROR_KEY], "source": batchdata.get("source")}
+            return engine.state.output
         batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
         inputs, target = batch[0], batch[1]
-        label = target["label"] if isinstance(target, Mapping) else target
+        label = target.get("label") if isinstance(target, Mapping) else target
         regions = target.get("regions") if isinstance(target, Mapping) else None
         net = getattr(engine.network, "module", engine.network)  # unwrap DistributedDataParallel
 
@@ -83,10 +92,11 @@ class ExplanationEvaluator(SupervisedEvaluator):
                     out = net.forward_all(inputs)
                     pred: Any = {"logits": out.logits, "attention": out.attention}
                     logits = out.logits
+                    output["slice_scores"] = out.slice_scores
                 else:
                     logits = engine.inferer(inputs, engine.network)
                     pred = logits
-                if engine.loss_function is not None:
+                if engine.loss_function is not None and label is not None:
                     output[CommonKeys.LOSS] = engine.loss_function(pred, target).mean()
             output[CommonKeys.PRED] = logits
             output["prob"] = torch.sigmoid(logits.float())

@@ -24,6 +24,8 @@ class PrepareBatchWithRegions(PrepareBatch):
         label_key: batch key of the ``[B, M]`` label vector.
         regions_key: batch key of the allowed regions ``[B, M, H, D1, D2]``; when absent from a batch the target is
             the label tensor alone (classification loss only).
+        require_label: raise when a batch has no label; ``False`` (inference on unlabeled scans) gives a ``None``
+            target instead.
 
     Example:
         >>> prepare = PrepareBatchWithRegions()
@@ -34,8 +36,13 @@ class PrepareBatchWithRegions(PrepareBatch):
     """
 
     def __init__(
-        self, image_key: str = CommonKeys.IMAGE, label_key: str = CommonKeys.LABEL, regions_key: str = "regions"
+        self,
+        image_key: str = CommonKeys.IMAGE,
+        label_key: str = CommonKeys.LABEL,
+        regions_key: str = "regions",
+        require_label: bool = True,
     ) -> None:
+        self.require_label = require_label
         self.image_key = image_key
         self.label_key = label_key
         self.regions_key = regions_key
@@ -46,14 +53,17 @@ class PrepareBatchWithRegions(PrepareBatch):
         device: str | torch.device | None = None,
         non_blocking: bool = False,
         **kwargs: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor | dict[str, torch.Tensor]]:
+    ) -> tuple[torch.Tensor, torch.Tensor | dict[str, torch.Tensor] | None]:
         def to(t: torch.Tensor) -> torch.Tensor:
             return torch.as_tensor(t).to(device=device, non_blocking=non_blocking, **kwargs)
 
-        for key in (self.image_key, self.label_key):
+        required = (self.image_key, self.label_key) if self.require_label else (self.image_key,)
+        for key in required:
             if key not in batchdata:
                 raise KeyError(f"batch has no {key!r} entry (keys: {sorted(batchdata)})")
         image = to(batchdata[self.image_key])
+        if batchdata.get(self.label_key) is None:
+            return image, None
         label = to(batchdata[self.label_key]).float()
         if self.regions_key in batchdata and batchdata[self.regions_key] is not None:
             return image, {"label": label, "regions": to(batchdata[self.regions_key]).float()}

@@ -1,0 +1,216 @@
+"""Write what a person looks at after inference: probabilities, HiResCAM NIfTI maps in the scan's own geometry,
+PNG overlays on the highest-scoring slice (Draelos & Carin, HiResCAM, Figure 5 style) and per-slice score heat maps.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from monai.data import MetaTensor, decollate_batch
+
+from hirescam_ext.inference.figures import save_overlay_png, save_slice_score_heatmap
+from hirescam_ext.inference.inputs import scan_name
+from hirescam_ext.labels import LABEL_NAMES
+from hirescam_ext.utils.io import atomic_write, write_json_atomic, write_text_atomic
+from hirescam_ext.visualize.postprocess import upsample_axial_maps
+
+__all__ = ["ExplanationWriter", "DONE_MARKER", "pending_inputs"]
+
+logger = logging.getLogger(__name__)
+
+#: written last in a scan's output folder; its presence means the scan is complete
+DONE_MARKER = "done.json"
+
+
+def pending_inputs(sources: Sequence[str], output_dir: str | os.PathLike) -> list[str]:
+    """The scans of ``sources`` whose output folder has no :data:`DONE_MARKER` yet (re-runs skip finished work)."""
+    out = Path(output_dir)
+    return [s for s in sources if not (out / scan_name(s) / DONE_MARKER).is_file()]
+
+
+def _save_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
+    with atomic_write(path) as tmp:
+        nib.save(nib.Nifti1Image(data.astype(np.float32), affine), tmp)
+
+
+class ExplanationWriter:
+    """Ignite handler for :class:`hirescam_ext.engines.ExplanationEvaluator` runs over unlabeled scans.
+
+    Per scan (folder ``output_dir/<scan>/``): ``hirescam_<label>.nii.gz`` for the reported abnormalities, in the
+    original scan's voxel grid and affine (open it over the CT in 3D Slicer or ITK-SNAP); ``overlay_<label>.png``,
+    the highest-scoring axial slice with the map over the CT; ``slice_scores.png``, the abnormality x slice matrix
+    of per-slice scores; ``result.json``; and ``done.json`` last. For the run: ``probabilities.csv`` (all labels),
+    ``failures.csv`` (scans skipped, with the reason) and ``summary.json``. Every file is written atomically.
+
+    Args:
+        output_dir: where to write.
+        transform: the preprocessing ``Compose`` the scans went through (to invert the spatial steps).
+        map_key: output key of the normalized maps ``[B, M, H, D1, D2]``.
+        top_k: report the ``top_k`` most probable abnormalities (ignored when ``labels`` is given).
+        labels: report these label names instead.
+        min_probability: among the top-k, only labels at or above this probability.
+        label_names: the network's label names.
+        save_nifti / save_png: switch the map files / figures.
+
+    Example:
+        >>> writer = ExplanationWriter("outputs/inference", transform=preprocessing, top_k=3)  # doctest: +SKIP
+        >>> writer.attach(evaluator)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        transform: Any,
+        map_key: str = "hirescam",
+        top_k: int = 3,
+        labels: Sequence[str] | None = None,
+        min_probability: float = 0.0,
+        label_names: Sequence[str] = LABEL_NAMES,
+        save_nifti: bool = True,
+        save_png: bool = True,
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.transform = transform
+        self.map_key = map_key
+        self.top_k = int(top_k)
+        self.label_names = list(label_names)
+        unknown = [name for name in labels or [] if name not in self.label_names]
+        if unknown:
+            raise ValueError(f"unknown label names {unknown}; choose from hirescam_ext.LABEL_NAMES")
+        self.labels = list(labels) if labels else None
+        self.min_probability = float(min_probability)
+        self.save_nifti = save_nifti
+        self.save_png = save_png
+        self.rows: list[list[Any]] = []
+        self.failures: list[tuple[str, str]] = []
+        self._start = time.time()
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+        engine.add_event_handler(Events.COMPLETED, self._completed)
+
+    # ------------------------------------------------------------------ events
+    def _started(self, engine: Engine) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._start = time.time()
+
+    def __call__(self, engine: Engine) -> None:
+        output = engine.state.output
+        if output.get("error") is not None:
+            sources = output.get("source")
+            sources = sources if isinstance(sources, (list, tuple)) else [sources]
+            errors = output["error"] if isinstance(output["error"], (list, tuple)) else [output["error"]]
+            for src, err in zip(sources, errors):
+                self.failures.append((str(src), str(err)))
+            self._write_tables()
+            return
+        images = decollate_batch(engine.state.batch["image"], detach=True)
+        for i, image in enumerate(images):
+            source = str(image.meta.get("filename_or_obj", f"scan_{engine.state.iteration}_{i}"))
+            try:
+                self._write_scan(source, image, output, i)
+            except Exception as exc:  # noqa: BLE001 - one scan's failure is reported, the rest continue
+                logger.exception("failed to write outputs of %s", source)
+                self.failures.append((source, f"{type(exc).__name__}: {exc}"))
+        self._write_tables()
+
+    def _completed(self, engine: Engine) -> None:
+        summary = {
+            "scans_written": len(self.rows),
+            "scans_failed": len(self.failures),
+            "failures": [{"source": s, "error": e} for s, e in self.failures],
+            "seconds": round(time.time() - self._start, 2),
+            "output_dir": str(self.output_dir),
+        }
+        write_json_atomic(self.output_dir / "summary.json", summary)
+        logger.info(
+            "inference finished: %d scans written, %d failed (see %s)",
+            len(self.rows), len(self.failures), self.output_dir / "failures.csv",
+        )
+
+    def raise_if_failed(self) -> None:
+        """Raise after the run when any scan failed, so batch jobs end with a non-zero exit status."""
+        if self.failures:
+            listed = "; ".join(f"{s}: {e}" for s, e in self.failures[:5])
+            more = f" (+{len(self.failures) - 5} more)" if len(self.failures) > 5 else ""
+            raise RuntimeError(
+                f"{len(self.failures)} scan(s) failed and were skipped, the others were written: {listed}{more}; "
+                f"see {self.output_dir / 'failures.csv'}"
+            )
+
+    # ------------------------------------------------------------------ writing
+    def _chosen(self, prob: np.ndarray) -> list[int]:
+        if self.labels is not None:
+            return [self.label_names.index(name) for name in self.labels]
+        order = np.argsort(-prob, kind="stable")[: self.top_k]
+        return [int(m) for m in order if prob[m] >= self.min_probability]
+
+    def _write_scan(self, source: str, image: MetaTensor, output: dict[str, Any], i: int) -> None:
+        name = scan_name(source)
+        folder = self.output_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        prob = output["prob"][i].detach().float().cpu().numpy()
+        maps = output[self.map_key][i].detach().float().cpu()  # [M, H, D1, D2]
+        slice_scores = output.get("slice_scores")
+        scores = slice_scores[i].detach().float().cpu().numpy() if slice_scores is not None else None
+        chosen = self._chosen(prob)
+        volume_shape = tuple(int(s) for s in image.shape[1:])
+        ct = image[0].detach().float().cpu().numpy()
+        records = []
+        for m in chosen:
+            label = self.label_names[m]
+            full = upsample_axial_maps(maps[m][None, None], volume_shape)[0, 0]  # [X, Y, Z], preprocessed grid
+            record: dict[str, Any] = {"label": label, "probability": float(prob[m])}
+            if self.save_nifti:
+                from hirescam_ext.transforms.preprocessing import invert_to_original
+
+                original = invert_to_original(full[None], image, self.transform, mode="linear")
+                affine = np.asarray(original.affine, dtype=np.float64)
+                path = folder / f"hirescam_{label}.nii.gz"
+                _save_nifti(path, original[0].detach().cpu().numpy(), affine)
+                record["map_nifti"] = path.name
+            if self.save_png:
+                if scores is not None:
+                    h = int(np.argmax(scores[m]))
+                    z = min(3 * h + 1, volume_shape[2] - 1)
+                else:
+                    z = int(np.argmax(full.reshape(-1, volume_shape[2]).amax(0).numpy()))
+                path = folder / f"overlay_{label}.png"
+                title = f"{name}: {label}  p={prob[m]:.2f}  axial slice {z}"
+                save_overlay_png(path, ct[:, :, z], full[:, :, z].numpy(), title)
+                record["overlay_png"] = path.name
+                record["slice"] = z
+            records.append(record)
+        if self.save_png and scores is not None and chosen:
+            save_slice_score_heatmap(folder / "slice_scores.png", scores[chosen], [self.label_names[m] for m in chosen])
+        write_json_atomic(
+            folder / "result.json",
+            {"source": source, "reported": records, "probabilities": dict(zip(self.label_names, map(float, prob)))},
+        )
+        write_json_atomic(folder / DONE_MARKER, {"source": source, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        self.rows.append([name, source, *[f"{p:.6f}" for p in prob]])
+
+    def _write_tables(self) -> None:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["scan", "source", *self.label_names])
+        writer.writerows(self.rows)
+        write_text_atomic(self.output_dir / "probabilities.csv", buf.getvalue())
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["source", "error"])
+        writer.writerows(self.failures)
+        write_text_atomic(self.output_dir / "failures.csv", buf.getvalue())
