@@ -1,0 +1,117 @@
+"""ct_preprocessing: same tensors from DICOM/NRRD/NIfTI, RAS left-right, paper values, inversion to the scan grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from hirescam_ext.data.radchestct import write_radchestct_npz
+from hirescam_ext.transforms.preprocessing import ct_preprocessing, invert_to_original
+
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
+CIP = SHARED / "cip-copdgene-chestct"
+SMALL = dict(spacing=(4.0, 4.0, 4.0), spatial_size=(72, 72, 81))
+# CIP region codes (value % 256), from the folder's PROVENANCE.md
+RIGHT_REGIONS = (2, 4, 5, 6, 12, 13, 14)
+LEFT_REGIONS = (3, 7, 8, 9, 10, 11)
+
+
+@pytest.fixture(scope="module")
+def cip():
+    if not CIP.is_dir():
+        pytest.skip(f"shared dataset folder {CIP} is absent")
+    return CIP
+
+
+@pytest.fixture(scope="module")
+def cip_items(cip):
+    pre = ct_preprocessing(label_dtype=np.int16, **SMALL)
+    paths = {"dicom": cip / "ct-64Dicom", "nrrd": cip / "ct-64.nrrd", "nifti": cip / "derived" / "ct-64.nii.gz"}
+    return pre, {k: pre({"image": str(p), "organs": str(cip / "lm-64.nrrd")}) for k, p in paths.items()}
+
+
+def test_dicom_nrrd_nifti_give_identical_tensors(cip_items):
+    _, items = cip_items
+    ref = items["nrrd"]["image"]
+    assert tuple(ref.shape) == (1, 72, 72, 81)
+    for name in ("dicom", "nifti"):
+        assert torch.equal(items[name]["image"].as_tensor(), ref.as_tensor()), name
+        assert torch.allclose(items[name]["image"].affine, ref.affine, atol=1e-3), name  # DICOM float precision
+
+
+def test_left_lung_has_smaller_axis0_indices(cip_items):
+    _, items = cip_items
+    regions = items["nrrd"]["organs"][0] % 256
+    x = torch.arange(regions.shape[0], dtype=torch.float64)[:, None, None]
+    right = torch.isin(regions, torch.tensor(RIGHT_REGIONS))
+    left = torch.isin(regions, torch.tensor(LEFT_REGIONS))
+    assert left.sum() > 1000 and right.sum() > 1000
+    assert float((x * left).sum() / left.sum()) + 10 < float((x * right).sum() / right.sum())
+
+
+def test_values_are_windowed_and_centred(cip_items):
+    _, items = cip_items
+    img = items["nrrd"]["image"]
+    assert abs(float(img.min()) + 0.449) < 1e-6 and float(img.max()) <= 0.551 + 1e-6
+    assert img.dtype == torch.float32
+
+
+def test_padding_uses_the_minimum():
+    img = MetaTensor(torch.full((1, 4, 4, 4), 500.0), affine=torch.eye(4, dtype=torch.float64))
+    pre = ct_preprocessing(load=False, label_map_keys=(), spacing=None, spatial_size=(8, 8, 8))
+    out = pre({"image": img})["image"]
+    assert float(out[0, 0, 0, 0]) == pytest.approx(-0.449) and float(out[0, 4, 4, 4]) == pytest.approx(1500 / 1800 - 0.449)
+
+
+def test_fast_and_monai_intensity_paths_agree():
+    img = MetaTensor(torch.linspace(-1500, 1500, 6 * 7 * 8).reshape(1, 6, 7, 8), affine=torch.eye(4, dtype=torch.float64))
+    kw = dict(load=False, label_map_keys=(), spacing=(0.5, 0.5, 0.5), spatial_size=(10, 10, 20))
+    fast = ct_preprocessing(**kw)({"image": img.clone()})["image"]
+    slow = ct_preprocessing(fast_intensity=False, **kw)({"image": img.clone()})["image"]
+    assert torch.allclose(fast.as_tensor(), torch.as_tensor(slow), atol=1e-6)
+
+
+def test_npz_route_lands_in_the_same_ras_frame(tmp_path):
+    vol = np.full((20, 24, 24), -1000, dtype=np.int16)  # [slices, rows, cols]
+    vol[:, 10:14, 2:6] = 0  # tissue on the patient's right (low columns)
+    write_radchestct_npz(tmp_path / "a.npz", vol)
+    out = ct_preprocessing(spacing=(0.8, 0.8, 0.8), spatial_size=(24, 24, 20))({"image": str(tmp_path / "a.npz")})
+    tissue = torch.nonzero(out["image"][0] > 0)
+    assert tissue[:, 0].min() >= 12  # right side = large axis-0 indices
+
+
+def test_inverted_marker_lands_on_the_original_voxels():
+    # an LPS-ordered scan with anisotropic voxels and a marker block at known voxels
+    affine = torch.diag(torch.tensor([-0.7, -0.7, 1.5, 1.0], dtype=torch.float64))
+    scan = torch.full((1, 40, 36, 20), -1000.0)
+    scan[0, 5:9, 20:24, 12:15] = 400.0
+    pre = ct_preprocessing(load=False, label_map_keys=(), spacing=(1.0, 1.0, 1.0), spatial_size=(32, 32, 32))
+    item = pre({"image": MetaTensor(scan, affine=affine)})
+    marker_map = (item["image"] > 0.0).float()  # "a map computed on the preprocessed grid"
+    back = invert_to_original(marker_map, item, pre, mode="nearest")
+    assert tuple(back.shape) == tuple(scan.shape)
+    assert torch.allclose(back.affine, affine)
+    hit = (back[0] > 0.5).as_tensor()
+    truth = scan[0] > 0
+    near_truth = torch.nn.functional.max_pool3d(truth.float()[None, None], 3, stride=1, padding=1)[0, 0] > 0
+    assert hit.sum() >= 0.6 * truth.sum() and not (hit & ~near_truth).any()  # no hit farther than one voxel
+    centre = lambda m: torch.nonzero(m).double().mean(0)  # noqa: E731
+    assert torch.allclose(centre(hit), centre(truth), atol=0.5)
+
+
+def test_inversion_of_a_coarse_map_and_of_the_organ_map(cip_items, cip):
+    from monai.transforms import LoadImage
+
+    pre, items = cip_items
+    item = items["nrrd"]
+    original = LoadImage(image_only=True, ensure_channel_first=True, dtype=np.int16)(str(cip / "lm-64.nrrd"))
+    back = invert_to_original(item["organs"].float(), item, pre, mode="nearest")
+    assert (back.round().to(torch.int16) == original).float().mean() > 0.99
+    coarse = torch.zeros(1, 6, 6, 27)
+    coarse[0, 0] = 1.0  # the patient's left-most column of cells
+    spread = invert_to_original(coarse, item, pre, mode="nearest")
+    assert tuple(spread.shape) == tuple(original.shape)
