@@ -1,0 +1,66 @@
+"""Specification of ``hirescam bench`` (hirescam_ext.benchmark) and of scripts/gpu_benchmark.py's CPU dry run.
+
+No timing assertions: the numbers only have to be well-formed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from hirescam_ext.benchmark import main, run_script_benchmark
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_gpu_script():
+    spec = importlib.util.spec_from_file_location("_gpu_benchmark_under_test", REPO / "scripts" / "gpu_benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_tiny_prints_one_json_document_with_finite_positive_throughput(capsys):
+    assert main(["--steps", "1", "--warmup", "0", "--size", "tiny"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    results = report["train"]["results"]
+    assert set(results) == {"mask_loss_on", "mask_loss_off"}
+    for name, res in results.items():
+        assert math.isfinite(res["volumes_per_s"]) and res["volumes_per_s"] > 0, name
+        assert res["peak_memory_bytes"] > 0, name
+        assert res["loss_finite"], name
+    assert report["train"]["input"] == [1, 1, 64, 64, 12]
+    for key in ("device_name", "torch", "threads", "date", "command"):
+        assert key in report, key
+
+
+def test_missing_benchmark_script_is_recorded_as_not_available(tmp_path):
+    result = run_script_benchmark("benchmark_does_not_exist", [], scripts_dir=tmp_path)
+    assert result["status"] == "not available"
+    assert "benchmark_does_not_exist.py" in result["reason"]
+
+
+def test_gpu_benchmark_dry_run_runs_every_section_and_writes_out_json(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OUT", str(tmp_path))
+    gpu = _load_gpu_script()
+    assert gpu.main(["--dry-run"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    written = json.loads((tmp_path / "gpu_benchmark.json").read_text())
+    assert written == printed
+    for precision in ("bf16", "fp32"):
+        for variant in ("mask_loss_on", "mask_loss_off"):
+            res = written["train"][precision][variant]
+            assert math.isfinite(res["volumes_per_s"]) and res["volumes_per_s"] > 0, (precision, variant)
+        cam = written["cam"][precision]
+        assert cam["map_shape"] == [1, 80, 4, 2, 2]
+        assert cam["hirescam_normalized_overhead_ratio"] > 0 and cam["gradcam_normalized_overhead_ratio"] > 0
+
+
+@pytest.mark.parametrize("argv", [["--steps", "0"], ["--warmup", "-1"]])
+def test_bench_rejects_non_positive_steps_and_negative_warmup(argv):
+    with pytest.raises(SystemExit):
+        main(argv)
