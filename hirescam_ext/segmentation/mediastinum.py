@@ -1,0 +1,138 @@
+"""Heart/mediastinum region: what lies between the two lungs, from the lung masks and HU.
+
+The original HiResCAM code (Draelos & Carin, arXiv:2011.08891) took every non-lung voxel of the lungs' bounding
+box, narrowed left-right by fixed fractions of the lung span. Here (RAS ``[X, Y, Z]``):
+
+``heart/mediastinum = hull & between & limits & ~lungs & body & ~behind_spine``
+
+* ``hull``: per axial slice, the 2D convex hull of both lungs (empty in slices without lung);
+* ``between``: along every left-right row ``(y, z)``, x strictly between the *medial edges* of the lungs (the last
+  left-lung voxel and the first right-lung voxel); a row lacking one lung takes that lung's medial edge from the
+  nearest row that has it, preferring the same ``y`` in the nearest slice. This keeps the liver and stomach under
+  the diaphragm domes (which the hull of crescent-shaped lung bases covers) out of the region;
+* ``limits``: slices within the lungs' cranio-caudal extent, rows not anterior to the most anterior lung row;
+* ``body``: the body hull of :mod:`hirescam_ext.segmentation.lungs`;
+* ``behind_spine``: in each (x, z) column, everything at or posterior to the most anterior voxel of the spine.
+  The spine is the set of cortical-bone (> ``bone_hu``, 400 HU: above most contrast-filled blood) 3D components
+  near the body midline that reach behind the lungs' most posterior row (vertebral arches do; aorta and heart
+  do not).
+
+Air inside the region (trachea, main bronchi, oesophagus) belongs to it: extrapulmonary airways are mediastinum.
+
+Example:
+    >>> import numpy as np
+    >>> from hirescam_ext.segmentation.mediastinum import mediastinum_region
+    >>> right = np.zeros((30, 20, 5), bool); left = right.copy()
+    >>> right[20:28, 4:16] = True; left[2:10, 4:16] = True
+    >>> region = mediastinum_region(np.zeros(right.shape, np.float32), right, left, np.ones_like(right), (4, 4, 4))
+    >>> bool(region[15, 10, 2]), bool(region[25, 10, 2])
+    (True, False)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.morphology import convex_hull_image
+
+__all__ = ["mediastinum_region", "find_spine", "slice_convex_hull"]
+
+logger = logging.getLogger(__name__)
+
+
+def slice_convex_hull(mask: np.ndarray) -> np.ndarray:
+    """Per axial slice (last axis) 2D convex hull of ``mask``; slices without voxels stay empty."""
+    out = np.zeros(mask.shape, dtype=bool)
+    zs = np.flatnonzero(mask.any(axis=(0, 1)))
+    if zs.size == 0:
+        return out
+    xs = np.flatnonzero(mask.any(axis=(1, 2)))
+    ys = np.flatnonzero(mask.any(axis=(0, 2)))
+    bx = slice(int(xs[0]), int(xs[-1]) + 1)
+    by = slice(int(ys[0]), int(ys[-1]) + 1)
+    for z in zs:
+        sl = mask[bx, by, z]
+        if sl.sum() >= 3:
+            try:
+                out[bx, by, z] = convex_hull_image(sl)
+            except Exception:  # degenerate (collinear) slices: keep the voxels themselves
+                out[bx, by, z] = sl
+        else:
+            out[bx, by, z] = sl
+    return out
+
+
+def find_spine(
+    hu: np.ndarray, lungs: np.ndarray, body: np.ndarray, spacing: Sequence[float], bone_hu: float = 400.0
+) -> np.ndarray:
+    """The vertebral column: midline bright components reaching behind the lungs' most posterior row (may be empty)."""
+    zs = np.flatnonzero(lungs.any(axis=(0, 1)))
+    if zs.size == 0:
+        return np.zeros(hu.shape, bool)
+    ys = np.arange(hu.shape[1], dtype=float)
+    bright = (hu > bone_hu) & body
+    lab, n = ndi.label(bright)
+    if n == 0:
+        return np.zeros(hu.shape, bool)
+    coords = np.nonzero(lab)
+    ids = lab[coords]
+    xs = np.arange(hu.shape[0], dtype=float)
+    bcount = body.sum(axis=(0, 1)).astype(float)
+    bx = (body.sum(axis=1) * xs[:, None]).sum(axis=0) / np.maximum(bcount, 1)
+    cnt = np.bincount(ids, minlength=n + 1).astype(float)
+    mean_dx = np.bincount(ids, weights=np.abs(coords[0] - bx[coords[2]]) * spacing[0], minlength=n + 1)
+    mean_dx /= np.maximum(cnt, 1)
+    # lungs' most posterior row per slice; the vertebrae (with their posterior arches) reach behind it, the aorta and
+    # the heart do not; discs split the column into vertebrae, so each component is judged on its own
+    lung_ymin = np.where(lungs.any(axis=0), ys[:, None], np.inf).min(axis=0)  # per slice z
+    lung_ymin[~np.isfinite(lung_ymin)] = -np.inf  # slices without lung: nothing is "behind" 
+    behind = coords[1] < lung_ymin[coords[2]]
+    reach = np.bincount(ids, weights=behind, minlength=n + 1) > 0
+    ok = reach & (mean_dx <= 30.0)
+    ok[0] = False
+    if not ok.any():
+        logger.info("no spine found between the lungs")
+        return np.zeros(hu.shape, bool)
+    return ok[lab]
+
+
+def mediastinum_region(
+    hu: np.ndarray,
+    right: np.ndarray,
+    left: np.ndarray,
+    body: np.ndarray,
+    spacing: Sequence[float],
+    bone_hu: float = 400.0,
+) -> np.ndarray:
+    """Heart/mediastinum region between ``right`` and ``left`` lung masks (RAS ``[X, Y, Z]``); see module doc."""
+    lungs = right | left
+    zs = np.flatnonzero(lungs.any(axis=(0, 1)))
+    if zs.size == 0 or not right.any() or not left.any():
+        return np.zeros(lungs.shape, bool)
+    nx = lungs.shape[0]
+    xs = np.arange(nx)
+    # medial edge of each lung along every left-right row (y, z): first right-lung x, last left-lung x
+    has_r, has_l = right.any(axis=0), left.any(axis=0)
+    x_r = np.where(has_r, np.argmax(right, axis=0), nx)
+    x_l = np.where(has_l, nx - 1 - np.argmax(left[::-1], axis=0), -1)
+    # rows without that lung take the medial edge of the nearest row that has it (in mm on the y-z plane)
+    sampling = (50.0 * float(spacing[1]), float(spacing[2]))  # prefer the same row y in a nearby slice
+    _, (iy, iz) = ndi.distance_transform_edt(~has_r, sampling=sampling, return_indices=True)
+    x_r = x_r[iy, iz]
+    _, (iy, iz) = ndi.distance_transform_edt(~has_l, sampling=sampling, return_indices=True)
+    x_l = x_l[iy, iz]
+    between = (xs[:, None, None] > x_l[None]) & (xs[:, None, None] < x_r[None])
+    # anterior limit: the most anterior lung row of the scan; cranio-caudal limit: the lungs' extent
+    ys = np.flatnonzero(lungs.any(axis=(0, 2)))
+    limits = np.zeros(lungs.shape, bool)
+    limits[:, : int(ys[-1]) + 1, int(zs[0]) : int(zs[-1]) + 1] = True
+    hull = slice_convex_hull(lungs)
+    region = between & limits & hull & ~lungs & body
+    spine = find_spine(hu, lungs, body, spacing, bone_hu)
+    if spine.any():
+        behind = np.flip(np.logical_or.accumulate(np.flip(spine, 1), axis=1), 1)
+        region &= ~behind
+    return region
