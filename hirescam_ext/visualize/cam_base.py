@@ -164,7 +164,9 @@ class CAMBase:
         modules = dict(nn_module.named_modules())
         if target_layers not in modules:
             names = [n for n in modules if n][-12:]
-            raise ValueError(f"target layer {target_layers!r} not found in {type(nn_module).__name__}; last names: {names}")
+            raise ValueError(
+                f"target layer {target_layers!r} not found in {type(nn_module).__name__}; last layer names: {names}"
+            )
         self.target_module: nn.Module = modules[target_layers]
         self.upsampler = upsampler
         self.postprocessing = postprocessing
@@ -172,11 +174,7 @@ class CAMBase:
         if class_chunk_size is not None and class_chunk_size < 1:
             raise ValueError(f"class_chunk_size must be >= 1, got {class_chunk_size}")
         self.class_chunk_size = class_chunk_size
-        self.closed_form = (
-            use_closed_form
-            and self.axialnet
-            and target_layers == str(getattr(nn_module, "cam_target_layer", ""))
-        )
+        self.closed_form = use_closed_form and self.axialnet and target_layers == getattr(nn_module, "cam_target_layer")
 
     # ------------------------------------------------------------------ hooks for subclasses
     def _combine(self, grads: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
@@ -273,23 +271,26 @@ class CAMBase:
             torch.set_grad_enabled(True)
             return leaf.clone()  # a non-leaf copy, so in-place ops downstream leave ``leaf`` intact
 
-        handle = self.target_module.register_forward_hook(hook)
-        try:
-            with torch.no_grad():
-                logits = self.nn_module(x)
-        finally:
-            handle.remove()
-        if "leaf" not in store:
-            raise RuntimeError(f"target layer {self.target_layers!r} was not used in the forward pass")
-        leaf = store["leaf"]
-        if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
-            raise ValueError(f"the model must return class scores [B, M], got {getattr(logits, 'shape', logits)}")
-        if not logits.requires_grad:
-            raise RuntimeError(f"the class scores do not depend on target layer {self.target_layers!r}")
-        batch = x.shape[0]
-        idx, all_classes = resolve_class_idx(class_idx, batch, logits.shape[1], logits.device)
-        scores = logits if all_classes else logits.gather(1, idx)  # [B, K], per-sample classes
-        grads = self._class_gradients(scores, leaf)  # [K, *leaf.shape]
+        # autograd must work even when the caller is under torch.inference_mode() or torch.no_grad()
+        with torch.inference_mode(False):
+            handle = self.target_module.register_forward_hook(hook)
+            try:
+                with torch.no_grad():
+                    logits = self.nn_module(x)
+            finally:
+                handle.remove()
+            if "leaf" not in store:
+                raise RuntimeError(f"target layer {self.target_layers!r} was not used in the forward pass")
+            leaf = store["leaf"]
+            if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+                raise ValueError(f"the model must return class scores [B, M], got {getattr(logits, 'shape', logits)}")
+            if not logits.requires_grad:
+                raise RuntimeError(f"the class scores do not depend on target layer {self.target_layers!r}")
+            batch = x.shape[0]
+            idx, all_classes = resolve_class_idx(class_idx, batch, logits.shape[1], logits.device)
+            scores = logits if all_classes else logits.gather(1, idx)  # [B, K], per-sample classes
+            with torch.enable_grad():
+                grads = self._class_gradients(scores, leaf)  # [K, *leaf.shape]
         k = grads.shape[0]
         acts = leaf.detach()
         split = self._resolve_split(leaf, batch)

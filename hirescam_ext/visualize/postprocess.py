@@ -55,9 +55,7 @@ def normalize_cam(maps: torch.Tensor, spatial_dims: int | None = None) -> torch.
     return out.reshape(maps.shape)
 
 
-def upsample_maps(
-    maps: torch.Tensor, spatial_size: Sequence[int], align_corners: bool = False
-) -> torch.Tensor:
+def upsample_maps(maps: torch.Tensor, spatial_size: Sequence[int], align_corners: bool = False) -> torch.Tensor:
     """Resize ``[B, M, *spatial]`` maps to ``spatial_size`` with (bi/tri)linear interpolation.
 
     Args:
@@ -86,9 +84,7 @@ def upsample_maps(
     return F.interpolate(maps, size=spatial_size, mode=_LINEAR_MODES[nsp], align_corners=align_corners)
 
 
-def upsample_axial_maps(
-    maps: torch.Tensor, volume_shape: Sequence[int], align_corners: bool = False
-) -> torch.Tensor:
+def upsample_axial_maps(maps: torch.Tensor, volume_shape: Sequence[int], align_corners: bool = False) -> torch.Tensor:
     """Upsample AxialNet-grid maps ``[B, M, H, D1, D2]`` to the input volume ``[B, M, X, Y, Z]``.
 
     The slice axis ``H`` (triplets along Z) is moved last, ``[B, M, D1, D2, H]``, to match the image axis order

@@ -118,10 +118,8 @@ def test_inplace_op_after_target_layer_does_not_corrupt_activations(reference):
     torch.manual_seed(2)
 
     def build(inplace: bool) -> nn.Module:
-        return nn.Sequential(
-            nn.Conv2d(1, 3, 3), nn.ReLU(inplace=inplace), nn.Conv2d(3, 4, 3), nn.ReLU(inplace=inplace), nn.Flatten(),
-            nn.Linear(4 * 8 * 8, 3),
-        ).double()
+        layers = [nn.Conv2d(1, 3, 3), nn.ReLU(inplace=inplace), nn.Conv2d(3, 4, 3), nn.ReLU(inplace=inplace)]
+        return nn.Sequential(*layers, nn.Flatten(), nn.Linear(4 * 8 * 8, 3)).double()
 
     inplace_net, plain_net = build(True), build(False)
     plain_net.load_state_dict(inplace_net.state_dict())
@@ -166,3 +164,15 @@ def test_bad_layer_and_class_index_raise_clear_errors():
         HiResCAM(net)
     with pytest.raises(ValueError, match=r"\[0, 4\]"):
         HiResCAM(net, target_layers="features.denseblock2").compute_raw(torch.rand(1, 1, 24, 24).double(), 7)
+
+
+def test_works_when_caller_disabled_autograd():
+    net = _resnet3d()
+    x = torch.rand(1, 1, 16, 16, 16, dtype=torch.float64)
+    want = HiResCAM(net, target_layers="layer4").compute_raw(x)
+    with torch.no_grad():
+        torch.testing.assert_close(HiResCAM(net, target_layers="layer4").compute_raw(x), want)
+    with torch.inference_mode():
+        x_inference = x.clone()
+        torch.testing.assert_close(HiResCAM(net, target_layers="layer4").compute_raw(x_inference), want)
+    assert torch.is_grad_enabled()
