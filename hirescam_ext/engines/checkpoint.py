@@ -241,6 +241,7 @@ class TrainingCheckpointer:
         state = self.state_dict(engine)
         if improved:
             self._save(state, self.best_path)
+        if improved and self._writer():
             logger.info(
                 "epoch %d: %s improved to %.5f, saved %s", engine.state.epoch, self.metric_name, score, self.best_path
             )

@@ -1,0 +1,177 @@
+"""The bundle workflows, run as a user runs them: ``python -m monai.bundle run`` in a subprocess, tiny config."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "configs"
+TINY = ["--spatial_size", "[64,64,48]", "--trunk", "small", "--cache", "none"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def bundle_run(*configs: str, args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    files = [str(CONFIGS / c) for c in configs]
+    config_arg = files[0] if len(files) == 1 else "[" + ",".join(repr(f) for f in files) + "]"
+    cmd = [
+        sys.executable, "-m", "monai.bundle", "run",
+        "--config_file", config_arg,
+        "--meta_file", str(CONFIGS / "metadata.json"),
+        "--logging_file", str(CONFIGS / "logging.conf"),
+        *args,
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"bundle run failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_synthetic: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle root with a 1-epoch tiny AxialNet trained on the tiny synthetic data."""
+    root = tmp_path_factory.mktemp("bundle")
+    bundle_run(
+        "train.json",
+        args=["--bundle_root", str(root), "--dataset_dir", str(tiny_synthetic), "--train#trainer#max_epochs", "1", *TINY],
+        cwd=root,
+    )
+    return root
+
+
+def test_train_writes_best_and_last_checkpoints(trained: Path) -> None:
+    last = torch.load(trained / "models" / "last.pt", map_location="cpu", weights_only=True)
+    assert (trained / "models" / "best.pt").is_file()
+    assert last["trainer"]["epoch"] == 1
+    assert {"model", "optimizer", "lr_scheduler", "early_stopping", "rng"} <= set(last)
+    assert any((trained / "outputs" / "tensorboard").iterdir())
+
+
+def test_train_resumes_from_last_checkpoint(trained: Path, tiny_synthetic: Path, tmp_path: Path) -> None:
+    root = tmp_path / "resumed"
+    shutil.copytree(trained, root)
+    proc = bundle_run(
+        "train.json",
+        args=["--bundle_root", str(root), "--dataset_dir", str(tiny_synthetic), "--train#trainer#max_epochs", "2",
+              "--resume", "true", *TINY],
+        cwd=root,
+    )  # fmt: skip
+    last = torch.load(root / "models" / "last.pt", map_location="cpu", weights_only=True)
+    assert last["trainer"]["epoch"] == 2
+    assert "resumed from" in proc.stdout + proc.stderr
+    assert "Epoch[1] Complete" not in proc.stdout  # epoch 1 was not trained again
+
+
+def test_evaluate_writes_tables_for_every_split(trained: Path, tiny_synthetic: Path) -> None:
+    bundle_run(
+        "train.json", "evaluate.json",
+        args=["--bundle_root", str(trained), "--dataset_dir", str(tiny_synthetic), *TINY],
+        cwd=trained,
+    )  # fmt: skip
+    eval_dir = trained / "outputs" / "evaluation"
+    results = json.loads((eval_dir / "results.json").read_text())["results"]
+    assert set(results) == {"validation", "test", "test_shifted"}
+    for split, res in results.items():
+        assert res["auroc"]["n_samples"] == res["n_scans"] > 0, split
+        assert res["auroc"]["mean"] is None or 0.0 <= res["auroc"]["mean"] <= 1.0, split
+        for method in ("hirescam", "gradcam"):
+            assert res["organ_iou"][method]["n_pairs"] > 0
+    thresholds = json.loads((eval_dir / "thresholds_hirescam.json").read_text())
+    assert thresholds  # chosen on validation, reused on test
+    table1 = (eval_dir / "table1.md").read_text()
+    assert "OrganIoU HiResCAM" in table1 and "test_shifted" in table1
+    assert (eval_dir / "table2.csv").is_file() and (eval_dir / "per_label_test.csv").is_file()
+
+
+def test_inference_writes_maps_in_scan_geometry_and_skips_a_corrupt_scan(
+    trained: Path, tiny_synthetic: Path, tmp_path: Path
+) -> None:
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    source = sorted((tiny_synthetic / "images").glob("*.nii.gz"))[0]
+    shutil.copy(source, inputs / "good.nii.gz")
+    (inputs / "broken.nii.gz").write_bytes(b"\x1f\x8b not really a gzip file")
+    out = tmp_path / "out"
+    proc = bundle_run(
+        "inference.json",
+        args=["--bundle_root", str(trained), "--input_dir", str(inputs), "--output_dir", str(out), "--top_k", "2",
+              "--spatial_size", "[64,64,48]", "--trunk", "small"],
+        cwd=trained,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0, "a failed scan must give a non-zero exit status"
+    assert "1 scan(s) failed" in proc.stdout + proc.stderr
+    failures = list(csv.DictReader((out / "failures.csv").open()))
+    assert [Path(f["source"]).name for f in failures] == ["broken.nii.gz"]
+    rows = list(csv.DictReader((out / "probabilities.csv").open()))
+    assert [r["scan"] for r in rows] == ["good"]
+    maps = sorted((out / "good").glob("hirescam_*.nii.gz"))
+    assert len(maps) == 2
+    original = nib.load(source)
+    written = nib.load(maps[0])
+    assert written.shape == original.shape
+    np.testing.assert_allclose(written.affine, original.affine, atol=1e-3)
+    assert len(list((out / "good").glob("overlay_*.png"))) == 2
+    assert (out / "good" / "slice_scores.png").is_file()
+    assert (out / "good" / "done.json").is_file()
+
+
+def test_inference_rerun_skips_finished_scans(trained: Path, tiny_synthetic: Path, tmp_path: Path) -> None:
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    shutil.copy(sorted((tiny_synthetic / "images").glob("*.nii.gz"))[1], inputs / "scan.nii.gz")
+    out = tmp_path / "out"
+    args = ["--bundle_root", str(trained), "--input_dir", str(inputs), "--output_dir", str(out),
+            "--spatial_size", "[64,64,48]", "--trunk", "small"]  # fmt: skip
+    bundle_run("inference.json", args=args, cwd=trained)
+    marker = out / "scan" / "done.json"
+    first = marker.stat().st_mtime_ns
+    bundle_run("inference.json", args=args, cwd=trained)
+    assert marker.stat().st_mtime_ns == first
+
+
+def test_inference_with_checkpoint_of_another_label_set_fails_clearly(trained: Path, tmp_path: Path) -> None:
+    proc = bundle_run(
+        "inference.json",
+        args=["--bundle_root", str(trained), "--input_dir", str(trained), "--n_classes", "5",
+              "--spatial_size", "[64,64,48]", "--trunk", "small", "--output_dir", str(tmp_path / "o")],
+        cwd=trained,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "best.pt: checkpoint does not match the network" in proc.stdout + proc.stderr
+
+
+def test_two_process_ddp_training_on_cpu(tiny_synthetic: Path, tmp_path: Path) -> None:
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    assert torchrun, "torchrun is installed with torch"
+    files = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']"
+    cmd = [
+        torchrun, "--standalone", "--nnodes=1", "--nproc_per_node=2", "-m", "monai.bundle", "run",
+        "--config_file", files, "--meta_file", str(CONFIGS / "metadata.json"),
+        "--logging_file", str(CONFIGS / "logging.conf"),
+        "--bundle_root", str(tmp_path), "--dataset_dir", str(tiny_synthetic), "--train#trainer#max_epochs", "1", *TINY,
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    last = torch.load(tmp_path / "models" / "last.pt", map_location="cpu", weights_only=True)
+    assert last["trainer"]["epoch"] == 1
+    # each rank saw half of the training scans (DistributedSampler), so the epoch had ceil(n/2) iterations
+    n_train = len(json.loads((tiny_synthetic / "datalist.json").read_text())["training"])
+    assert last["trainer"]["iteration"] == -(-n_train // 2)

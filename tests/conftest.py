@@ -1,0 +1,35 @@
+"""Shared fixtures: the shared real-data folder and a small synthetic dataset generated once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    """``../shared/datasets`` next to the checkout; tests using it skip with a reason when it is absent."""
+    if not SHARED_DATASETS.is_dir():
+        pytest.skip(f"shared real-data folder not found at {SHARED_DATASETS}")
+    return SHARED_DATASETS
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 12-scan synthetic chest-CT dataset of 64 x 64 x 48 voxels (profile ``tiny``)."""
+    from hirescam_ext.data.synthetic import generate_dataset
+
+    out = tmp_path_factory.mktemp("synthetic_tiny")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    generate_dataset(out, profile="tiny", n_scans=12, seed=3, progress=False)
+    return out
