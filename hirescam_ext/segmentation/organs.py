@@ -152,27 +152,37 @@ def _mirror_x(mask: np.ndarray, centre: float) -> np.ndarray:
     return out
 
 
-def _refine_borders(
-    organs_w: np.ndarray, hu: np.ndarray, factors: Sequence[int], lung_hu: float
-) -> np.ndarray:
-    """Repeat the working-grid labels back to the scan grid; re-threshold a one-voxel band around the lungs."""
+def _refine_borders(organs_w: np.ndarray, hu: np.ndarray, factors: Sequence[int], lung_hu: float) -> np.ndarray:
+    """Repeat the working-grid labels back to the scan grid; re-threshold a one-voxel band around the lungs.
+
+    Only the fine voxels of band blocks are touched (their indices are built from the coarse ones), so the cost
+    scales with the lung surface, not with the scan.
+    """
     shape = hu.shape
     lungs_w = (organs_w == RIGHT_LUNG) | (organs_w == LEFT_LUNG)
     band_w = ndi.binary_dilation(lungs_w) & ~ndi.binary_erosion(lungs_w, border_value=1)
-    organs = repeat_back(organs_w, factors, shape).copy()
-    if not band_w.any():
+    organs = np.ascontiguousarray(repeat_back(organs_w, factors, shape))
+    cb = np.nonzero(band_w)
+    if cb[0].size == 0:
         return organs
     lung_lab_w = np.where(lungs_w, organs_w, 0).astype(np.uint8)
-    near_lung = ndi.grey_dilation(lung_lab_w, size=(3, 3, 3))
+    near_lung = ndi.grey_dilation(lung_lab_w, size=(3, 3, 3))[cb]
     near_med = ndi.binary_dilation(organs_w == HEART_MEDIASTINUM)
-    other_w = np.where(near_med & ~lungs_w, HEART_MEDIASTINUM, np.where(lungs_w, 0, organs_w)).astype(np.uint8)
-    band = repeat_back(band_w, factors, shape)
-    idx = np.nonzero(band)
-    is_lung = hu[idx] < lung_hu
-    lung_val = repeat_back(near_lung, factors, shape)[idx]
-    other_val = repeat_back(other_w, factors, shape)[idx]
-    # a band voxel that was lung on the working grid and is no longer lung takes the nearby non-lung label
-    organs[idx] = np.where(is_lung & (lung_val > 0), lung_val, np.where(is_lung, organs[idx], other_val))
+    other = np.where(near_med & ~lungs_w, HEART_MEDIASTINUM, np.where(lungs_w, 0, organs_w)).astype(np.uint8)[cb]
+    fx, fy, fz = (int(f) for f in factors)
+    ox, oy, oz = np.meshgrid(np.arange(fx), np.arange(fy), np.arange(fz), indexing="ij")
+    x = (cb[0][:, None] * fx + ox.ravel()[None]).ravel()
+    y = (cb[1][:, None] * fy + oy.ravel()[None]).ravel()
+    z = (cb[2][:, None] * fz + oz.ravel()[None]).ravel()
+    k = ox.size
+    keep = (x < shape[0]) & (y < shape[1]) & (z < shape[2])
+    x, y, z = x[keep], y[keep], z[keep]
+    lung_val = np.repeat(near_lung, k)[keep]
+    other_val = np.repeat(other, k)[keep]
+    is_lung = hu[x, y, z] < lung_hu
+    current = organs[x, y, z]
+    # a band voxel below the threshold joins the nearby lung; above it, it takes the nearby non-lung label
+    organs[x, y, z] = np.where(is_lung & (lung_val > 0), lung_val, np.where(is_lung, current, other_val))
     return organs
 
 
