@@ -178,7 +178,8 @@ def _make(label: str, rng: np.random.Generator) -> Finding:
         f.side = str(rng.choice(["right", "left", "both"], p=[0.35, 0.25, 0.4]))
         sev = _pick(rng, {"small": 0.5, "moderate": 0.35, "large": 0.15})
         f.detail["severity"] = sev
-        f.size_mm = float({"small": rng.uniform(12, 22), "moderate": rng.uniform(25, 40), "large": rng.uniform(45, 60)}[sev])
+        depth = {"small": (12, 22), "moderate": (25, 40), "large": (45, 60)}[sev]
+        f.size_mm = float(rng.uniform(*depth))
         f.locations = _lung_locations(f.side, None)
         if sev == "small" and rng.random() < 0.25:
             f.certainty = "possible"
@@ -268,7 +269,8 @@ def anatomy_modifiers(findings: list[Finding], rng: np.random.Generator) -> dict
     kw: dict[str, Any] = {}
     for f in findings:
         if f.label == "heart_cardiomegaly":
-            kw["heart_scale"] = float(rng.uniform(1.18, 1.26) if f.detail["severity"] == "mild" else rng.uniform(1.27, 1.36))
+            lo, hi = (1.18, 1.26) if f.detail["severity"] == "mild" else (1.27, 1.36)
+            kw["heart_scale"] = float(rng.uniform(lo, hi))
         elif f.label == "heart_pericardial_effusion":
             kw["pericardial_effusion_mm"] = float(f.size_mm)
         elif f.label == "h_great_vessel_aneurysm":
@@ -411,7 +413,8 @@ def render_findings(ph: Phantom, findings: list[Finding], rng: np.random.Generat
                     band = lung & ~fluid & (Y > top) & (Y <= top + thick)
                 else:
                     xs = float(rng.uniform(0.2, 0.7)) * an["cavity"]["a"] * (1 if s == "right" else -1) + an["mx"]
-                    band = lung & (Y < an["y_back"] + thick + 8.0) & (Z < lo + 0.8 * (hi - lo)) & (np.abs(X - xs) < 45.0)
+                    band = lung & (Y < an["y_back"] + thick + 8.0) & (Z < lo + 0.8 * (hi - lo))
+                    band &= np.abs(X - xs) < 45.0
                 m |= band & ~occupied
             hu[m] = float(rng.uniform(15.0, 45.0))
         elif lab == "lung_emphysema":
@@ -485,7 +488,8 @@ def render_findings(ph: Phantom, findings: list[Finding], rng: np.random.Generat
             m = _fallback_mask(ph, f, occupied, med)
         if f.center_mm is None and m.any():
             ijk = np.argwhere(m).mean(axis=0)
-            f.center_mm = [float(np.interp(ijk[k], np.arange(grid.shape[k]), c_)) for k, c_ in enumerate((grid.x, grid.y, grid.z))]
+            axes = (grid.x, grid.y, grid.z)
+            f.center_mm = [float(np.interp(ijk[k], np.arange(grid.shape[k]), axes[k])) for k in range(3)]
         f.mask_voxels = int(m.sum())
         occupied |= m
         out[i] = m

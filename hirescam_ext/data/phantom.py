@@ -563,7 +563,8 @@ def build_phantom(grid: Grid, anatomy: Anatomy, rng: np.random.Generator) -> Pha
             cc = heart_c[:2] + off * hr[:2]
             du = ca * (xh - cc[0]) + sa * (yh - cc[1])
             dv = -sa * (xh - cc[0]) + ca * (yh - cc[1])
-            qq = np.sqrt((du / (scale * hr[0])) ** 2 + (dv / (scale * hr[1])) ** 2 + ((zh - heart_c[2]) / (0.7 * hr[2])) ** 2)
+            dz = (zh - heart_c[2]) / (0.7 * hr[2])
+            qq = np.sqrt((du / (scale * hr[0])) ** 2 + (dv / (scale * hr[1])) ** 2 + dz**2)
             heart_view[(qq <= 1.0) & (q_h <= q_myo) & inside_c] = blood
         p["heart_mask_q"] = q_peri
     for sl, dist, r, hu_t in tube_masks:
@@ -614,7 +615,8 @@ def build_phantom(grid: Grid, anatomy: Anatomy, rng: np.random.Generator) -> Pha
                     nd = d + vrng.normal(0.0, 0.45, 3)
                     nd /= np.linalg.norm(nd)
                     frac = vrng.uniform(0.45, 1.0)
-                    stack.append((start + d * length * frac, nd, r * 0.68, length * vrng.uniform(0.55, 0.75), level + 1))
+                    child_len = length * vrng.uniform(0.55, 0.75)
+                    stack.append((start + d * length * frac, nd, r * 0.68, child_len, level + 1))
     for start, end, r, level in vessel_segments:
         sl, dist = segment_box(grid, start, end, r + vox)
         if sl is None:

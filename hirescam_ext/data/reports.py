@@ -199,11 +199,20 @@ _TEMPLATES: dict[str, tuple[list[str], list[str]]] = {
         [],
     ),
     "heart_cardiomegaly": (
-        ["The heart is enlarged.", "{Sev} cardiomegaly.", "There is {sev} cardiomegaly.", "The heart is {sevly} enlarged."],
+        [
+            "The heart is enlarged.",
+            "{Sev} cardiomegaly.",
+            "There is {sev} cardiomegaly.",
+            "The heart is {sevly} enlarged.",
+        ],
         [],
     ),
     "heart_pericardial_effusion": (
-        ["{Sev} pericardial effusion.", "There is a {sev} pericardial effusion.", "A {sev} pericardial effusion is present."],
+        [
+            "{Sev} pericardial effusion.",
+            "There is a {sev} pericardial effusion.",
+            "A {sev} pericardial effusion is present.",
+        ],
         ["Possible small pericardial effusion.", "Trace pericardial fluid may represent a small pericardial effusion."],
     ),
     "h_great_vessel_atherosclerosis": (
@@ -215,7 +224,11 @@ _TEMPLATES: dict[str, tuple[list[str], list[str]]] = {
         [],
     ),
     "heart_coronary_artery_disease": (
-        ["{Sev} coronary artery disease.", "There is {sev} coronary artery disease.", "Coronary artery disease is present."],
+        [
+            "{Sev} coronary artery disease.",
+            "There is {sev} coronary artery disease.",
+            "Coronary artery disease is present.",
+        ],
         [],
     ),
     "heart_pacemaker_or_defib": (
@@ -256,7 +269,8 @@ NEGATION_STATEMENTS: list[tuple[list[str], list[str], str, str]] = [
     (["No pleural effusion.", "There is no pleural effusion."], ["lung_pleural_effusion"], "negative", "pleura"),
     (["No pneumothorax.", "There is no pneumothorax."], ["lung_pneumothorax"], "negative", "pleura"),
     (["The heart is normal in size.", "Normal heart size."], ["heart_cardiomegaly"], "normal", "heart"),
-    (["No pericardial effusion.", "There is no pericardial effusion."], ["heart_pericardial_effusion"], "negative", "heart"),
+    (["No pericardial effusion.", "There is no pericardial effusion."],
+     ["heart_pericardial_effusion"], "negative", "heart"),
     (["No mediastinal or hilar lymphadenopathy.", "No enlarged mediastinal lymph nodes."],
      ["h_mediastinum_lymphadenopathy", "lung_lymphadenopathy"], "negative", "mediastinum"),
     (["The thoracic aorta is normal in caliber.", "Normal caliber of the thoracic aorta."],
@@ -318,7 +332,9 @@ def _sentence(f: Finding, rng: np.random.Generator, section: str) -> ReportSente
     return ReportSentence(_cap(text), section, "positive", list(f.labels), use_uncertain)
 
 
-def write_report(findings: list[Finding], rng: np.random.Generator, contrast: bool = False) -> tuple[str, list[ReportSentence]]:
+def write_report(
+    findings: list[Finding], rng: np.random.Generator, contrast: bool = False
+) -> tuple[str, list[ReportSentence]]:
     """Write the report of a scan from its findings.
 
     Args:
@@ -369,7 +385,8 @@ def write_report(findings: list[Finding], rng: np.random.Generator, contrast: bo
     lines.append(" ".join(s.text for s in other))
     # impression: up to three key findings, else a normal statement
     lines += ["", "IMPRESSION:"]
-    key = sorted((f for f in findings if f.label in _IMPRESSION_PRIORITY), key=lambda f: _IMPRESSION_PRIORITY.index(f.label))
+    key = [f for f in findings if f.label in _IMPRESSION_PRIORITY]
+    key.sort(key=lambda f: _IMPRESSION_PRIORITY.index(f.label))
     imp: list[ReportSentence] = [_sentence(f, rng, "impression") for f in key[:3]]
     if not imp:
         if findings:

@@ -288,7 +288,9 @@ def accession_of(index: int) -> str:
     return f"syn{index:05d}"
 
 
-def plan_case(index: int, seed: int, config: SynthConfig) -> tuple[np.random.Generator, str, float, float, list[Finding]]:
+def plan_case(
+    index: int, seed: int, config: SynthConfig
+) -> tuple[np.random.Generator, str, float, float, list[Finding]]:
     """Draw what a case will contain (split, fat percentile/thickness, findings) without rendering.
 
     Returns ``(rng, split, confounder_u, fat_mm, findings)``; ``rng`` continues the case's random stream.

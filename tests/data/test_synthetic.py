@@ -258,5 +258,6 @@ def test_cli_writes_a_dataset_and_reports_bad_input(tmp_path, capsys):
     rc = main(["--out", str(out), "--profile", "tiny", "--n-scans", "2", "--seed", "1", "--workers", "1",
                "--no-progress", "--confounder-strength", "1"])
     assert rc == 0 and (out / "datalist.json").is_file()
-    assert main(["--out", str(tmp_path / "bad"), "--profile", "tiny", "--confounder-strength", "2", "--no-progress"]) == 2
+    bad = ["--out", str(tmp_path / "bad"), "--profile", "tiny", "--confounder-strength", "2", "--no-progress"]
+    assert main(bad) == 2
     assert "confounder_strength" in capsys.readouterr().err
