@@ -19,8 +19,10 @@ paper    [1, 1, 420, 420, 405]   resnet18  0                    [135, 6, 6]
 Throughput is ``batch / median step time`` over ``--steps`` timed steps after ``--warmup`` untimed ones. Peak memory:
 on CUDA ``torch.cuda.max_memory_allocated`` (reset before every step, maximum over the timed steps); on CPU the
 process resident set size sampled every few milliseconds by a background thread during the timed steps (psutil when
-installed, else ``/proc/self/statm``, else the ``ru_maxrss`` high-water mark), reported as the peak and as the peak
-minus the resident size just before the step.
+installed, else ``/proc/self/statm``, else the ``ru_maxrss`` high-water mark). Both are reported as the peak
+(``peak_memory_*``, which includes every variant's resident model, gradients and momentum: about 0.15 GB per
+ResNet-18 AxialNet) and as the increase over the memory in use just before the step
+(``peak_memory_step_increase_mib``: activations and temporaries of that variant alone).
 
 ``--suite all`` also runs the other benchmark scripts of ``scripts/`` (CAM overhead, preprocessing, segmentation,
 labeler) through their ``main(argv)`` and embeds their JSON output; a script that is absent or fails is recorded as
@@ -76,12 +78,12 @@ __all__ = [
 #: the paper's optimizer settings (SGD, lr 1e-3, momentum 0.99)
 LEARNING_RATE = 1e-3
 MOMENTUM = 0.99
-#: benchmark scripts that ``--suite all`` runs when present: name -> arguments (full, quick)
+#: benchmark scripts that ``--suite all`` runs when present: name -> arguments (full run, ``--quick`` run)
 SCRIPT_BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "benchmark_cam": ([], ["--quick"]),
-    "benchmark_preprocessing": ([], ["--quick"]),
-    "benchmark_segmentation": ([], ["--quick"]),
-    "benchmark_labeler": ([], ["--quick"]),
+    "benchmark_preprocessing": ([], ["--skip-full", "--repeats", "1", "--epochs", "1"]),
+    "benchmark_segmentation": ([], ["--repeats", "1"]),
+    "benchmark_labeler": ([], ["--repeats", "1"]),
 }
 
 
@@ -114,7 +116,7 @@ class TrainConfig:
     Attributes:
         name: key of the result in the JSON.
         mask_loss: ``True``: ``forward_all`` + BCE + mask loss; ``False``: ``forward`` + BCE only.
-        amp: ``None`` (float32) or ``"bf16"`` / ``"fp16"`` (``torch.autocast``).
+        amp: ``None`` (float32) or ``"bf16"`` (``torch.autocast`` with bfloat16; no gradient scaler needed).
     """
 
     name: str
@@ -122,7 +124,7 @@ class TrainConfig:
     amp: str | None = None
 
 
-_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_AMP_DTYPES = {"bf16": torch.bfloat16}
 
 
 def _rss_reader() -> tuple[Callable[[], int], str]:
@@ -313,12 +315,13 @@ def compare_train_steps(
                 if device.type == "cuda":
                     _sync(device)
                     torch.cuda.reset_peak_memory_stats(device)
+                    before = torch.cuda.memory_allocated(device)
                     start = time.perf_counter()
                     trainer.step()
                     _sync(device)
                     elapsed = time.perf_counter() - start
                     peak = torch.cuda.max_memory_allocated(device)
-                    delta = peak - torch.cuda.memory_allocated(device)
+                    delta = peak - before
                 else:
                     with PeakRSSSampler() as rss:
                         start = time.perf_counter()
@@ -392,6 +395,14 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _load_average() -> float | None:
+    """1-minute system load average (other processes competing for the CPUs), where the OS reports it."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def environment_info(device: torch.device | str, argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Device name, torch / Python versions, thread count, UTC date and command line, for a benchmark report.
 
@@ -409,6 +420,7 @@ def environment_info(device: torch.device | str, argv: Sequence[str] | None = No
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "load_average_1m": _load_average(),
     }
     if device.type == "cuda":
         info["cuda"] = torch.version.cuda
@@ -452,8 +464,8 @@ def run_script_benchmark(name: str, argv: Sequence[str], scripts_dir: Path | Non
     if rc not in (0, None):
         return {"status": "not available", "reason": f"{path}: main({list(argv)}) returned {rc}"}
     text = buffer.getvalue()
-    try:
-        result = json.loads(text[text.index("{") :] if "{" in text else text)
+    try:  # the first JSON object printed; log lines before or after it are ignored
+        result, _ = json.JSONDecoder().raw_decode(text, text.index("{"))
     except ValueError:
         return {"status": "not available", "reason": f"{path}: output is not one JSON document: {text[:200]!r}"}
     return {"status": "ok", "argv": list(argv), "wall_s": elapsed, "result": result}
@@ -467,11 +479,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", choices=("train", "all"), default="train", help="train (default) or all benchmarks")
     p.add_argument("--size", choices=sorted(SIZES), default="demo", help="input size (default demo, 128x128x96)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
-    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="torch.autocast dtype")
+    p.add_argument("--amp", choices=("none", "bf16"), default="none", help="torch.autocast bf16 (default none)")
     p.add_argument("--steps", type=int, default=5, help="timed steps per variant (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps per variant first (default 1)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    p.add_argument("--quick", action="store_true", help="--suite all: pass --quick to the other benchmark scripts")
+    p.add_argument("--quick", action="store_true", help="--suite all: short runs of the other benchmark scripts")
     p.add_argument("--scripts-dir", type=Path, default=None, help="folder of the other benchmark scripts")
     p.add_argument("--output", type=Path, default=None, help="also write the JSON to this file")
     return p
@@ -524,6 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             name: run_script_benchmark(name, quick if args.quick else full, args.scripts_dir)
             for name, (full, quick) in SCRIPT_BENCHMARKS.items()
         }
+    report["load_average_1m_end"] = _load_average()
     report["total_s"] = time.perf_counter() - start
     text = json.dumps(report, indent=2, allow_nan=True)
     if args.output is not None:
