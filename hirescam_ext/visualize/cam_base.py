@@ -121,10 +121,11 @@ class CAMBase:
     Args:
         nn_module: the classifier; its ``forward(x)`` returns pre-sigmoid scores ``[B, M]``.
         target_layers: ``named_modules()`` name of the layer whose output activations ``A`` are explained. ``None``
-            means AxialNet's ``cam_target_layer`` (required for other models).
+            means the model's ``cam_target_layer`` attribute (AxialNet, BodyConv, ThreeDConv declare one).
         upsampler: ``upsampler(maps, spatial_size) -> maps`` used by ``__call__``; default (``None``) picks
-            :func:`upsample_axial_maps` for ``[B, K, H, D1, D2]`` AxialNet-grid maps and :func:`upsample_maps`
-            otherwise.
+            :func:`upsample_axial_maps` for maps laid out ``[B, K, H, D1, D2]`` (AxialNet's grid, split per-slice
+            layers, a model whose ``cam_layout`` is ``("B", "F", "H", "D1", "D2")``) and :func:`upsample_maps`
+            (same axis order as the input) otherwise.
         postprocessing: ``postprocessing(maps) -> maps`` used by ``__call__`` when ``normalize=True``; default
             :func:`normalize_cam` (ReLU, min-max over the whole volume).
         slice_split: for layers whose activations merge batch and slice axes (``[B*H, F, D1, D2]``, AxialNet's
@@ -154,13 +155,19 @@ class CAMBase:
             target_layers = target_layers[0]
         self.nn_module = nn_module
         self.axialnet = is_axialnet(nn_module)
+        default_layer = getattr(nn_module, "cam_target_layer", None)
         if target_layers is None:
-            if not self.axialnet:
+            if default_layer is None:
                 raise ValueError(
-                    f"target_layers is required for {type(nn_module).__name__} (only AxialNet has a default layer)"
+                    f"target_layers is required for {type(nn_module).__name__}: it declares no cam_target_layer "
+                    "(a model without a spatial map to explain, such as CTNet, cannot have a CAM)"
                 )
-            target_layers = str(getattr(nn_module, "cam_target_layer"))
+            target_layers = str(default_layer)
         self.target_layers: str = target_layers
+        # maps of the model's own target layer laid out [B, F, H, D1, D2] (slice axis first, e.g. BodyConv) are
+        # upsampled like AxialNet's; ``cam_layout`` names the axes of that layer's activations
+        layout = tuple(getattr(nn_module, "cam_layout", ()))
+        self.axial_layout = target_layers == default_layer and layout[2:] == ("H", "D1", "D2")
         modules = dict(nn_module.named_modules())
         if target_layers not in modules:
             names = [n for n in modules if n][-12:]
@@ -305,7 +312,7 @@ class CAMBase:
             )
         with torch.no_grad():
             maps = self._combine(grads, acts)
-        return maps, split is not None
+        return maps, split is not None or self.axial_layout
 
     def _class_gradients(self, scores: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
         """Gradients of each score column summed over the batch w.r.t. ``leaf``: ``[K, *leaf.shape]``."""
