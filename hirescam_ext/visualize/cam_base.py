@@ -214,7 +214,16 @@ class CAMBase:
     def __call__(
         self, x: torch.Tensor, class_idx: ClassIndex = None, upsample: bool = True, normalize: bool = True
     ) -> torch.Tensor:
-        """Maps ``[B, K, *spatial]``: upsampled to the input's spatial shape and normalized unless disabled."""
+        """Maps ``[B, K, *spatial]``: upsampled to the input's spatial shape and normalized unless disabled.
+
+        Args:
+            x: input batch ``[B, C, *spatial]``.
+            class_idx: classes to explain (see :func:`resolve_class_idx`); ``None``: all ``M``.
+            upsample: resize to ``x``'s spatial shape (trilinear; AxialNet-grid maps have their slice axis moved to
+                ``Z``). Upsampled maps take ``B * K * X * Y * Z`` values: for a full-size CT (420 x 420 x 405) all
+                80 classes need about 23 GB in float32, so select the classes of interest or upsample later.
+            normalize: apply ``postprocessing`` (default :func:`normalize_cam`, whole-volume min-max after ReLU).
+        """
         maps, axial = self._compute(x, class_idx)
         if upsample:
             size = tuple(x.shape[2:])
