@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai.data import CacheDataset, Dataset, MetaTensor, PersistentDataset
+from monai.transforms import Compose
 
 __all__ = ["CACHE_MODES", "make_cache_safe", "SafePersistentDataset", "make_dataset"]
 
@@ -94,6 +95,10 @@ def make_dataset(
     if cache not in CACHE_MODES:
         raise ValueError(f"cache must be one of {CACHE_MODES}, got {cache!r}")
     data = list(data)
+    if isinstance(transform, Compose):
+        # MONAI caches up to the first Randomizable transform and a nested Compose counts as one: flatten it so
+        # the cache reaches the end of the deterministic prefix (for example ct_preprocessing inside a Compose).
+        transform = transform.flatten()
     if cache == "none":
         return Dataset(data, transform)
     if cache == "memory":

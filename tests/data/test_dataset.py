@@ -27,8 +27,9 @@ class CountingLoad(MapTransform):
 
 
 def _transform():
-    return Compose([CountingLoad(keys="value"), ResampleToSpacingd("image", pixdim=1.0),
-                    RandFlipRot90d("image", flip_prob=1.0, rot_prob=0.0)])
+    # nested like ct_preprocessing(...) inside a training Compose: the cache must still cover the inner prefix
+    deterministic = Compose([CountingLoad(keys="value"), ResampleToSpacingd("image", pixdim=1.0)])
+    return Compose([deterministic, RandFlipRot90d("image", flip_prob=1.0, rot_prob=0.0)])
 
 
 @pytest.mark.parametrize("cache,cls", [("none", Dataset), ("memory", CacheDataset), ("disk", PersistentDataset)])
