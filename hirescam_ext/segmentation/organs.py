@@ -130,8 +130,8 @@ def _validate(volume_hu: Any) -> np.ndarray:
 def _not_ct_reasons(arr: np.ndarray) -> list[str]:
     lo, hi = float(arr.min()), float(arr.max())
     reasons = []
-    if hi - lo < 50.0:
-        reasons.append(f"constant image ({lo:.0f}..{hi:.0f}): no anatomy to segment")
+    if hi - lo <= 0.0:
+        reasons.append(f"constant image ({lo:g}): no anatomy to segment")
     elif lo > -500.0:
         reasons.append(
             f"no air-density voxels (minimum {lo:.0f} > -500): this does not look like CT in Hounsfield units "
