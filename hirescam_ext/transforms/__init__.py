@@ -17,6 +17,9 @@ from hirescam_ext.transforms.preprocessing import (
     invert_to_original,
 )
 from hirescam_ext.transforms.spacing import (
+    CropForSpacingd,
+    CropForSpacingD,
+    CropForSpacingDict,
     ResampleToSpacingd,
     ResampleToSpacingD,
     ResampleToSpacingDict,
@@ -38,6 +41,9 @@ __all__ = [
     "HUWindowD",
     "HUWindowDict",
     "hu_window",
+    "CropForSpacingd",
+    "CropForSpacingD",
+    "CropForSpacingDict",
     "ResampleToSpacingd",
     "ResampleToSpacingD",
     "ResampleToSpacingDict",

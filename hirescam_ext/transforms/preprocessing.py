@@ -5,7 +5,8 @@ centre-cropped to 405 x 420 x 420, clipped to [-1000, 800] HU, scaled to [0, 1] 
 :func:`ct_preprocessing` builds that chain for any CT that ``LoadImaged`` reads (DICOM series folder, NIfTI, NRRD)
 and for RAD-ChestCT ``.npz`` files (through :class:`~hirescam_ext.data.radchestct.RadChestCTNpzReader`):
 
-``LoadImaged`` (channel first) -> ``Orientationd("RAS")`` -> :class:`~hirescam_ext.transforms.spacing.ResampleToSpacingd`
+``LoadImaged`` (channel first) -> optional pre-crop (:class:`~hirescam_ext.transforms.spacing.CropForSpacingd`) ->
+``Orientationd("RAS")`` -> :class:`~hirescam_ext.transforms.spacing.ResampleToSpacingd`
 (bilinear for CT, nearest for label maps) -> ``ResizeWithPadOrCropd`` to ``spatial_size`` (CT padded with the
 lower HU bound, i.e. the minimum after windowing; label maps with 0) -> clip ``hu_range``, scale to [0, 1] and add
 ``center`` (:class:`~hirescam_ext.transforms.intensity.HUWindowd`, or ``ScaleIntensityRanged(clip=True)`` +
@@ -44,7 +45,7 @@ from monai.transforms import (
 
 from hirescam_ext.data.radchestct import RadChestCTNpzReader
 from hirescam_ext.transforms.intensity import HUWindowd
-from hirescam_ext.transforms.spacing import ResampleToSpacingd
+from hirescam_ext.transforms.spacing import CropForSpacingd, ResampleToSpacingd
 
 __all__ = ["PAPER_SPACING", "PAPER_SPATIAL_SIZE", "PAPER_HU_RANGE", "PAPER_CENTER", "ct_preprocessing", "invert_to_original"]
 
@@ -71,6 +72,7 @@ def ct_preprocessing(
     allow_missing_label_maps: bool = True,
     fast_intensity: bool = True,
     pad_hu: float = -1024.0,
+    precrop: bool = True,
 ) -> Compose:
     """Build the deterministic preprocessing ``Compose`` (paper defaults; every size and range is a parameter).
 
@@ -91,6 +93,8 @@ def ct_preprocessing(
             as ``ScaleIntensityRanged(clip=True)`` + ``ShiftIntensityd``, several times faster); ``False`` uses
             the two MONAI transforms.
         pad_hu: pad value when ``hu_range`` is ``None`` (air).
+        precrop: before resampling, centre-crop away what the final crop would drop anyway
+            (:class:`~hirescam_ext.transforms.spacing.CropForSpacingd`; about 30 % less work on a full-size scan).
 
     Returns:
         a ``monai.transforms.Compose`` whose spatial steps are invertible.
@@ -114,6 +118,8 @@ def ct_preprocessing(
                     allow_missing_keys=missing_ok,
                 )
             )
+    if precrop and spacing is not None and spatial_size is not None:
+        chain.append(CropForSpacingd(all_keys, pixdim=spacing, spatial_size=spatial_size, allow_missing_keys=missing_ok))
     chain.append(Orientationd(all_keys, axcodes=axcodes, labels=_RAS_LABELS, allow_missing_keys=missing_ok))
     if spacing is not None:
         modes = ["bilinear"] * len(keys) + ["nearest"] * len(label_map_keys)

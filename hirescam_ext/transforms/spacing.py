@@ -28,7 +28,15 @@ from monai.data import MetaTensor
 from monai.transforms import InvertibleTransform, MapTransform
 from monai.utils import ensure_tuple_rep
 
-__all__ = ["resample_to_spacing", "ResampleToSpacingd", "ResampleToSpacingD", "ResampleToSpacingDict"]
+__all__ = [
+    "resample_to_spacing",
+    "ResampleToSpacingd",
+    "ResampleToSpacingD",
+    "ResampleToSpacingDict",
+    "CropForSpacingd",
+    "CropForSpacingD",
+    "CropForSpacingDict",
+]
 
 _LINEAR = {"bilinear", "trilinear", "linear"}
 _NEAREST = {"nearest", "nearest-exact"}
@@ -144,3 +152,82 @@ class ResampleToSpacingd(MapTransform, InvertibleTransform):
 
 
 ResampleToSpacingD = ResampleToSpacingDict = ResampleToSpacingd
+
+
+class CropForSpacingd(MapTransform, InvertibleTransform):
+    """Centre-crop the input to what survives a later centre crop to ``spatial_size`` at ``pixdim`` (plus a margin).
+
+    Resampling a 512 x 512 x 400 scan at 0.7 x 0.7 x 1.0 mm to 0.8 mm makes 448 x 448 x 500 voxels of which the
+    final 420 x 420 x 405 crop keeps 71 %: cropping the input first to ``ceil(spatial_size * pixdim / spacing)``
+    plus ``margin`` voxels per side skips that work. Axes already small enough are left alone, so the later
+    pad/crop still pads them. The final grid differs from resample-then-crop by about one voxel at most (integer
+    crop starts) and the affine stays exact; the inverse pads back with zeros (maps and label maps).
+
+    Args:
+        keys: volumes sharing one geometry (CT and its label maps).
+        pixdim: the spacing the next resampling goes to.
+        spatial_size: the final centre-crop size at ``pixdim``.
+        margin: extra input voxels kept on each side.
+        allow_missing_keys: do not raise for absent keys.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        pixdim: Sequence[float] | float,
+        spatial_size: Sequence[int],
+        margin: int = 2,
+        allow_missing_keys: bool = False,
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.pixdim = pixdim
+        self.spatial_size = tuple(int(v) for v in spatial_size)
+        self.margin = int(margin)
+
+    def _window(self, shape: Sequence[int], affine: torch.Tensor) -> list[tuple[int, int]]:
+        d = len(shape)
+        pixdim = ensure_tuple_rep(self.pixdim, d)
+        current = torch.linalg.norm(affine[:d, :d].to(torch.float64), dim=0).tolist()
+        window = []
+        for n, size, p, c in zip(shape, ensure_tuple_rep(self.spatial_size, d), pixdim, current):
+            keep = int(np.ceil(size * p / c)) + 2 * self.margin
+            start = (n - keep) // 2 if keep < n else 0
+            window.append((start, min(n, start + keep)))
+        return window
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            if not isinstance(img, MetaTensor):
+                raise TypeError(f"CropForSpacingd needs a MetaTensor with an affine under {key!r}, got {type(img)}")
+            shape = [int(s) for s in img.shape[1:]]
+            window = self._window(shape, img.affine)
+            region = (slice(None), *(slice(a, b) for a, b in window))
+            out = MetaTensor(img.as_tensor()[region], meta=dict(img.meta), applied_operations=list(img.applied_operations))
+            shift = torch.eye(len(shape) + 1, dtype=torch.float64)
+            shift[:-1, -1] = torch.tensor([float(a) for a, _ in window], dtype=torch.float64)
+            out.affine = img.affine.to(torch.float64) @ shift
+            self.push_transform(out, orig_size=shape, extra_info={"window": [[a, b] for a, b in window]})
+            d[key] = out
+        return d
+
+    def inverse(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            xform = self.pop_transform(img)
+            shape = [int(s) for s in xform["orig_size"]]
+            window = [(int(a), int(b)) for a, b in xform["extra_info"]["window"]]
+            pad: list[int] = []
+            for (a, b), n in reversed(list(zip(window, shape))):
+                pad += [a, n - b]
+            out = MetaTensor(F.pad(img.as_tensor(), pad), meta=dict(img.meta), applied_operations=list(img.applied_operations))
+            shift = torch.eye(len(shape) + 1, dtype=torch.float64)
+            shift[:-1, -1] = -torch.tensor([float(a) for a, _ in window], dtype=torch.float64)
+            out.affine = img.affine.to(torch.float64) @ shift
+            d[key] = out
+        return d
+
+
+CropForSpacingD = CropForSpacingDict = CropForSpacingd

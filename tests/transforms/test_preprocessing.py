@@ -84,12 +84,14 @@ def test_npz_route_lands_in_the_same_ras_frame(tmp_path):
     assert tissue[:, 0].min() >= 12  # right side = large axis-0 indices
 
 
-def test_inverted_marker_lands_on_the_original_voxels():
-    # an LPS-ordered scan with anisotropic voxels and a marker block at known voxels
+@pytest.mark.parametrize("precrop", [True, False])
+def test_inverted_marker_lands_on_the_original_voxels(precrop):
+    # an LPS-ordered scan with anisotropic voxels, larger than the output (so the pre-crop acts), and a marker
     affine = torch.diag(torch.tensor([-0.7, -0.7, 1.5, 1.0], dtype=torch.float64))
-    scan = torch.full((1, 40, 36, 20), -1000.0)
-    scan[0, 5:9, 20:24, 12:15] = 400.0
-    pre = ct_preprocessing(load=False, label_map_keys=(), spacing=(1.0, 1.0, 1.0), spatial_size=(32, 32, 32))
+    scan = torch.full((1, 80, 72, 20), -1000.0)
+    scan[0, 37:43, 29:35, 11:15] = 400.0
+    pre = ct_preprocessing(load=False, label_map_keys=(), spacing=(1.0, 1.0, 1.0), spatial_size=(32, 32, 32),
+                           precrop=precrop)
     item = pre({"image": MetaTensor(scan, affine=affine)})
     marker_map = (item["image"] > 0.0).float()  # "a map computed on the preprocessed grid"
     back = invert_to_original(marker_map, item, pre, mode="nearest")
@@ -101,6 +103,18 @@ def test_inverted_marker_lands_on_the_original_voxels():
     assert hit.sum() >= 0.6 * truth.sum() and not (hit & ~near_truth).any()  # no hit farther than one voxel
     centre = lambda m: torch.nonzero(m).double().mean(0)  # noqa: E731
     assert torch.allclose(centre(hit), centre(truth), atol=0.5)
+
+
+def test_precrop_changes_the_grid_by_about_one_voxel_at_most():
+    affine = torch.diag(torch.tensor([-0.7, -0.7, 1.0, 1.0], dtype=torch.float64))
+    scan = MetaTensor(torch.randn(1, 90, 90, 60) * 300, affine=affine)
+    kw = dict(load=False, label_map_keys=(), spacing=(0.8, 0.8, 0.8), spatial_size=(48, 48, 40))
+    fast = ct_preprocessing(**kw)({"image": scan.clone()})["image"]
+    full = ct_preprocessing(precrop=False, **kw)({"image": scan.clone()})["image"]
+    assert fast.shape == full.shape
+    offset = torch.linalg.solve(full.affine, fast.affine[:, 3])[:3]  # fast's first voxel in full's voxel units
+    assert offset.abs().max() < 1.5  # integer crop starts: about one voxel
+    assert len(fast.applied_operations) == len(full.applied_operations) + 1
 
 
 def test_inversion_of_a_coarse_map_and_of_the_organ_map(cip_items, cip):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from monai.data import MetaTensor
 
-from hirescam_ext.transforms.spacing import ResampleToSpacingd, resample_to_spacing
+from hirescam_ext.transforms.spacing import CropForSpacingd, ResampleToSpacingd, resample_to_spacing
 
 
 def _volume(shape=(10, 12, 8), spacing=(0.7, 0.7, 1.0)):
@@ -56,3 +56,16 @@ def test_linear_ramp_is_reproduced_at_the_new_voxel_centres():
     expected = src[0] + 2 * src[1] - src[2]
     inner = (slice(1, -1),) * 3
     assert torch.allclose(ours[0][inner].double(), expected[inner], atol=1e-4)
+
+
+def test_crop_for_spacing_keeps_what_the_final_crop_needs_and_inverts():
+    img = _volume(shape=(100, 100, 30), spacing=(0.7, 0.7, 1.0))
+    img[0, 50, 50, 15] = 7.0
+    t = CropForSpacingd("image", pixdim=0.8, spatial_size=(40, 40, 40), margin=2)
+    out = t({"image": img})
+    assert tuple(out["image"].shape[1:]) == (50, 50, 30)  # ceil(40 * 0.8 / 0.7) + 4; z is too short to crop
+    world = lambda a, i: a[:3, :3] @ torch.tensor(i, dtype=torch.float64) + a[:3, 3]  # noqa: E731
+    idx = torch.nonzero(out["image"][0] == 7.0)[0].tolist()
+    assert torch.allclose(world(out["image"].affine, idx), world(img.affine, [50, 50, 15]))
+    back = t.inverse(out)["image"]
+    assert torch.equal(back.as_tensor(), img.as_tensor()) and torch.allclose(back.affine, img.affine)
