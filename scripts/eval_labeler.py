@@ -34,7 +34,7 @@ def _synthetic(labeler: ReportLabeler, n: int, seed: int) -> dict:
     ltp = lfp = lfn = 0
     failures = []
     for i in range(n):
-        case = generate_case(i, seed=seed)
+        case = generate_case(i, seed=seed, shape=(48, 48, 32))
         text, truth, table = _case_fields(case)
         res = labeler.label(text)
         pred = res.label_vector.astype(bool)

@@ -290,6 +290,7 @@ class ReportLabeler:
             "lymph_node_normal": "ln_ok",
             "increase": "inc",
             "normal_statement": "normal",
+            "interpretation": "interp",
         }
         for key, kind in cue_kinds.items():
             for text, window in self.vocab.cues[key]:
@@ -300,7 +301,7 @@ class ReportLabeler:
         self._group_of = {
             "abn": "abn", "loc": "loc", "side": "loc", "lobe": "loc", "neg_pre": "neg", "neg_post": "neg",
             "pseudo": "neg", "ln_big": "ln", "ln_ok": "ln", "comp_a": "comp", "comp_c": "comp", "unc": "unc",
-            "term": "term", "verb": "verb", "brk": "brk", "inc": "inc", "normal": "normal",
+            "term": "term", "verb": "verb", "brk": "brk", "inc": "inc", "normal": "normal", "interp": "interp",
         }
         make = self.nlp.make_doc
         for key, texts in patterns.items():
@@ -345,7 +346,7 @@ class ReportLabeler:
         if text is None:
             text = doc.text
         groups: dict[str, list] = {"abn": [], "loc": [], "neg": [], "ln": [], "comp": []}
-        plain: dict[str, list] = {"unc": [], "term": [], "verb": [], "brk": [], "inc": [], "normal": []}
+        plain: dict[str, list] = {"unc": [], "term": [], "verb": [], "brk": [], "inc": [], "normal": [], "interp": []}
         keys, group_of = self._keys, self._group_of
         for key, start, end in self.matcher(doc):
             kind, value, window = keys[key]
@@ -368,6 +369,7 @@ class ReportLabeler:
         brk_pos = sorted(s[0] for s in plain["brk"])
         unc_pos = sorted(s[0] for s in plain["unc"])
         inc_pos = sorted(s[0] for s in plain["inc"])
+        interp_pos = sorted(s[0] for s in plain["interp"])
 
         info_ = doc.user_data.get("report_sentences")
         if info_ is None:  # a Doc made elsewhere: fall back to spaCy's sentence API
@@ -443,6 +445,14 @@ class ReportLabeler:
                     for p in parts["abn"]
                 ):
                     continue  # 'sequelae density', 'micronodular opacities': the specific modifier names it
+                if self.vocab.abnormalities[term.abnormality].generic and any(
+                    p.start >= m.end
+                    and not self.vocab.abnormalities[p.value.abnormality].generic
+                    and any_in(interp_pos, m.end, p.start)
+                    and not any_in(term_pos, m.end, p.start)
+                    for p in parts["abn"]
+                ):
+                    continue  # 'haziness that may represent ground-glass': the interpretation names the finding
                 if term.requires == "increase":
                     k = bisect.bisect_left(inc_pos, max(s_start, m.start - 6))
                     near = [q for q in inc_pos[k:] if q < min(s_end, m.end + 6)]
@@ -514,9 +524,11 @@ class ReportLabeler:
                     if self._nodule_is_large((char_start(m.start), char_end(m.end - 1)), sizes, sent_char0):
                         abn_names.append("nodulegr1cm")
                         rule = "size>1cm"
-                clause_locs = self._clause_locations(sent_locs, m, s_start, s_end)
-                all_locs = self._resolve_locations(sent_locs) | set(term.locations)
+                clause_locs = self._clause_locations(sent_locs, m, s_start, s_end, parts["abn"])
                 near_locs = self._resolve_locations(clause_locs) | set(term.locations)
+                all_locs = self._resolve_locations(sent_locs) | set(term.locations)
+                if self._informative(near_locs):
+                    all_locs = near_locs  # the finding's own phrase names where it is
                 uncertain = any_in(unc_pos, s_start, s_end)
                 labels_hit: set[str] = set()
                 for name in abn_names:
@@ -534,7 +546,7 @@ class ReportLabeler:
                         labels[label] = 1
                         hit_labels.append(label)
                         row = table[_LABEL_INDEX[label]]
-                        cols = self._columns_for(organ, all_locs)
+                        cols = self._columns_for(organ, all_locs, name)
                         for col in cols:
                             row[_LOCATION_INDEX[col]] = 1
                     info.abnormal = True
@@ -587,7 +599,7 @@ class ReportLabeler:
 
     def _by_organ(self, term, sent_locs: list[_Span], m: _Span, s_start: int, s_end: int) -> list[str]:
         """Abnormalities of an organ-neutral term ('effusion') chosen by the organs of its clause/sentence locations."""
-        for locs in (self._clause_locations(sent_locs, m, s_start, s_end), sent_locs):
+        for locs in (self._clause_locations(sent_locs, m, s_start, s_end), sent_locs):  # noqa: B007
             organs: set[str] = set()
             for loc in self._resolve_locations(locs):
                 organs.update(self.vocab.locations[loc].organs)
@@ -627,9 +639,21 @@ class ReportLabeler:
         return best
 
     @staticmethod
-    def _clause_locations(locs: list[_Span], m: _Span, s_start: int, s_end: int) -> list[_Span]:
-        """Location spans within 12 tokens of the phrase (its clause, roughly)."""
-        return [s for s in locs if s.end > m.start - 12 and s.start < m.end + 12]
+    def _clause_locations(
+        locs: list[_Span], m: _Span, s_start: int, s_end: int, mentions: list[_Span] | None = None
+    ) -> list[_Span]:
+        """Location spans of the phrase: between the previous and the next finding of the sentence (12 tokens max)."""
+        lo, hi = m.start - 12, m.end + 12
+        for other in mentions or ():
+            if other.end <= m.start and other is not m:
+                lo = max(lo, other.end)
+            elif other.start >= m.end and other is not m:
+                hi = min(hi, other.start)
+        return [s for s in locs if s.end > lo and s.start < hi]
+
+    def _informative(self, locs: set[str]) -> bool:
+        """Whether a set of locations names an organ (not only neutral words such as 'anterior')."""
+        return any("neutral" not in self.vocab.locations[loc].organs for loc in locs)
 
     def _resolve_locations(self, spans: Sequence[_Span]) -> set[str]:
         """Location names from location, side and lobe spans (lobes take the sides named with them)."""
@@ -648,9 +672,12 @@ class ReportLabeler:
                 sides.update(("right", "left") if s.value == "both" else (s.value,))
             else:
                 lobes.add(s.value)
+        sided_lobes = {loc for loc in out if loc in _LOBE_SIDE}
         for side in sides:
             out.add(side)
             out.add(f"{side}_lung")
+            for loc in sided_lobes:  # 'right and left upper lobes': the lobe applies to the bare side too
+                out.add(_LUNG_SIDE_LOBES[(side, loc.split("_", 1)[1])])
         for lobe in lobes:
             for side in sides or ():
                 out.add(_LUNG_SIDE_LOBES[(side, lobe)])
@@ -689,17 +716,21 @@ class ReportLabeler:
         organ = next(iter(abn.organs))
         return [(organ, abn.organs[organ])]
 
-    def _columns_for(self, organ: str, locs: set[str]) -> list[str]:
-        """Location-table columns for a label of ``organ``: the compatible locations (sides only for lungs)."""
+    def _columns_for(self, organ: str, locs: set[str], abnormality: str | None = None) -> list[str]:
+        """Location-table columns for a label of ``organ``: the compatible locations.
+
+        Lung sides are written as ``right_lung``/``left_lung`` (plus lobes); the bare ``right``/``left`` columns,
+        synonyms of them in docs/ARCHITECTURE.md, are left 0 so each fact has one cell.
+        """
+        extra = self.vocab.abnormalities[abnormality].extra_locations if abnormality else ()
         cols = []
         for loc in locs:
             spec = self.vocab.locations[loc]
             if loc in ("right", "left"):
-                if organ == "lung":
-                    cols.append(loc)
-            elif organ in spec.organs or "neutral" in spec.organs:
+                continue
+            if organ in spec.organs or "neutral" in spec.organs or loc in extra:
                 cols.append(loc)
-        if not any(c for c in cols if organ in self.vocab.locations[c].organs or c in ("right", "left")):
+        if not any(c for c in cols if organ in self.vocab.locations[c].organs):
             cols.append(_DEFAULT_LOCATION[organ])
         if organ == "lung" and "lung" in cols and any(c.startswith(("right", "left")) for c in cols):
             cols.remove("lung")  # 'lung' means side unknown

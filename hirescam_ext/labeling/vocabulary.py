@@ -44,6 +44,7 @@ _CUE_KEYS = (
     "section_headers",
     "increase",
     "normal_statement",
+    "interpretation",
 )
 
 
@@ -71,6 +72,7 @@ class Abnormality:
     derived: bool = False
     generic: bool = False
     terms: tuple[TermInfo, ...] = ()
+    extra_locations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,7 @@ def load_vocabulary(vocab_dir: str | os.PathLike | None = None) -> Vocabulary:
             implied=bool(spec.get("implied", False)),
             derived=bool(spec.get("derived", False)),
             generic=bool(spec.get("generic", False)),
+            extra_locations=tuple(spec.get("extra_locations", ())),
             terms=_parse_terms(name, spec.get("terms", []), abn_origin),
         )
     for abn in abnormalities.values():

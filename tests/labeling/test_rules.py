@@ -70,7 +70,7 @@ def test_mediastinal_node_under_1cm_short_axis_is_not_lymphadenopathy(labeler):
 
 def test_lobe_gives_lobe_and_side_in_location_table(labeler):
     rows = labeler.label("Atelectasis in the right upper lobe.").location_rows()
-    assert set(rows["lung_atelectasis"]) == {"right_upper", "right_lung", "right"}
+    assert set(rows["lung_atelectasis"]) == {"right_upper", "right_lung"}
 
 
 def test_lingula_is_left_mid(labeler):
@@ -81,7 +81,7 @@ def test_lingula_is_left_mid(labeler):
 
 def test_bilateral_marks_both_sides(labeler):
     rows = labeler.label("Bilateral pleural effusion.").location_rows()
-    assert {"right_lung", "left_lung", "right", "left"} <= set(rows["lung_pleural_effusion"])
+    assert {"right_lung", "left_lung"} <= set(rows["lung_pleural_effusion"])
 
 
 def test_unsided_lobe_takes_the_sentence_side(labeler):
