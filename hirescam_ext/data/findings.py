@@ -104,9 +104,10 @@ class Finding:
         label: primary label (one of ``LABEL_NAMES``).
         labels: every label this finding makes positive (``label`` first).
         side: ``"right"``, ``"left"``, ``"both"`` for lung findings, else ``None``.
-        lobe: ``"upper"``, ``"mid"``, ``"lower"`` (zone by height) for focal lung findings, else ``None``.
+        lobe: ``"upper"``, ``"mid"``, ``"lower"``: the zone (by height) the lung finding lies in, else ``None``.
         size_mm: characteristic size (diameter, thickness) in mm, or ``None``.
-        locations: truth locations (names of ``LOCATION_NAMES``).
+        locations: truth locations (names of ``LOCATION_NAMES``): what the report states (the lobe and the lung
+            of each side; ``centrilobular`` for centrilobular emphysema; pleural findings name the side only).
         certainty: ``"definite"`` or ``"possible"`` (how the report words it).
         detail: extra descriptors (severity, node station, count...).
         center_mm: world position (RAS, mm) of the finding's centre once rendered.
@@ -176,9 +177,10 @@ def _make(label: str, rng: np.random.Generator) -> Finding:
             f.certainty = "possible"
     elif label == "lung_pleural_effusion":
         f.side = str(rng.choice(["right", "left", "both"], p=[0.35, 0.25, 0.4]))
+        f.lobe = "lower"  # dependent fluid at the base; the report names the side only
         sev = _pick(rng, {"small": 0.5, "moderate": 0.35, "large": 0.15})
         f.detail["severity"] = sev
-        depth = {"small": (12, 22), "moderate": (25, 40), "large": (45, 60)}[sev]
+        depth = {"small": (18, 32), "moderate": (36, 55), "large": (60, 85)}[sev]  # fluid depth above the back (mm)
         f.size_mm = float(rng.uniform(*depth))
         f.locations = _lung_locations(f.side, None)
         if sev == "small" and rng.random() < 0.25:
@@ -190,7 +192,7 @@ def _make(label: str, rng: np.random.Generator) -> Finding:
         f.detail["pattern"] = _pick(rng, {"centrilobular": 0.6, "": 0.4})
         f.locations = _lung_locations(f.side, ["upper"]) + (["centrilobular"] if f.detail["pattern"] else [])
     elif label == "lung_pneumothorax":
-        f.side = side
+        f.side, f.lobe = side, "upper"  # non-dependent air, anterior and apical; the report names the side only
         sev = _pick(rng, {"small": 0.7, "moderate": 0.3})
         f.detail["severity"] = sev
         f.size_mm = float(rng.uniform(8, 16) if sev == "small" else rng.uniform(18, 30))
@@ -390,9 +392,9 @@ def render_findings(ph: Phantom, findings: list[Finding], rng: np.random.Generat
             sides = ["right", "left"] if f.side == "both" else [f.side]
             for s in sides:
                 lo = ph.lobe_bounds(s)["lower"][0]
-                h_eff = 2.2 * f.size_mm + 25.0
+                h_eff = 1.6 * f.size_mm + 40.0
                 y_back = an["y_back"]
-                level = y_back + f.size_mm * np.clip(1.0 - (Z - lo) / h_eff, 0.0, 1.0) + 6.0 * (Z < lo + h_eff)
+                level = y_back + f.size_mm * np.clip(1.0 - (Z - lo) / h_eff, 0.0, 1.0) + 3.0 * (Z < lo + h_eff)
                 m |= ph.lung(s) & (Y < level) & (Z < lo + h_eff)
             m &= ~occupied
             hu[m] = 10.0
