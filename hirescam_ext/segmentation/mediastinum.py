@@ -9,7 +9,8 @@ box, narrowed left-right by fixed fractions of the lung span. Here (RAS ``[X, Y,
 * ``between``: along every left-right row ``(y, z)``, x strictly between the *medial edges* of the lungs (the last
   left-lung voxel and the first right-lung voxel); a row lacking one lung takes that lung's medial edge from the
   nearest row that has it, preferring the same ``y`` in the nearest slice. This keeps the liver and stomach under
-  the diaphragm domes (which the hull of crescent-shaped lung bases covers) out of the region;
+  the diaphragm domes (which the hull of crescent-shaped lung bases covers) out of the region; in addition, per
+  row ``y``, x must lie within the widest medial-edge span seen in the central 70 % of the lung slices;
 * ``limits``: slices within the lungs' cranio-caudal extent, rows not anterior to the most anterior lung row;
 * ``body``: the body hull of :mod:`hirescam_ext.segmentation.lungs`;
 * ``behind_spine``: in each (x, z) column, everything at or posterior to the most anterior voxel of the spine.
@@ -116,8 +117,8 @@ def mediastinum_region(
     xs = np.arange(nx)
     # medial edge of each lung along every left-right row (y, z): first right-lung x, last left-lung x
     has_r, has_l = right.any(axis=0), left.any(axis=0)
-    x_r = np.where(has_r, np.argmax(right, axis=0), nx)
-    x_l = np.where(has_l, nx - 1 - np.argmax(left[::-1], axis=0), -1)
+    x_r = x_r_raw = np.where(has_r, np.argmax(right, axis=0), nx)
+    x_l = x_l_raw = np.where(has_l, nx - 1 - np.argmax(left[::-1], axis=0), -1)
     # rows without that lung take the medial edge of the nearest row that has it (in mm on the y-z plane)
     sampling = (50.0 * float(spacing[1]), float(spacing[2]))  # prefer the same row y in a nearby slice
     _, (iy, iz) = ndi.distance_transform_edt(~has_r, sampling=sampling, return_indices=True)
@@ -125,6 +126,18 @@ def mediastinum_region(
     _, (iy, iz) = ndi.distance_transform_edt(~has_l, sampling=sampling, return_indices=True)
     x_l = x_l[iy, iz]
     between = (xs[:, None, None] > x_l[None]) & (xs[:, None, None] < x_r[None])
+    # envelope per row y from the central slices: lung bases curving round the diaphragm domes have their inner
+    # edge far lateral, so a dome slice may not widen the region beyond the widest central-slice mediastinum
+    z0, z1 = int(zs[0]), int(zs[-1])
+    central = slice(z0 + int(0.15 * (z1 - z0)), z1 - int(0.15 * (z1 - z0)) + 1)
+    env_l = np.where(has_l[:, central], x_l_raw[:, central], nx).min(axis=1).astype(float)
+    env_r = np.where(has_r[:, central], x_r_raw[:, central], -1).max(axis=1).astype(float)
+    rows = np.arange(lungs.shape[1])
+    ok_l, ok_r = env_l < nx, env_r >= 0
+    if ok_l.any() and ok_r.any():
+        env_l = np.interp(rows, rows[ok_l], env_l[ok_l])
+        env_r = np.interp(rows, rows[ok_r], env_r[ok_r])
+        between &= (xs[:, None, None] > env_l[None, :, None]) & (xs[:, None, None] < env_r[None, :, None])
     # anterior limit: the most anterior lung row of the scan; cranio-caudal limit: the lungs' extent
     ys = np.flatnonzero(lungs.any(axis=(0, 2)))
     limits = np.zeros(lungs.shape, bool)
