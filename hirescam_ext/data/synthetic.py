@@ -152,13 +152,18 @@ class SynthConfig:
         return self
 
     def split_counts(self) -> dict[str, int]:
-        """Scans per split (training first, rounding remainder to test_shifted)."""
+        """Scans per split (rounding remainder to test_shifted; no requested split left empty if avoidable)."""
         fr = np.asarray(self.split_fractions, float)
         fr = fr / fr.sum()
         counts = [int(round(self.n_scans * f)) for f in fr[:3]]
         while sum(counts) > self.n_scans:
             counts[int(np.argmax(counts))] -= 1
         counts.append(self.n_scans - sum(counts))
+        # every split with a non-zero fraction gets a scan when there are enough scans
+        for k in range(4):
+            if counts[k] == 0 and fr[k] > 0 and max(counts) > 1:
+                counts[int(np.argmax(counts))] -= 1
+                counts[k] += 1
         return dict(zip(SPLITS, counts))
 
     def split_of(self, index: int) -> str:

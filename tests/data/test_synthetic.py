@@ -261,3 +261,16 @@ def test_cli_writes_a_dataset_and_reports_bad_input(tmp_path, capsys):
     bad = ["--out", str(tmp_path / "bad"), "--profile", "tiny", "--confounder-strength", "2", "--no-progress"]
     assert main(bad) == 2
     assert "confounder_strength" in capsys.readouterr().err
+
+
+def test_small_datasets_fill_every_split():
+    assert all(n >= 1 for n in make_config("tiny", n_scans=4).split_counts().values())
+    counts = make_config("demo").split_counts()
+    assert sum(counts.values()) == 200 and counts["training"] > counts["test_shifted"] > 0
+
+
+def test_shape_without_spacing_keeps_the_profile_field_of_view():
+    cfg = make_config("demo", shape=(64, 64, 48))
+    fov = np.asarray(cfg.shape) * np.asarray(cfg.spacing)
+    assert np.allclose(fov, np.asarray((128, 128, 96)) * np.asarray((2.9, 2.9, 3.2)), rtol=1e-3)
+    assert 350 <= fov[0] <= 400  # a realistic ~35-40 cm in-plane field of view
