@@ -5,7 +5,8 @@ box, narrowed left-right by fixed fractions of the lung span. Here (RAS ``[X, Y,
 
 ``heart/mediastinum = hull & between & limits & ~lungs & body & ~behind_spine``
 
-* ``hull``: per axial slice, the 2D convex hull of both lungs (empty in slices without lung);
+* ``hull``: per axial slice, the 2D convex hull of both lungs (empty in slices without lung, everything in slices
+  with only one of the two lungs);
 * ``between``: along every left-right row ``(y, z)``, x strictly between the *medial edges* of the lungs (the last
   left-lung voxel and the first right-lung voxel); a row lacking one lung takes that lung's medial edge from the
   nearest row that has it, preferring the same ``y`` in the nearest slice. This keeps the liver and stomach under
@@ -143,6 +144,10 @@ def mediastinum_region(
     limits = np.zeros(lungs.shape, bool)
     limits[:, : int(ys[-1]) + 1, int(zs[0]) : int(zs[-1]) + 1] = True
     hull = slice_convex_hull(lungs)
+    # a slice with one lung only (the other collapsed, displaced by the heart, or not yet begun) has no hull
+    # between the lungs: there the medial-edge bounds alone limit the region
+    one_sided = right.any(axis=(0, 1)) != left.any(axis=(0, 1))
+    hull |= one_sided[None, None, :]
     region = between & limits & hull & ~lungs & body
     spine = find_spine(hu, lungs, body, spacing, bone_hu)
     if spine.any():
