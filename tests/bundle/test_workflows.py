@@ -15,44 +15,6 @@ import numpy as np
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIGS = REPO / "configs"
-TINY = ["--spatial_size", "[64,64,48]", "--trunk", "small", "--cache", "none"]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = "1"
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-def bundle_run(*configs: str, args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    files = [str(CONFIGS / c) for c in configs]
-    config_arg = files[0] if len(files) == 1 else "[" + ",".join(repr(f) for f in files) + "]"
-    cmd = [
-        sys.executable, "-m", "monai.bundle", "run",
-        "--config_file", config_arg,
-        "--meta_file", str(CONFIGS / "metadata.json"),
-        "--logging_file", str(CONFIGS / "logging.conf"),
-        *args,
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"bundle run failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_synthetic: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A bundle root with a 1-epoch tiny AxialNet trained on the tiny synthetic data."""
-    root = tmp_path_factory.mktemp("bundle")
-    bundle_run(
-        "train.json",
-        args=["--bundle_root", str(root), "--dataset_dir", str(tiny_synthetic), "--train#trainer#max_epochs", "1", *TINY],
-        cwd=root,
-    )
-    return root
 
 
 def test_train_writes_best_and_last_checkpoints(trained: Path) -> None:
@@ -63,7 +25,8 @@ def test_train_writes_best_and_last_checkpoints(trained: Path) -> None:
     assert any((trained / "outputs" / "tensorboard").iterdir())
 
 
-def test_train_resumes_from_last_checkpoint(trained: Path, tiny_synthetic: Path, tmp_path: Path) -> None:
+def test_train_resumes_from_last_checkpoint(trained: Path, tiny_synthetic: Path, tmp_path: Path, bundle_tools) -> None:
+    bundle_run, TINY = bundle_tools.run, bundle_tools.tiny
     root = tmp_path / "resumed"
     shutil.copytree(trained, root)
     proc = bundle_run(
@@ -78,7 +41,8 @@ def test_train_resumes_from_last_checkpoint(trained: Path, tiny_synthetic: Path,
     assert "Epoch[1] Complete" not in proc.stdout  # epoch 1 was not trained again
 
 
-def test_evaluate_writes_tables_for_every_split(trained: Path, tiny_synthetic: Path) -> None:
+def test_evaluate_writes_tables_for_every_split(trained: Path, tiny_synthetic: Path, bundle_tools) -> None:
+    bundle_run, TINY = bundle_tools.run, bundle_tools.tiny
     bundle_run(
         "train.json", "evaluate.json",
         args=["--bundle_root", str(trained), "--dataset_dir", str(tiny_synthetic), *TINY],
@@ -100,8 +64,9 @@ def test_evaluate_writes_tables_for_every_split(trained: Path, tiny_synthetic: P
 
 
 def test_inference_writes_maps_in_scan_geometry_and_skips_a_corrupt_scan(
-    trained: Path, tiny_synthetic: Path, tmp_path: Path
+    trained: Path, tiny_synthetic: Path, tmp_path: Path, bundle_tools
 ) -> None:
+    bundle_run = bundle_tools.run
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     source = sorted((tiny_synthetic / "images").glob("*.nii.gz"))[0]
@@ -132,7 +97,8 @@ def test_inference_writes_maps_in_scan_geometry_and_skips_a_corrupt_scan(
     assert (out / "good" / "done.json").is_file()
 
 
-def test_inference_rerun_skips_finished_scans(trained: Path, tiny_synthetic: Path, tmp_path: Path) -> None:
+def test_inference_rerun_skips_finished_scans(trained: Path, tiny_synthetic: Path, tmp_path: Path, bundle_tools) -> None:
+    bundle_run = bundle_tools.run
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     shutil.copy(sorted((tiny_synthetic / "images").glob("*.nii.gz"))[1], inputs / "scan.nii.gz")
@@ -146,7 +112,8 @@ def test_inference_rerun_skips_finished_scans(trained: Path, tiny_synthetic: Pat
     assert marker.stat().st_mtime_ns == first
 
 
-def test_inference_with_checkpoint_of_another_label_set_fails_clearly(trained: Path, tmp_path: Path) -> None:
+def test_inference_with_checkpoint_of_another_label_set_fails_clearly(trained: Path, tmp_path: Path, bundle_tools) -> None:
+    bundle_run = bundle_tools.run
     proc = bundle_run(
         "inference.json",
         args=["--bundle_root", str(trained), "--input_dir", str(trained), "--n_classes", "5",
@@ -158,7 +125,8 @@ def test_inference_with_checkpoint_of_another_label_set_fails_clearly(trained: P
     assert "best.pt: checkpoint does not match the network" in proc.stdout + proc.stderr
 
 
-def test_two_process_ddp_training_on_cpu(tiny_synthetic: Path, tmp_path: Path) -> None:
+def test_two_process_ddp_training_on_cpu(tiny_synthetic: Path, tmp_path: Path, bundle_tools) -> None:
+    CONFIGS, TINY, _env = bundle_tools.configs, bundle_tools.tiny, bundle_tools.env
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     assert torchrun, "torchrun is installed with torch"
     files = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']"
