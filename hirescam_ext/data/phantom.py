@@ -15,9 +15,10 @@ Organ truth map (``hirescam_ext.labels.ORGAN_LABELS``): 1 right lung, 2 heart/me
 
 * Lungs are *filled* masks: everything inside the pleural cavity of that side (parenchyma, vessels, intrapulmonary
   airways, and any lesion or pleural fluid/air rendered later) carries the lung label.
-* Heart/mediastinum is the soft tissue between the lungs within the lungs' cranio-caudal extent: heart with its
-  pericardium, great vessels, mediastinal fat, oesophagus, and the trachea and main bronchi up to the hila
-  (extrapulmonary airways count as mediastinum, never as lung). Bone is never labelled.
+* Heart/mediastinum is the soft tissue between the lungs within the lungs' cranio-caudal extent and above the
+  diaphragm: heart with its pericardium, great vessels, mediastinal fat, oesophagus, and the trachea and main
+  bronchi up to the hila (extrapulmonary airways count as mediastinum, never as lung; above the lung apices they
+  are background). Bone and the upper abdomen are never labelled.
 
 The shapes follow the organ layout the HiResCAM paper's allowed regions assume (Draelos & Carin, HiResCAM,
 arXiv:2011.08891, Sec. "Allowed regions"): lungs by side, heart and mediastinum between them.
@@ -536,7 +537,13 @@ def build_phantom(grid: Grid, anatomy: Anatomy, rng: np.random.Generator) -> Pha
     z_lo, z_hi = int(zs[0]), int(zs[-1])
     zrange = np.zeros(grid.shape[2], bool)
     zrange[z_lo : z_hi + 1] = True
-    med = M & cavity & ~lungs & ~bone & zrange[None, None, :]
+    # mediastinum stops at the diaphragm (the upper abdomen under the domes is background); the heart keeps its
+    # whole pericardial sac even where it dips below the central diaphragm surface
+    above = Z > z_d - 3.0
+    if sl_h is not None:
+        above = np.broadcast_to(above, grid.shape).copy()
+        above[sl_h] |= q_h <= q_peri
+    med = M & cavity & ~lungs & ~bone & zrange[None, None, :] & above
     organs[med] = 2
 
     # abdomen below the diaphragm: liver on the right, stomach (with air) on the left
