@@ -291,6 +291,7 @@ class ReportLabeler:
             "increase": "inc",
             "normal_statement": "normal",
             "interpretation": "interp",
+            "hypothetical": "neg_pre",
         }
         for key, kind in cue_kinds.items():
             for text, window in self.vocab.cues[key]:
@@ -332,6 +333,9 @@ class ReportLabeler:
         result = self.label(sentence)
         if any(s.abnormal for s in result.sentences):
             return True
+        words = [w for w in re.findall(r"[A-Za-z]{2,}", sentence) if w.upper() != w or len(w) <= 3]
+        if len(words) < 3:
+            return False  # a fragment ('Lumbar spine', 'XXXX at XXXX') states no finding
         return not self._has_normal_cue(sentence)
 
     def _has_normal_cue(self, text: str) -> bool:
@@ -363,8 +367,9 @@ class ReportLabeler:
         locs = _longest_first(groups["loc"])
         neg = [s for s in _longest_first(groups["neg"]) if s.kind != "pseudo"]
         lns = _longest_first(groups["ln"])
-        term_pos = sorted(s[0] for s in plain["term"])
-        main_term_pos = sorted(s[0] for s in plain["term"] if s[2] not in _RELATIVE)
+        covered = {i for s in plain["interp"] for i in range(s[0], s[1])}  # 'with' of 'consistent with'
+        term_pos = sorted(s[0] for s in plain["term"] if s[0] not in covered)
+        main_term_pos = sorted(s[0] for s in plain["term"] if s[2] not in _RELATIVE and s[0] not in covered)
         verb_pos = sorted({i for s in plain["verb"] for i in range(s[0], s[1])})
         brk_pos = sorted(s[0] for s in plain["brk"])
         unc_pos = sorted(s[0] for s in plain["unc"])
@@ -462,7 +467,7 @@ class ReportLabeler:
                         continue
                 negated = False
                 for c in cues:
-                    if c.start < m.end and m.start < c.end and c.kind in ("neg_pre", "neg_post"):
+                    if c.start < m.start < c.end and c.kind in ("neg_pre", "neg_post"):
                         negated = True  # the cue phrase contains the finding ('not enlarged', 'no pathological node')
                         break
                     if c.kind == "neg_pre" and c.start < m.start and c.end <= m.end:
@@ -673,9 +678,13 @@ class ReportLabeler:
             else:
                 lobes.add(s.value)
         sided_lobes = {loc for loc in out if loc in _LOBE_SIDE}
+        lungish = bool(lobes) or any(
+            loc in _LOBE_SIDE or "lung" in self.vocab.locations[loc].organs for loc in out
+        )
         for side in sides:
-            out.add(side)
-            out.add(f"{side}_lung")
+            out.add(side)  # a bare side is organ-neutral ('right lobe of the thyroid')...
+            if lungish:
+                out.add(f"{side}_lung")  # ...and names a lung when the phrase is about the lungs
             for loc in sided_lobes:  # 'right and left upper lobes': the lobe applies to the bare side too
                 out.add(_LUNG_SIDE_LOBES[(side, loc.split("_", 1)[1])])
         for lobe in lobes:
@@ -727,6 +736,8 @@ class ReportLabeler:
         for loc in locs:
             spec = self.vocab.locations[loc]
             if loc in ("right", "left"):
+                if organ == "lung":
+                    cols.append(f"{loc}_lung")
                 continue
             if organ in spec.organs or "neutral" in spec.organs or loc in extra:
                 cols.append(loc)
@@ -734,4 +745,4 @@ class ReportLabeler:
             cols.append(_DEFAULT_LOCATION[organ])
         if organ == "lung" and "lung" in cols and any(c.startswith(("right", "left")) for c in cols):
             cols.remove("lung")  # 'lung' means side unknown
-        return cols
+        return list(dict.fromkeys(cols))

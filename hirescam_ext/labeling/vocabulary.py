@@ -45,6 +45,7 @@ _CUE_KEYS = (
     "increase",
     "normal_statement",
     "interpretation",
+    "hypothetical",
 )
 
 
