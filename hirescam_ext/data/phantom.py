@@ -284,6 +284,7 @@ def sample_anatomy(
     p["dome_left"] = p["dome_right"] - _u(rng, 4.0, 16.0)
     p["mediastinum_halfwidth"] = _u(rng, 17.0, 25.0)
     p["mediastinum_dx"] = _u(rng, -8.0, 4.0)
+    p["anterior_junction"] = _u(rng, 0.7, 1.0)  # 1.0: the lungs meet at the midline in front of the mediastinum
     # heart (in-plane enlargement for cardiomegaly), pericardial fluid
     p["heart_scale"] = float(heart_scale)
     p["heart_radii"] = [_u(rng, 46, 56) * heart_scale, _u(rng, 38, 46) * heart_scale, H * _u(rng, 0.17, 0.2)]
@@ -490,7 +491,7 @@ def build_phantom(grid: Grid, anatomy: Anatomy, rng: np.random.Generator) -> Pha
     # central column between vertebra and sternum, narrowing anteriorly (lungs may meet at the front)
     y0c, y1c = yv + rv, ccy + bc0 + 2.0
     ymid, ydep = 0.5 * (y0c + y1c), 0.5 * (y1c - y0c)
-    taper = 1.0 - 0.72 * np.clip((Y - ymid) / ydep, 0.0, 1.0)
+    taper = 1.0 - p["anterior_junction"] * np.clip((Y - ymid) / (0.75 * ydep), 0.0, 1.0)
     col = (np.abs(X - mx) <= half_w * taper) & (Y >= y0c - 2.0) & (Y <= y1c)
     M |= np.broadcast_to(col, grid.shape)
     tube_masks = []

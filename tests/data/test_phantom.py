@@ -96,3 +96,21 @@ def test_grid_affine_is_ras_with_the_spacing():
 def test_make_grid_rejects_bad_shape():
     with pytest.raises(ValueError):
         make_grid((4, 64, 48), SPACING)
+
+
+def test_upper_abdomen_below_the_diaphragm_is_background(phantoms):
+    for ph in phantoms:
+        an = ph.anatomy.params
+        idx = ph.grid.index_of(np.array([an["mx"], an["cavity"]["cy"], an["z_rec"] + 3.0]))
+        assert ph.organs[idx] == 0
+        assert ph.hu[idx] > 0  # liver / soft tissue, not lung
+
+
+def test_lungs_can_meet_at_the_anterior_midline():
+    touching = 0
+    for seed in range(12):
+        ph = _phantom(seed)
+        right = ph.organs == 1
+        left = ph.organs == 3
+        touching += bool((right[1:] & left[:-1]).any())  # a right-lung voxel right next to a left-lung voxel
+    assert touching >= 1
