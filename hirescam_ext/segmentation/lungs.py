@@ -13,12 +13,14 @@ kept the two largest regions and told left from right by the array midline. Here
    with a small cross-section (<= ``max_airway_area_mm2``) are joined in 3D; the medial group that reaches the
    top of the internal air (the trachea, followed down through the carina until each main bronchus merges with
    its lung) is removed, with a one-voxel margin.
-4. **Two lungs**: the two largest remaining 3D components when the second is a plausible lung (on the other side
+4. **Gas under the lung base**: pure-gas blobs (< -950 HU, >= 10 mL) lying mostly below the lung-density air of
+   their (x, y) columns (stomach or colon gas touching a lung base at coarse resolution) are removed.
+5. **Two lungs**: the two largest remaining 3D components when the second is a plausible lung (on the other side
    of the body and overlapping the first in z); otherwise the largest component is eroded (Euclidean distance
    threshold, growing) until it falls apart into two side-by-side cores, and each voxel goes to the nearer core.
    That cut follows the anterior/posterior junction lines, not the array midline. If it never splits, one lung.
-5. **Vessels and nodules**: per lung, in-plane hole filling and a 3D closing of ``close_mm``.
-6. **Sides** (RAS: axis 0 grows toward the patient's right): of two lungs the one with the larger axis-0 centroid
+6. **Vessels and nodules**: per lung, in-plane hole filling and a 3D closing of ``close_mm``.
+7. **Sides** (RAS: axis 0 grows toward the patient's right): of two lungs the one with the larger axis-0 centroid
    is the right lung; a single lung is right when its centroid lies right of the body's centroid.
 
 Example:
@@ -142,6 +144,32 @@ def _find_airway(
     return lab3d == best
 
 
+def _subdiaphragmatic_gas(
+    cand: np.ndarray, hu: np.ndarray, voxel_ml: float, gas_hu: float = -950.0, min_ml: float = 10.0
+) -> np.ndarray:
+    """Pure-gas blobs (< ``gas_hu``) lying under the lung base: stomach or colon gas touching a lung.
+
+    A gas component counts when at least 70 % of its voxels have lung-density air above them in their (x, y)
+    column and none below (emphysema and airways inside the lung have lung on both sides).
+    """
+    gas = cand & (hu < gas_hu)
+    if not gas.any():
+        return np.zeros_like(cand)
+    dense = cand & ~gas
+    above = np.flip(np.logical_or.accumulate(np.flip(dense, 2), axis=2), 2)
+    below = np.logical_or.accumulate(dense, axis=2)
+    under = above & ~below
+    lab, n = ndi.label(gas)
+    flat = lab.ravel()
+    count = np.bincount(flat, minlength=n + 1).astype(float)
+    frac = np.bincount(flat, weights=under.ravel(), minlength=n + 1) / np.maximum(count, 1)
+    drop = (count * voxel_ml >= min_ml) & (frac >= 0.7)
+    drop[0] = False
+    if drop.any():
+        logger.info("removed %.0f mL of gas under the lung base (stomach/bowel)", count[drop].sum() * voxel_ml)
+    return drop[lab]
+
+
 def _split_by_erosion(mask: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray] | None:
     """Erode ``mask`` (distance threshold) until two side-by-side cores appear; grow them back by nearest core."""
     box = _bbox(mask, margin=1)
@@ -246,9 +274,10 @@ def segment_lungs(
     if airway.any():
         cand = internal & ~ndi.binary_dilation(airway, _BALL6)
     else:
-        cand = internal
+        cand = internal.copy()
         notes.append("no trachea found at the top of the internal air (partial field of view?)")
         logger.info(notes[-1])
+    cand &= ~_subdiaphragmatic_gas(cand, hu, voxel_ml)
     lab, n = ndi.label(cand)
     sizes = np.bincount(lab.ravel(), minlength=n + 1)
     sizes[0] = 0
