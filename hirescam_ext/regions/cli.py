@@ -124,9 +124,9 @@ def _segment(scan: dict, out_path: str, segment: Callable[..., Any]) -> dict:
     import nibabel as nib
     from monai.transforms import LoadImage
 
-    from hirescam_ext.data.radchestct import RadChestCTNpzReader
+    from hirescam_ext.transforms.loading import default_ct_readers
 
-    image = LoadImage(reader=RadChestCTNpzReader(), image_only=True)(scan["image"])
+    image = LoadImage(reader=default_ct_readers(), image_only=True)(scan["image"])
     affine = np.asarray(image.affine, dtype=float)
     volume = np.asarray(image.as_tensor().numpy(), dtype=np.float32)
     if volume.ndim != 3:

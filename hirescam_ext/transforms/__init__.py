@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from hirescam_ext.transforms.augmentation import RandFlipRot90d, RandFlipRot90D, RandFlipRot90Dict, flip_rot90
 from hirescam_ext.transforms.intensity import HUWindowd, HUWindowD, HUWindowDict, hu_window
+from hirescam_ext.transforms.loading import ContiguousReader, default_ct_readers, to_c_order
 from hirescam_ext.transforms.preprocessing import (
     PAPER_CENTER,
     PAPER_HU_RANGE,
@@ -33,6 +34,9 @@ __all__ = [
     "PAPER_SPATIAL_SIZE",
     "ct_preprocessing",
     "invert_to_original",
+    "ContiguousReader",
+    "default_ct_readers",
+    "to_c_order",
     "RandFlipRot90d",
     "RandFlipRot90D",
     "RandFlipRot90Dict",

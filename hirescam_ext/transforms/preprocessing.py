@@ -43,8 +43,8 @@ from monai.transforms import (
     ShiftIntensityd,
 )
 
-from hirescam_ext.data.radchestct import RadChestCTNpzReader
 from hirescam_ext.transforms.intensity import HUWindowd
+from hirescam_ext.transforms.loading import default_ct_readers
 from hirescam_ext.transforms.spacing import CropForSpacingd, ResampleToSpacingd
 
 __all__ = ["PAPER_SPACING", "PAPER_SPATIAL_SIZE", "PAPER_HU_RANGE", "PAPER_CENTER", "ct_preprocessing", "invert_to_original"]
@@ -85,8 +85,9 @@ def ct_preprocessing(
         center: value added after scaling (paper: -0.449; ``None`` or 0: no shift).
         axcodes: target orientation (the project's contract is ``"RAS"``).
         load: start with ``LoadImaged`` (``False`` when the dictionary already holds channel-first MetaTensors).
-        reader: reader for the CT keys; default: RAD-ChestCT ``.npz`` reader first, MONAI's readers for the rest
-            (ITK for DICOM series folders and NRRD, nibabel for NIfTI).
+        reader: reader(s) for the CT keys; default :func:`~hirescam_ext.transforms.loading.default_ct_readers`:
+            RAD-ChestCT ``.npz``, NIfTI (nibabel), everything else (DICOM series folders, NRRD) through ITK, with a
+            fast column-major to C-order reordering.
         label_dtype: dtype of the loaded label maps.
         allow_missing_label_maps: items without a label-map key pass through (inference on raw CTs).
         fast_intensity: window with the fused :class:`~hirescam_ext.transforms.intensity.HUWindowd` (same values
@@ -105,13 +106,14 @@ def ct_preprocessing(
     missing_ok = allow_missing_label_maps
     chain: list = []
     if load:
-        image_reader = reader if reader is not None else RadChestCTNpzReader()
-        chain.append(LoadImaged(keys, reader=image_reader, image_only=True, ensure_channel_first=True))
+        image_reader = reader if reader is not None else default_ct_readers()
+        # dtype=None keeps the file's int16: the cast to float happens inside the (cropped) resampling
+        chain.append(LoadImaged(keys, reader=image_reader, image_only=True, ensure_channel_first=True, dtype=None))
         if label_map_keys:
             chain.append(
                 LoadImaged(
                     label_map_keys,
-                    reader=RadChestCTNpzReader() if reader is None else reader,
+                    reader=default_ct_readers() if reader is None else reader,
                     image_only=True,
                     ensure_channel_first=True,
                     dtype=label_dtype,
