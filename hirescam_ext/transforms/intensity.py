@@ -29,12 +29,12 @@ def hu_window(
     low, high = float(hu_range[0]), float(hu_range[1])
     if not high > low:
         raise ValueError(f"hu_range must be (low, high) with high > low, got {tuple(hu_range)}")
-    out = torch.clamp(x.to(torch.float32), low, high)  # a new tensor: the in-place steps below never alias x
-    if out.data_ptr() == x.data_ptr():
-        out = out.clone()
-    out.sub_(low).mul_(1.0 / (high - low))
-    if center:
-        out.add_(float(center))
+    if x.dtype == torch.float32:
+        out = torch.clamp(x, low, high)  # a new tensor: the in-place steps below never touch x
+    else:
+        out = x.to(torch.float32).clamp_(low, high)
+    scale = 1.0 / (high - low)
+    out.mul_(scale).add_(float(center or 0.0) - low * scale)  # (x - low) / (high - low) + center
     return out
 
 
