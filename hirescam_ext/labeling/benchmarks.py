@@ -49,8 +49,8 @@ CTRATE_MAPPING: dict[str, dict[str, Any]] = {
     "Cardiomegaly": {"labels": ["heart_cardiomegaly"]},
     "Pericardial effusion": {"labels": ["heart_pericardial_effusion", "heart_pericardial_thickening"]},
     "Coronary artery wall calcification": {
-        "labels": ["heart_coronary_artery_disease", "heart_calcification", "heart_atherosclerosis",
-                   "heart_scattered_calc"]
+        "labels": ["heart_coronary_artery_disease"],
+        "evidence": [("calcification", ["heart"]), ("atherosclerosis", ["heart"]), ("scattered_calc", ["heart"])],
     },
     "Hiatal hernia": {"evidence": [("hernia", ["esophagus", "stomach"])]},
     "Lymphadenopathy": {"abnormalities": ["lymphadenopathy"], "other_findings": ["lymph_node"]},
@@ -58,7 +58,7 @@ CTRATE_MAPPING: dict[str, dict[str, Any]] = {
     "Atelectasis": {"labels": ["lung_atelectasis"]},
     "Lung nodule": {"labels": ["lung_nodule", "lung_nodulegr1cm", "lung_scattered_nod"]},
     "Lung opacity": {"labels": ["lung_opacity", "lung_groundglass", "lung_density"]},
-    "Pulmonary fibrotic sequela": {"labels": ["lung_fibrosis", "lung_scarring", "lung_bandlike_or_linear"]},
+    "Pulmonary fibrotic sequela": {"labels": ["lung_fibrosis", "lung_scarring"]},
     "Pleural effusion": {"labels": ["lung_pleural_effusion"]},
     "Mosaic attenuation pattern": {"abnormalities": ["mosaic_attenuation", "air_trapping"]},
     "Peribronchial thickening": {"labels": ["lung_bronchial_wall_thickening"]},

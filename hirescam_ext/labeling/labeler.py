@@ -647,8 +647,8 @@ class ReportLabeler:
     def _clause_locations(
         locs: list[_Span], m: _Span, s_start: int, s_end: int, mentions: list[_Span] | None = None
     ) -> list[_Span]:
-        """Location spans of the phrase: between the previous and the next finding of the sentence (12 tokens max)."""
-        lo, hi = m.start - 12, m.end + 12
+        """Location spans of the phrase: between the previous and the next finding of the sentence (20 tokens max)."""
+        lo, hi = m.start - 20, m.end + 20
         for other in mentions or ():
             if other.end <= m.start and other is not m:
                 lo = max(lo, other.end)
