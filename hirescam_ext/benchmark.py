@@ -48,7 +48,6 @@ import json
 import math
 import os
 import platform
-import resource
 import shlex
 import statistics
 import sys
@@ -69,6 +68,7 @@ __all__ = [
     "build_axialnet",
     "synthetic_batch",
     "compare_train_steps",
+    "mask_loss_time_ratios",
     "median_times",
     "environment_info",
     "run_script_benchmark",
@@ -144,6 +144,8 @@ def _rss_reader() -> tuple[Callable[[], int], str]:
             return int(statm.read_text().split()[1]) * page
 
         return read_statm, "/proc/self/statm"
+    import resource  # POSIX only
+
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
     return (lambda: int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale), "ru_maxrss (high-water mark)"
 
@@ -366,6 +368,17 @@ def compare_train_steps(
     return {c.name: results[c.name] for c in configs}
 
 
+def mask_loss_time_ratios(results: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Step time with the mask loss over step time without it (median and fastest step), when both ran."""
+    on, off = results.get("mask_loss_on", {}), results.get("mask_loss_off", {})
+    if "step_s_median" not in on or "step_s_median" not in off:
+        return {}
+    return {
+        "mask_loss_time_ratio_median": on["step_s_median"] / off["step_s_median"],
+        "mask_loss_time_ratio_min": on["step_s_min"] / off["step_s_min"],
+    }
+
+
 def median_times(
     fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1, device: torch.device | str = "cpu"
 ) -> dict[str, float]:
@@ -528,9 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warmup=args.warmup,
         ),
     }
-    on, off = report["train"]["results"]["mask_loss_on"], report["train"]["results"]["mask_loss_off"]
-    if "step_s_median" in on and "step_s_median" in off:
-        report["train"]["mask_loss_time_ratio"] = on["step_s_median"] / off["step_s_median"]
+    report["train"].update(mask_loss_time_ratios(report["train"]["results"]))
     if args.suite == "all":
         report["scripts"] = {
             name: run_script_benchmark(name, quick if args.quick else full, args.scripts_dir)

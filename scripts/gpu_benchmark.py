@@ -43,6 +43,7 @@ from hirescam_ext.benchmark import (  # noqa: E402
     build_axialnet,
     compare_train_steps,
     environment_info,
+    mask_loss_time_ratios,
     median_times,
 )
 
@@ -69,6 +70,7 @@ def bench_train(size_name: str, device: torch.device, steps: int, warmup: int, f
         steps=steps,
         warmup=warmup,
     )
+    out["mask_loss_time_ratios"] = {"bf16": mask_loss_time_ratios(out["bf16"])}
     _free(device)
     if fp32:
         out["fp32"] = compare_train_steps(
@@ -78,6 +80,7 @@ def bench_train(size_name: str, device: torch.device, steps: int, warmup: int, f
             steps=steps,
             warmup=warmup,
         )
+        out["mask_loss_time_ratios"]["fp32"] = mask_loss_time_ratios(out["fp32"])
         _free(device)
     return out
 
