@@ -44,7 +44,7 @@ _SIDE_SUFFIXES = {"organs": IMAGE_SUFFIXES, "lesions": IMAGE_SUFFIXES, "location
 
 
 def accession_of(path: str | os.PathLike) -> str:
-    """Accession of a CT file or DICOM folder: its name without a recognised suffix (``a/trn01.nii.gz`` -> ``trn01``)."""
+    """Accession of a CT file or DICOM folder: its name without a known suffix (``a/trn01.nii.gz`` -> ``trn01``)."""
     name = os.path.basename(os.path.normpath(os.fspath(path)))
     for suffix in IMAGE_SUFFIXES + (".csv", ".txt"):
         if name.lower().endswith(suffix):
@@ -214,7 +214,11 @@ def make_datalist(
     root = os.path.dirname(os.path.abspath(os.fspath(out_path)))
     content: dict[str, list[dict]] = {}
     for acc in accessions:
-        item: dict = {"image": os.path.relpath(scans[acc], root), "label": [int(v) for v in labels[acc]], "accession": acc}
+        item: dict = {
+            "image": os.path.relpath(scans[acc], root),
+            "label": [int(v) for v in labels[acc]],
+            "accession": acc,
+        }
         for key, folder in (("organs", organs_dir), ("locations", locations_dir), ("report", reports_dir)):
             found = _side_file(folder, key, acc)
             if found is not None:

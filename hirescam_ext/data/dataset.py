@@ -81,7 +81,8 @@ def make_dataset(
     cache_rate: float = 1.0,
     progress: bool = False,
 ) -> Dataset:
-    """Return a ``Dataset`` (``"none"``), ``CacheDataset`` (``"memory"``) or :class:`SafePersistentDataset` (``"disk"``).
+    """Return a ``Dataset`` (``"none"``), ``CacheDataset`` (``"memory"``) or :class:`SafePersistentDataset`
+    (``"disk"``).
 
     Args:
         data: items of a data list (see :func:`hirescam_ext.data.datalist.load_datalist`).
@@ -103,7 +104,12 @@ def make_dataset(
         return Dataset(data, transform)
     if cache == "memory":
         return CacheDataset(
-            data, transform, cache_rate=cache_rate, num_workers=max(1, int(num_workers or 1)), progress=progress, copy_cache=True
+            data,
+            transform,
+            cache_rate=cache_rate,
+            num_workers=max(1, int(num_workers or 1)),
+            progress=progress,
+            copy_cache=True,
         )
     if cache_dir is None:
         raise ValueError("cache='disk' needs a cache_dir")

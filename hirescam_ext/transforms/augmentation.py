@@ -52,7 +52,7 @@ def _index_map(shape: tuple[int, ...], flip_axis: int | None, k: int) -> torch.T
 
 
 def flip_rot90(x: torch.Tensor, flip_axis: int | None, k: int) -> torch.Tensor:
-    """Flip channel-first ``x`` along spatial ``flip_axis`` (``None``: no flip), then rot90 the axial plane ``k`` times."""
+    """Flip channel-first ``x`` along spatial ``flip_axis`` (``None``: no flip), then rot90 the axial plane k times."""
     out = x
     if flip_axis is not None:
         out = torch.flip(out, dims=(flip_axis + 1,))

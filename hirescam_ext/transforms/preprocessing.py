@@ -47,7 +47,14 @@ from hirescam_ext.transforms.intensity import HUWindowd
 from hirescam_ext.transforms.loading import default_ct_readers
 from hirescam_ext.transforms.spacing import CropForSpacingd, ResampleToSpacingd
 
-__all__ = ["PAPER_SPACING", "PAPER_SPATIAL_SIZE", "PAPER_HU_RANGE", "PAPER_CENTER", "ct_preprocessing", "invert_to_original"]
+__all__ = [
+    "PAPER_SPACING",
+    "PAPER_SPATIAL_SIZE",
+    "PAPER_HU_RANGE",
+    "PAPER_CENTER",
+    "ct_preprocessing",
+    "invert_to_original",
+]
 
 PAPER_SPACING = (0.8, 0.8, 0.8)
 #: [X, Y, Z] = 420 x 420 in-plane, 405 axial slices (135 triplets).
@@ -121,7 +128,9 @@ def ct_preprocessing(
                 )
             )
     if precrop and spacing is not None and spatial_size is not None:
-        chain.append(CropForSpacingd(all_keys, pixdim=spacing, spatial_size=spatial_size, allow_missing_keys=missing_ok))
+        chain.append(
+            CropForSpacingd(all_keys, pixdim=spacing, spatial_size=spatial_size, allow_missing_keys=missing_ok)
+        )
     chain.append(Orientationd(all_keys, axcodes=axcodes, labels=_RAS_LABELS, allow_missing_keys=missing_ok))
     if spacing is not None:
         modes = ["bilinear"] * len(keys) + ["nearest"] * len(label_map_keys)

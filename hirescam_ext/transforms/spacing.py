@@ -204,7 +204,9 @@ class CropForSpacingd(MapTransform, InvertibleTransform):
             shape = [int(s) for s in img.shape[1:]]
             window = self._window(shape, img.affine)
             region = (slice(None), *(slice(a, b) for a, b in window))
-            out = MetaTensor(img.as_tensor()[region], meta=dict(img.meta), applied_operations=list(img.applied_operations))
+            out = MetaTensor(
+                img.as_tensor()[region], meta=dict(img.meta), applied_operations=list(img.applied_operations)
+            )
             shift = torch.eye(len(shape) + 1, dtype=torch.float64)
             shift[:-1, -1] = torch.tensor([float(a) for a, _ in window], dtype=torch.float64)
             out.affine = img.affine.to(torch.float64) @ shift
@@ -222,7 +224,9 @@ class CropForSpacingd(MapTransform, InvertibleTransform):
             pad: list[int] = []
             for (a, b), n in reversed(list(zip(window, shape))):
                 pad += [a, n - b]
-            out = MetaTensor(F.pad(img.as_tensor(), pad), meta=dict(img.meta), applied_operations=list(img.applied_operations))
+            out = MetaTensor(
+                F.pad(img.as_tensor(), pad), meta=dict(img.meta), applied_operations=list(img.applied_operations)
+            )
             shift = torch.eye(len(shape) + 1, dtype=torch.float64)
             shift[:-1, -1] = -torch.tensor([float(a) for a, _ in window], dtype=torch.float64)
             out.affine = img.affine.to(torch.float64) @ shift

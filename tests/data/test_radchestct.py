@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from monai.transforms import Compose, LoadImaged, Orientationd
+from monai.transforms import LoadImaged, Orientationd
 
 from hirescam_ext.data.radchestct import (
     RadChestCTNpzReader,
@@ -51,7 +51,8 @@ def test_npz_reader_spacing_is_0p8(npz_volume):
 
 def test_npz_after_ras_orientation_right_anterior_superior_grow(npz_volume):
     path, _ = npz_volume
-    img = Orientationd("image", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))({"image": _load(path)})["image"]
+    orient = Orientationd("image", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))
+    img = orient({"image": _load(path)})["image"]
     x, y, z = img.shape[1:]
     assert img[0, :, :, 0].max() == 100  # inferior slice stays at z = 0
     assert float(img[0, x - 1, R - 1 - 2, 2]) == 300  # patient right -> largest X

@@ -117,7 +117,8 @@ def test_paper_grid_size():
 
 def test_transform_reads_the_location_csv(tmp_path):
     write_location_table(tmp_path / "loc.csv", {LABEL_NAMES[NODULE]: ["left_lower"]})
-    item = AllowedRegionsd(grid=GRID)({"organs": _organs(), "label": _label(NODULE), "locations": str(tmp_path / "loc.csv")})
+    data = {"organs": _organs(), "label": _label(NODULE), "locations": str(tmp_path / "loc.csv")}
+    item = AllowedRegionsd(grid=GRID)(data)
     assert _columns(item["regions"][NODULE]) == [0]
 
 

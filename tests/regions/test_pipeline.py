@@ -19,6 +19,8 @@ CIP = SHARED / "cip-copdgene-chestct"
 GRID = (6, 6, 27)
 LUNG = LABEL_NAMES.index("lung_atelectasis")
 
+pytestmark = pytest.mark.shared_data
+
 
 @pytest.fixture(scope="module")
 def cip():
