@@ -23,6 +23,8 @@ from scipy import ndimage as ndi
 
 from hirescam_ext.segmentation import segment_organs
 
+ORGANS = ((1, "right_lung"), (2, "heart_mediastinum"), (3, "left_lung"))
+
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     s = int(a.sum()) + int(b.sum())
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_best": min(times),
         "seconds_median": float(np.median(times)),
         "target_seconds": 2.0,
-        "dice": {name: dice(seg.organs == k, truth == k) for k, name in ((1, "right_lung"), (2, "heart_mediastinum"), (3, "left_lung"))},
+        "dice": {name: dice(seg.organs == k, truth == k) for k, name in ORGANS},
         "ok": seg.ok,
         "reasons": seg.reasons,
     }
@@ -70,12 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         full = segment_organs(hu, spacing=spacing, working_spacing=0.0)
         out["full_res_seconds"] = time.perf_counter() - t0
-        out["full_res_dice"] = {
-            name: dice(full.organs == k, truth == k) for k, name in ((1, "right_lung"), (2, "heart_mediastinum"), (3, "left_lung"))
-        }
-        out["working_grid_vs_full_res_dice"] = {
-            name: dice(seg.organs == k, full.organs == k) for k, name in ((1, "right_lung"), (2, "heart_mediastinum"), (3, "left_lung"))
-        }
+        out["full_res_dice"] = {name: dice(full.organs == k, truth == k) for k, name in ORGANS}
+        out["working_grid_vs_full_res_dice"] = {name: dice(seg.organs == k, full.organs == k) for k, name in ORGANS}
     json.dump(out, sys.stdout, indent=2)
     print()
     return 0

@@ -28,7 +28,8 @@ __all__ = ["block_factors", "block_mean", "repeat_back"]
 
 def block_factors(spacing: Sequence[float], working_spacing: float) -> tuple[int, int, int]:
     """Integer factor per axis so that ``spacing * factor`` is at most about ``working_spacing`` mm (>= 1)."""
-    return tuple(max(1, int(np.floor(working_spacing / float(s) + 1e-6))) for s in spacing)  # type: ignore[return-value]
+    factors = (max(1, int(np.floor(working_spacing / float(s) + 1e-6))) for s in spacing)
+    return tuple(factors)  # type: ignore[return-value]
 
 
 def block_mean(volume: np.ndarray, factors: Sequence[int]) -> np.ndarray:

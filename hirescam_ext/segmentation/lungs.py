@@ -282,9 +282,10 @@ def segment_lungs(
     sizes = np.bincount(lab.ravel(), minlength=n + 1)
     sizes[0] = 0
     order = [int(i) for i in np.argsort(sizes)[::-1] if sizes[i] * voxel_ml >= min_lung_ml]
-    problems: list[str] = []
     if not order:
-        return LungMasks(empty, empty.copy(), body, airway, problems=["no lung: no internal air component large enough"])
+        problems = ["no lung: no internal air component large enough"]
+        return LungMasks(empty, empty.copy(), body, airway, problems=problems)
+    problems: list[str] = []
     first = lab == order[0]
     body_cx = _centroid(body)[0]
     pair: tuple[np.ndarray, np.ndarray] | None = None
