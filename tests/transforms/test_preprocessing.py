@@ -135,3 +135,25 @@ def test_inversion_of_a_coarse_map_and_of_the_organ_map(cip_items, cip):
     coarse[0, 0] = 1.0  # the patient's left-most column of cells
     spread = invert_to_original(coarse, item, pre, mode="nearest")
     assert tuple(spread.shape) == tuple(original.shape)
+
+
+def test_linear_inversion_through_augmentation_keeps_a_smooth_map_smooth():
+    from monai.transforms import Compose
+
+    from hirescam_ext.transforms import RandFlipRot90d
+
+    affine = torch.diag(torch.tensor([-0.7, -0.7, 1.5, 1.0], dtype=torch.float64))
+    scan = MetaTensor(torch.zeros(1, 40, 40, 20), affine=affine)
+    pre = ct_preprocessing(load=False, label_map_keys=(), spacing=(1.0, 1.0, 1.0), spatial_size=(28, 28, 30))
+    train = Compose([pre, RandFlipRot90d("image")])
+    train.transforms[-1].set_draw(0, 1)
+    item = train.transforms[-1](pre({"image": scan}), randomize=False)
+    # a map that grows along world x (patient right): after inversion it must grow along world x again
+    shape = item["image"].shape[1:]
+    grid = torch.stack(torch.meshgrid(*[torch.arange(s, dtype=torch.float64) for s in shape], indexing="ij"))
+    world_x = (item["image"].affine[:3, :3] @ grid.reshape(3, -1))[0]
+    cam = world_x.reshape(shape)[None].float()
+    back = invert_to_original(cam, item, train, mode="linear")
+    assert tuple(back.shape) == (1, 40, 40, 20) and torch.allclose(back.affine, affine)
+    profile = back[0, 6:34, 20, 10]  # inside the region the crop kept; voxel x runs toward patient left (LPS)
+    assert torch.all(profile[1:] < profile[:-1])
