@@ -17,7 +17,8 @@ box, narrowed left-right by fixed fractions of the lung span. Here (RAS ``[X, Y,
 * ``behind_spine``: in each (x, z) column, everything at or posterior to the most anterior voxel of the spine.
   The spine is the set of cortical-bone (> ``bone_hu``, 400 HU: above most contrast-filled blood) 3D components
   near the body midline that reach behind the lungs' most posterior row (vertebral arches do; aorta and heart
-  do not).
+  do not), grown anteriorly within their own (x, z) columns through bone > 150 HU (the vertebral bodies) and closed
+  along z across the discs.
 
 Air inside the region (trachea, main bronchi, oesophagus) belongs to it: extrapulmonary airways are mediastinum.
 
@@ -98,7 +99,64 @@ def find_spine(
     if not ok.any():
         logger.info("no spine found between the lungs")
         return np.zeros(hu.shape, bool)
-    return ok[lab]
+    spine = ok[lab]
+    # the cortical arches found, grow anteriorly within their own columns through cancellous bone (> 150 HU) to
+    # reach the front of the vertebral bodies (partial volume keeps those under ``bone_hu`` on coarse grids)
+    grow = np.zeros((1, 3, 1), bool)
+    grow[0, :, 0] = True
+    it = max(1, int(round(50.0 / float(spacing[1]))))
+    spine = ndi.binary_dilation(spine, structure=grow, iterations=it, mask=(hu > 150.0) & body) | spine
+    # bridge the intervertebral discs (soft tissue between vertebral bodies) with a closing along z
+    zit = max(1, int(round(6.0 / float(spacing[2]))))
+    zline = np.ones((1, 1, 3), bool)
+    closed = ndi.binary_dilation(spine, zline, iterations=zit)
+    closed = ndi.binary_erosion(closed, zline, iterations=zit, border_value=1)
+    return closed | spine
+
+
+def _dome_fit(base: np.ndarray, has: np.ndarray, spacing: Sequence[float]) -> np.ndarray | None:
+    """Robust quadratic surface z(x, y) through the lowest lung voxels of one lung (points above it dropped)."""
+    x, y = np.nonzero(has)
+    if x.size < 12:
+        return None
+    z = base[x, y].astype(float)
+    xm, ym = x * float(spacing[0]), y * float(spacing[1])
+    design = np.stack([np.ones_like(xm), xm, ym, xm * xm, ym * ym, xm * ym], axis=1)
+    keep = np.ones(z.size, bool)
+    coef = None
+    for _ in range(4):  # lung tongues over the heart lie above the domes: drop points well above the fit
+        coef, *_ = np.linalg.lstsq(design[keep], z[keep], rcond=None)
+        res = z - design @ coef
+        sd = float(res[keep].std()) or 1.0
+        keep = res <= 0.5 * sd
+        if keep.sum() < 12:
+            break
+    gx, gy = np.meshgrid(np.arange(base.shape[0]) * float(spacing[0]), np.arange(base.shape[1]) * float(spacing[1]),
+                         indexing="ij")
+    full = np.stack([np.ones_like(gx), gx, gy, gx * gx, gy * gy, gx * gy], axis=-1) @ coef
+    return full
+
+
+def _below_diaphragm(right: np.ndarray, left: np.ndarray, spacing: Sequence[float], margin_mm: float = 5.0):
+    """Voxels under the diaphragm domes, estimated by a robust quadratic fit to each lung's base.
+
+    Empty when a lung touches the bottom slice (its base is outside the field of view). The lower of the two
+    surfaces is used, which is conservative between the domes (where the heart sits on the central tendon).
+    """
+    nz = right.shape[2]
+    if right[:, :, 0].any() or left[:, :, 0].any():
+        return np.zeros(right.shape, bool)
+    fits = []
+    for lung in (right, left):
+        has = lung.any(axis=2)
+        if has.any():
+            f = _dome_fit(np.argmax(lung, axis=2), has, spacing)
+            if f is not None:
+                fits.append(f)
+    if len(fits) < 2:
+        return np.zeros(right.shape, bool)
+    floor = np.minimum(fits[0], fits[1]) - margin_mm / float(spacing[2])
+    return np.arange(nz)[None, None, :] < floor[:, :, None]
 
 
 def mediastinum_region(
@@ -148,7 +206,7 @@ def mediastinum_region(
     # between the lungs: there the medial-edge bounds alone limit the region
     one_sided = right.any(axis=(0, 1)) != left.any(axis=(0, 1))
     hull |= one_sided[None, None, :]
-    region = between & limits & hull & ~lungs & body
+    region = between & limits & hull & ~lungs & body & ~_below_diaphragm(right, left, spacing)
     spine = find_spine(hu, lungs, body, spacing, bone_hu)
     if spine.any():
         behind = np.flip(np.logical_or.accumulate(np.flip(spine, 1), axis=1), 1)
