@@ -56,6 +56,7 @@ def ensure_dataset(
     from hirescam_ext.data.synthetic import generate_dataset
 
     logger.info("no %s in %s: generating the synthetic benchmark (profile %r)", DATALIST_NAME, folder, synthetic_profile)
+    synth_kwargs.setdefault("workers", 0)  # one process per CPU
     generate_dataset(folder, profile=synthetic_profile, seed=seed, **synth_kwargs)
     if not datalist.is_file():
         raise InputError(folder, f"synthetic generation finished without writing {DATALIST_NAME}")
