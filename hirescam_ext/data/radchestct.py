@@ -124,7 +124,9 @@ class RadChestCTNpzReader(ImageReader):
     def get_data(self, img: list[tuple[str, Any]]) -> tuple[np.ndarray, dict]:
         arrays, meta = [], {}
         for i, (path, array) in enumerate(img):
-            xyz = np.ascontiguousarray(np.transpose(array, (2, 1, 0)))
+            from hirescam_ext.transforms.loading import to_c_order  # lazy: transforms imports this module
+
+            xyz = to_c_order(np.transpose(array, (2, 1, 0)))  # cache-friendly axis reversal
             arrays.append(xyz)
             if i == 0:
                 affine = npz_affine(xyz.shape, self.spacing, self.slice_order)
