@@ -30,7 +30,7 @@ Example:
     >>> [name for name, value in result.labels.items() if value]
     ['lung_pleural_effusion']
     >>> result.location_rows()["lung_pleural_effusion"]
-    ['right_lung', 'right']
+    ['right_lung']
 """
 
 from __future__ import annotations
@@ -231,7 +231,7 @@ class ReportLabeler:
     Example:
         >>> labeler = ReportLabeler()
         >>> labeler.label("Possible 8 mm nodule in the lingula.").location_rows()["lung_nodule"]
-        ['left_mid', 'left_lung', 'left']
+        ['left_mid', 'left_lung']
     """
 
     def __init__(
@@ -360,7 +360,7 @@ class ReportLabeler:
             else:
                 groups[group].append(_Span(start, end, kind, value, window))
         abn, seen_abn = [], set()
-        for sp in _longest_first(groups["abn"]) + self._composites(groups["comp"], groups["abn"], plain["term"]):
+        for sp in _longest_first(groups["abn"]) + self._composites(groups["comp"], groups["abn"], plain["term"], groups["neg"]):
             if (sp.start, sp.end, sp.value.abnormality) not in seen_abn:
                 seen_abn.add((sp.start, sp.end, sp.value.abnormality))
                 abn.append(sp)
@@ -496,7 +496,7 @@ class ReportLabeler:
                     continue
                 abn_names = [term.abnormality, *term.also]
                 if term.by_organ:
-                    abn_names = self._by_organ(term, sent_locs, m, s_start, s_end)
+                    abn_names = self._by_organ(term, sent_locs, m, s_start, s_end, parts["abn"])
                 rule = "term"
                 if term.rule == "lymph_node":
                     if sizes is None:
@@ -579,12 +579,17 @@ class ReportLabeler:
         )
 
     # ------------------------------------------------------------------ rule helpers
-    def _composites(self, comp: list[_Span], abn: list[_Span], terms: list[tuple]) -> list[_Span]:
-        """Mentions made of an anchor and a change word ('peribronchial ... thickness increase')."""
+    def _composites(
+        self, comp: list[_Span], abn: list[_Span], terms: list[tuple], neg: list[_Span] = ()
+    ) -> list[_Span]:
+        """Mentions made of an anchor and a change word ('peribronchial ... thickness increase').
+
+        A terminator or a negation cue between the two words keeps them apart ('effusion - no thickening').
+        """
         if not comp:
             return []
         out: list[_Span] = []
-        term_pos = sorted(t[0] for t in terms)
+        term_pos = sorted([t[0] for t in terms] + [c.start for c in neg if c.kind != "pseudo"])
         for name, spec in self.vocab.composites.items():
             anchors = [s for s in comp if s.kind == "comp_a" and s.value == name]
             changes = [s for s in comp if s.kind == "comp_c" and s.value == name]
@@ -602,9 +607,11 @@ class ReportLabeler:
                                 break
         return out
 
-    def _by_organ(self, term, sent_locs: list[_Span], m: _Span, s_start: int, s_end: int) -> list[str]:
+    def _by_organ(
+        self, term, sent_locs: list[_Span], m: _Span, s_start: int, s_end: int, mentions: list[_Span]
+    ) -> list[str]:
         """Abnormalities of an organ-neutral term ('effusion') chosen by the organs of its clause/sentence locations."""
-        for locs in (self._clause_locations(sent_locs, m, s_start, s_end), sent_locs):  # noqa: B007
+        for locs in (self._clause_locations(sent_locs, m, s_start, s_end, mentions), sent_locs):
             organs: set[str] = set()
             for loc in self._resolve_locations(locs):
                 organs.update(self.vocab.locations[loc].organs)

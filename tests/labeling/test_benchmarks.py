@@ -1,0 +1,52 @@
+"""Quality on public data (skipped with a reason when ../shared/datasets is absent)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hirescam_ext.labeling.benchmarks import CTRATE_LABELS, evaluate_ctrate, evaluate_openi_sentences
+
+
+@pytest.fixture(scope="module")
+def ctrate_csv(datasets):
+    path = datasets / "ctrate-labeled-reports" / "train.csv"
+    if not path.is_file():
+        pytest.skip(f"CT-RATE labelled reports not available at {path}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def openi_csv(datasets):
+    path = datasets / "sarle-openi-cxr" / "openi_count_label_sent.csv"
+    if not path.is_file():
+        pytest.skip(f"SARLE Open-i sentences not available at {path}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def ctrate_scores(labeler, ctrate_csv):
+    return evaluate_ctrate(labeler, ctrate_csv)
+
+
+@pytest.mark.xfail(reason="target not met yet: macro F1 0.9464 on all 800 (0.9511 on 500-799), docs/LABELER.md")
+def test_ctrate_macro_f1_at_least_095(ctrate_scores):
+    assert ctrate_scores["n_reports"] == 800
+    assert ctrate_scores["macro_f1"] >= 0.95, ctrate_scores["macro_f1"]
+
+
+@pytest.mark.xfail(reason="target not met yet: Lung opacity 0.858, Peribronchial thickening 0.846, docs/LABELER.md")
+def test_ctrate_every_label_f1_at_least_088(ctrate_scores):
+    low = {k: v["f1"] for k, v in ctrate_scores["per_label"].items() if v["f1"] < 0.88}
+    assert set(ctrate_scores["per_label"]) == set(CTRATE_LABELS)
+    assert not low, low
+
+
+def test_openi_sentence_accuracy_at_least_095(labeler, openi_csv):
+    result = evaluate_openi_sentences(labeler, openi_csv)
+    assert result["accuracy"] >= 0.95, result
+
+
+def test_ctrate_does_not_regress_below_measured_level(ctrate_scores):
+    """Guard at the level measured for docs/LABELER.md (macro 0.946, min 0.846 on all 800)."""
+    assert ctrate_scores["macro_f1"] >= 0.945, ctrate_scores["macro_f1"]
+    assert ctrate_scores["min_f1"] >= 0.84, ctrate_scores["min_f1"]
