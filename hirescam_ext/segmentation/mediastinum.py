@@ -140,11 +140,17 @@ def _dome_fit(base: np.ndarray, has: np.ndarray, spacing: Sequence[float]) -> np
 def _below_diaphragm(right: np.ndarray, left: np.ndarray, spacing: Sequence[float], margin_mm: float = 5.0):
     """Voxels under the diaphragm domes, estimated by a robust quadratic fit to each lung's base.
 
-    Empty when a lung touches the bottom slice (its base is outside the field of view). The lower of the two
+    Empty when a lung touches the bottom slice (its base is outside the field of view) or when the lowest points
+    of the two lungs differ by more than 30 mm (one lung does not reach the diaphragm). The lower of the two
     surfaces is used, which is conservative between the domes (where the heart sits on the central tendon).
     """
     nz = right.shape[2]
     if right[:, :, 0].any() or left[:, :, 0].any():
+        return np.zeros(right.shape, bool)
+    lows = [int(np.flatnonzero(m.any(axis=(0, 1)))[0]) for m in (right, left) if m.any()]
+    if len(lows) < 2 or abs(lows[0] - lows[1]) * float(spacing[2]) > 30.0:
+        # one lung does not reach the diaphragm (displaced by the heart, collapsed...): no reliable floor
+        logger.info("lung bases differ by more than 30 mm: heart region not limited by a diaphragm fit")
         return np.zeros(right.shape, bool)
     fits = []
     for lung in (right, left):
