@@ -214,10 +214,13 @@ def allowed_regions(
     dilation: int = 0,
     label_names: Sequence[str] = LABEL_NAMES,
     dtype: torch.dtype = torch.float32,
+    custom_convs: int = 4,
+    custom_conv_padding: int = 0,
 ) -> torch.Tensor:
     """G_true ``[M, D1, D2, H]`` (or ``[M, X, Y, Z]`` in ``"full"`` mode) for one scan; see the module docstring.
 
-    ``grid=None`` uses :func:`attention_grid_size` of the organ map's spatial size (unpadded custom convs).
+    ``grid=None`` uses :func:`attention_grid_size` of the organ map's spatial size with ``custom_convs`` 3x3
+    convolutions of padding ``custom_conv_padding`` (paper: 4, unpadded).
     ``locations`` is a location-table CSV path, ``{abnormality: [locations]}``, a 0/1 matrix ``[80, 51]`` (the
     labeler's ``LabelResult.locations``) or ``None`` (no side known).
     """
@@ -227,7 +230,7 @@ def allowed_regions(
         locations = location_rows_from_matrix(locations, label_names)
     spatial = tuple(int(s) for s in np.shape(organs)[-3:])
     if grid is None and mode != "full":
-        grid = attention_grid_size(spatial)
+        grid = attention_grid_size(spatial, custom_convs=custom_convs, custom_conv_padding=custom_conv_padding)
     masks = organ_masks_on_grid(organs, grid, mode, area_threshold, dilation)
     index = {name: i for i, name in enumerate(_ORGAN_ORDER)}
     out = torch.zeros((len(label_names), *masks.shape[1:]), dtype=torch.bool)
@@ -252,6 +255,8 @@ class AllowedRegionsd(MapTransform):
         dilation: dilation iterations on the grid (paper's final runs: 0).
         label_names: label order of ``label_key`` and of the output's first axis.
         dtype: output dtype (the mask loss wants float).
+        custom_convs, custom_conv_padding: AxialNet's 3x3 custom convolutions, used when ``grid`` is ``None``
+            (paper: 4 unpadded; a 128 x 128 demo input needs padded ones).
     """
 
     def __init__(
@@ -266,6 +271,8 @@ class AllowedRegionsd(MapTransform):
         dilation: int = 0,
         label_names: Sequence[str] = LABEL_NAMES,
         dtype: torch.dtype = torch.float32,
+        custom_convs: int = 4,
+        custom_conv_padding: int = 0,
     ):
         super().__init__(keys=[organs_key, label_key], allow_missing_keys=False)
         if mode not in REGION_MODES:
@@ -276,6 +283,7 @@ class AllowedRegionsd(MapTransform):
         self.mode, self.area_threshold, self.dilation = mode, float(area_threshold), int(dilation)
         self.label_names = list(label_names)
         self.dtype = dtype
+        self.custom_convs, self.custom_conv_padding = int(custom_convs), int(custom_conv_padding)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -292,6 +300,8 @@ class AllowedRegionsd(MapTransform):
             dilation=self.dilation,
             label_names=self.label_names,
             dtype=self.dtype,
+            custom_convs=self.custom_convs,
+            custom_conv_padding=self.custom_conv_padding,
         )
         return d
 

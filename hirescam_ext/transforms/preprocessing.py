@@ -169,6 +169,7 @@ def invert_to_original(
     transform: Compose,
     mode: str = "nearest",
     key: str = "image",
+    layout: str = "image",
 ) -> MetaTensor:
     """Map a tensor computed on the preprocessed grid back onto the original scan's voxel grid.
 
@@ -181,6 +182,8 @@ def invert_to_original(
         transform: the ``Compose`` that produced ``reference`` (for example :func:`ct_preprocessing`'s).
         mode: ``"nearest"`` (labels, binarised maps) or ``"linear"`` (continuous maps).
         key: the image key inside ``reference``.
+        layout: ``"image"`` (``[C, X, Y, Z]`` order) or ``"attention"`` (an AxialNet map ``[M, H, D1, D2]``, permuted
+            to ``[M, D1, D2, H]`` first).
 
     Returns:
         a ``MetaTensor`` ``[C, *original spatial shape]`` with the original affine (save it with ``SaveImage``).
@@ -198,6 +201,12 @@ def invert_to_original(
     x = torch.as_tensor(np.asarray(map_tensor) if isinstance(map_tensor, np.ndarray) else map_tensor).detach()
     if isinstance(x, MetaTensor):
         x = x.as_tensor()
+    if layout == "attention":
+        if x.ndim != 4:
+            raise ValueError(f"an attention map must be [M, H, D1, D2], got shape {tuple(x.shape)}")
+        x = torch.movedim(x, 1, -1)
+    elif layout != "image":
+        raise ValueError(f"layout must be 'image' or 'attention', got {layout!r}")
     if x.ndim == ref.ndim - 1:
         x = x[None]
     if x.ndim != ref.ndim:

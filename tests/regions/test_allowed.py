@@ -154,3 +154,13 @@ def test_regions_follow_augmentation_and_end_in_attention_layout(seed):
     final = ToAttentionLayoutd()(out)["regions"]
     assert final.shape == (len(LABEL_NAMES), GRID[2], GRID[0], GRID[1])
     assert torch.equal(final, out["regions"].permute(0, 3, 1, 2))
+
+
+def test_grid_from_network_parameters_for_the_demo_size():
+    organs = torch.zeros((1, 128, 128, 96), dtype=torch.uint8)
+    organs[0, 64:, :, :] = 1
+    with pytest.raises(ValueError, match="too small"):
+        AllowedRegionsd()({"organs": organs, "label": _label(NODULE)})
+    item = AllowedRegionsd(custom_conv_padding=1)({"organs": organs, "label": _label(NODULE)})
+    assert item["regions"].shape == (len(LABEL_NAMES), 4, 4, 32)
+    assert _columns(item["regions"][NODULE]) == [2, 3]

@@ -157,3 +157,17 @@ def test_linear_inversion_through_augmentation_keeps_a_smooth_map_smooth():
     assert tuple(back.shape) == (1, 40, 40, 20) and torch.allclose(back.affine, affine)
     profile = back[0, 6:34, 20, 10]  # inside the region the crop kept; voxel x runs toward patient left (LPS)
     assert torch.all(profile[1:] < profile[:-1])
+
+
+def test_attention_layout_map_is_inverted_like_the_image_layout():
+    affine = torch.diag(torch.tensor([-1.0, -1.0, 1.0, 1.0], dtype=torch.float64))
+    scan = MetaTensor(torch.zeros(1, 24, 24, 24), affine=affine)
+    pre = ct_preprocessing(load=False, label_map_keys=(), spacing=(2.0, 2.0, 2.0), spatial_size=(12, 12, 12))
+    item = pre({"image": scan})
+    att = torch.zeros(1, 4, 3, 3)  # [M, H, D1, D2]
+    att[0, 3, 2, 0] = 1.0  # last triplet, largest X (patient right), smallest Y
+    a = invert_to_original(att, item, pre, layout="attention")
+    b = invert_to_original(att.permute(0, 2, 3, 1), item, pre)
+    assert torch.equal(a.as_tensor(), b.as_tensor())
+    hit = torch.nonzero(a[0] > 0.5).double().mean(0)
+    assert hit[0] < 12 and hit[1] > 12 and hit[2] > 12  # LPS voxel order: right = small x, posterior = large y
