@@ -1,0 +1,343 @@
+"""Analyses beyond the bundle's evaluation: localization against true lesion masks, the confounder's attention,
+and the model-randomization sanity check.
+
+* **Localization** (the synthetic benchmark knows where every lesion is): for each test scan and each true finding,
+  the *pointing game* asks whether the map's maximum cell on the attention grid touches the lesion, and the
+  *mass share* is the fraction of the (trilinearly upsampled, normalized) map's mass inside the lesion voxels.
+  Chance levels (a uniform map) are reported next to them.
+* **Confounder** (the paper's case study of a shortcut): share of the confounded label's map that falls in the body
+  wall (body tissue outside the three organs: HU above -500 and organ label 0) and outside its allowed region
+  (heart/mediastinum).
+* **Sanity check** (Adebayo et al., "Sanity checks for saliency maps", NeurIPS 2018): the model's layers are
+  re-initialized one block at a time from the top (cascading randomization); the Spearman rank correlation between
+  the trained model's raw maps and the randomized model's must fall.
+
+Draelos & Carin, HiResCAM, arXiv:2011.08891 (Sections 3-5) motivate all three: HiResCAM explains the computation
+that produced the score, so its maps should follow the evidence and collapse when the model is destroyed.
+
+Example:
+    >>> import torch
+    >>> mask = torch.zeros(8, 8, 6, dtype=torch.bool)
+    >>> mask[6, 1, 5] = True  # X = 6, Y = 1, Z = 5
+    >>> lesion_on_grid(mask, (2, 2, 2)).nonzero().tolist()  # [H, D1, D2]
+    [[1, 1, 0]]
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.stats import spearmanr
+from torch import nn
+
+from hirescam_ext.data.findings import CONFOUNDED_LABEL
+from hirescam_ext.engines.evaluator import resize_maps_to
+from hirescam_ext.labels import LABEL_NAMES, ORGAN_LABELS
+from hirescam_ext.utils.errors import InputError
+from hirescam_ext.visualize import GradCAM, HiResCAM, upsample_axial_maps
+
+__all__ = [
+    "METHODS",
+    "BODY_HU",
+    "make_explainers",
+    "load_volume",
+    "lesion_on_grid",
+    "maps_on_grid",
+    "localization",
+    "confounder_attention",
+    "randomization_blocks",
+    "cascading_randomization",
+    "spearman",
+]
+
+#: explanation methods, in table order
+METHODS = ("gradcam", "hirescam")
+#: HU above which a voxel counts as body tissue (fat is about -100, lung about -850)
+BODY_HU = -500.0
+
+
+def make_explainers(network: nn.Module) -> dict[str, Any]:
+    """``{"gradcam": GradCAM, "hirescam": HiResCAM}`` for ``network``, maps laid out ``[B, K, H, D1, D2]``."""
+    from hirescam_ext.reproduce.workflows import AxialLayout
+
+    out: dict[str, Any] = {"gradcam": GradCAM(network), "hirescam": HiResCAM(network)}
+    if tuple(getattr(network, "cam_layout", ()))[2:] == ("X", "Y", "Z"):
+        out = {k: AxialLayout(v) for k, v in out.items()}
+    return out
+
+
+def _fit(array: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Symmetric zero pad / centre crop of the first three axes to ``size`` (the preprocessing's geometry)."""
+    out = array
+    for axis, target in enumerate(size):
+        n = out.shape[axis]
+        if n > target:
+            start = (n - target) // 2
+            out = np.take(out, range(start, start + target), axis=axis)
+        elif n < target:
+            before = (target - n) // 2
+            pad = [(0, 0)] * out.ndim
+            pad[axis] = (before, target - n - before)
+            out = np.pad(out, pad)
+    return out
+
+
+def load_volume(path: str | os.PathLike, size: Sequence[int]) -> np.ndarray:
+    """A NIfTI volume in RAS (``as_closest_canonical``), padded/cropped to ``size`` like the network input.
+
+    Raises:
+        InputError: missing or unreadable file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "volume not found")
+    try:
+        img = nib.as_closest_canonical(nib.load(str(path)))
+        data = np.asarray(img.dataobj)
+    except Exception as exc:  # nibabel raises several types for broken files
+        raise InputError(path, f"unreadable NIfTI ({type(exc).__name__}: {exc})") from exc
+    return _fit(data, size)
+
+
+def lesion_on_grid(mask: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+    """Boolean ``[H, D1, D2]``: grid cells touched by a voxel mask ``[X, Y, Z]`` (max pooling, Z -> H triplets)."""
+    m = mask.float().permute(2, 0, 1)[None, None]  # [1, 1, Z, X, Y]
+    return F.adaptive_max_pool3d(m, tuple(int(g) for g in grid))[0, 0] > 0.5
+
+
+def maps_on_grid(explainer: Any, image: torch.Tensor, class_idx: Sequence[int], grid: Sequence[int]) -> torch.Tensor:
+    """Normalized maps ``[K, H, D1, D2]`` of ``class_idx`` for one image ``[1, X, Y, Z]``, on the regions grid."""
+    with torch.enable_grad():
+        maps = explainer(image[None], class_idx=[int(i) for i in class_idx], upsample=False).detach()
+    return resize_maps_to(maps, tuple(grid))[0].clamp_min(0)
+
+
+def _findings(dataset_dir: Path) -> dict[str, Any]:
+    path = dataset_dir / "findings.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(path, f"cannot read the synthetic findings ({exc})") from exc
+
+
+def localization(
+    items: Sequence[dict[str, Any]],
+    explainers: dict[str, Any],
+    dataset_dir: str | os.PathLike,
+    spatial_size: Sequence[int],
+) -> dict[str, Any]:
+    """Pointing game and lesion mass share of each method over every (scan, true finding) pair of ``items``.
+
+    Args:
+        items: preprocessed items (``image`` ``[1, X, Y, Z]``, ``regions`` ``[M, H, D1, D2]``, ``accession``).
+        explainers: ``{method: explainer}`` (:func:`make_explainers`).
+        dataset_dir: the synthetic dataset folder (``findings.json``, ``lesions/<acc>.nii.gz``).
+        spatial_size: network input size (lesion masks are padded/cropped to it).
+
+    Returns:
+        ``{method: {"pointing_game", "mass_share", "mass_enrichment"}, "chance": {...}, "n_pairs"}``.
+    """
+    folder = Path(dataset_dir)
+    findings = _findings(folder)
+    hits: dict[str, list[float]] = {m: [] for m in explainers}
+    share: dict[str, list[float]] = {m: [] for m in explainers}
+    chance_hit: list[float] = []
+    chance_share: list[float] = []
+    per_label: dict[str, dict[str, list[float]]] = {m: {} for m in explainers}
+    for item in items:
+        acc = str(item["accession"])
+        record = findings.get(acc)
+        if record is None:
+            raise InputError(folder / "findings.json", f"no record for accession {acc}")
+        if not record.get("findings"):
+            continue
+        lesions = load_volume(folder / "lesions" / f"{acc}.nii.gz", spatial_size)
+        masks: dict[str, np.ndarray] = {}
+        for k, finding in enumerate(record["findings"]):
+            if k >= lesions.shape[3]:
+                raise InputError(folder / "lesions" / f"{acc}.nii.gz", f"has no channel {k} for finding {finding['label']}")
+            name = finding["label"]
+            masks[name] = masks.get(name, np.zeros(lesions.shape[:3], bool)) | (lesions[..., k] > 0)
+        names = [n for n, m in masks.items() if m.any() and n in LABEL_NAMES]
+        if not names:
+            continue
+        idx = [LABEL_NAMES.index(n) for n in names]
+        image = torch.as_tensor(np.asarray(item["image"]), dtype=torch.float32)
+        grid = tuple(item["regions"].shape[1:])
+        vol = torch.stack([torch.as_tensor(masks[n]) for n in names])  # [K, X, Y, Z]
+        cells = torch.stack([lesion_on_grid(v, grid) for v in vol])  # [K, H, D1, D2]
+        chance_hit += cells.flatten(1).float().mean(1).tolist()
+        chance_share += vol.flatten(1).float().mean(1).tolist()
+        for method, explainer in explainers.items():
+            maps = maps_on_grid(explainer, image, idx, grid)  # [K, H, D1, D2]
+            flat = maps.flatten(1)
+            top = flat.argmax(1)
+            ok = (flat.amax(1) > 0) & cells.flatten(1).gather(1, top[:, None])[:, 0]
+            up = upsample_axial_maps(maps[None], image.shape[1:])[0].clamp_min(0)  # [K, X, Y, Z]
+            total = up.flatten(1).sum(1)
+            inside = (up * vol).flatten(1).sum(1)
+            frac = torch.where(total > 0, inside / total.clamp_min(1e-12), torch.zeros_like(total))
+            hits[method] += ok.float().tolist()
+            share[method] += frac.tolist()
+            for n, h, s in zip(names, ok.float().tolist(), frac.tolist()):
+                per_label[method].setdefault(n, []).append(h)
+    out: dict[str, Any] = {"n_pairs": len(chance_hit)}
+    mean = lambda v: float(np.mean(v)) if v else None  # noqa: E731
+    base_share = mean(chance_share)
+    for method in explainers:
+        s = mean(share[method])
+        out[method] = {
+            "pointing_game": mean(hits[method]),
+            "mass_share": s,
+            "mass_enrichment": (s / base_share) if (s is not None and base_share) else None,
+            "pointing_game_per_label": {n: mean(v) for n, v in sorted(per_label[method].items())},
+        }
+    out["chance"] = {"pointing_game": mean(chance_hit), "mass_share": base_share}
+    return out
+
+
+def confounder_attention(
+    items: Sequence[dict[str, Any]],
+    explainers: dict[str, Any],
+    dataset_dir: str | os.PathLike,
+    spatial_size: Sequence[int],
+    label: str = CONFOUNDED_LABEL,
+) -> dict[str, Any]:
+    """Where the confounded label's maps look: share in the body wall and outside heart/mediastinum.
+
+    Every scan of ``items`` counts (present or not: the shortcut is used on both). The allowed region is the
+    heart/mediastinum of the organ truth at full resolution.
+    """
+    folder = Path(dataset_dir)
+    idx = LABEL_NAMES.index(label)
+    wall: dict[str, list[float]] = {m: [] for m in explainers}
+    outside: dict[str, list[float]] = {m: [] for m in explainers}
+    wall_frac: list[float] = []
+    for item in items:
+        acc = str(item["accession"])
+        hu = load_volume(folder / "images" / f"{acc}.nii.gz", spatial_size).astype(np.float32)
+        organs = load_volume(folder / "organs" / f"{acc}.nii.gz", spatial_size)
+        body_wall = torch.as_tensor((hu > BODY_HU) & (organs == 0))
+        heart = torch.as_tensor(organs == ORGAN_LABELS["heart_mediastinum"])
+        wall_frac.append(float(body_wall.float().mean()))
+        image = torch.as_tensor(np.asarray(item["image"]), dtype=torch.float32)
+        grid = tuple(item["regions"].shape[1:])
+        for method, explainer in explainers.items():
+            maps = maps_on_grid(explainer, image, [idx], grid)
+            up = upsample_axial_maps(maps[None], image.shape[1:])[0, 0].clamp_min(0)
+            total = float(up.sum())
+            if total <= 0:
+                continue
+            wall[method].append(float((up * body_wall).sum()) / total)
+            outside[method].append(1.0 - float((up * heart).sum()) / total)
+    mean = lambda v: float(np.mean(v)) if v else None  # noqa: E731
+    out: dict[str, Any] = {"label": label, "n_scans": len(wall_frac), "chance_body_wall": mean(wall_frac)}
+    for method in explainers:
+        out[method] = {
+            "body_wall_share": mean(wall[method]),
+            "outside_allowed_share": mean(outside[method]),
+            "n_nonzero_maps": len(wall[method]),
+        }
+    return out
+
+
+def randomization_blocks(model: nn.Module) -> list[tuple[str, list[nn.Module]]]:
+    """Parameterized layers grouped in blocks, output side first (the order of cascading randomization).
+
+    A block is the first two components of a module name (``fc``, ``custom_convs.conv4``, ``trunk.layer4``...).
+    """
+    blocks: dict[str, list[nn.Module]] = {}
+    order: list[str] = []
+    named = [(n, m) for n, m in model.named_modules() if n and any(True for _ in m.parameters(recurse=False))]
+    for name, module in reversed(named):
+        key = ".".join(name.split(".")[:2])
+        if key not in blocks:
+            blocks[key] = []
+            order.append(key)
+        blocks[key].append(module)
+    return [(k, blocks[k]) for k in order]
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float | None:
+    """Spearman rank correlation of two maps (flattened); 0 when either is constant (no ranking to agree with)."""
+    x = a.detach().flatten().double().cpu().numpy()
+    y = b.detach().flatten().double().cpu().numpy()
+    if x.size < 2:
+        return None
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return 0.0
+    return float(spearmanr(x, y).statistic)
+
+
+def cascading_randomization(
+    model: nn.Module,
+    items: Sequence[dict[str, Any]],
+    explainer_factory: Callable[[nn.Module], dict[str, Any]] = make_explainers,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Cascading randomization sanity check (Adebayo et al. 2018) on raw maps of the true labels of ``items``.
+
+    A copy of ``model`` is re-initialized block by block from the top (:func:`randomization_blocks`); after each
+    step the raw maps (``compute_raw``) of each scan's present labels are compared with the trained model's by
+    Spearman rank correlation (per scan and label, then averaged).
+
+    Returns:
+        ``{"blocks": [...], method: {"spearman": [...], "constant_fraction": [...]}, "n_maps"}``, one value per
+        step (step ``i`` = blocks ``0..i`` randomized).
+    """
+    inputs = []
+    for item in items:
+        present = [i for i, v in enumerate(np.asarray(item["label"]).tolist()) if v > 0.5]
+        if present:
+            inputs.append((torch.as_tensor(np.asarray(item["image"]), dtype=torch.float32)[None], present))
+    original = {m: [] for m in ("gradcam", "hirescam")}
+    trained = explainer_factory(model.eval())
+    for x, present in inputs:
+        for method, explainer in trained.items():
+            with torch.enable_grad():
+                original[method].append(explainer.compute_raw(x, class_idx=present).detach()[0])
+    work = copy.deepcopy(model).eval()
+    blocks = randomization_blocks(work)
+    gen_state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    out: dict[str, Any] = {"blocks": [], "n_maps": sum(len(p) for _, p in inputs)}
+    for method in original:
+        out[method] = {"spearman": [], "abs_spearman": [], "constant_fraction": []}
+    try:
+        for name, modules in blocks:
+            for module in modules:
+                if callable(getattr(module, "reset_parameters", None)):
+                    module.reset_parameters()
+                else:  # a layer without its own initializer: fresh Gaussian weights
+                    for p in module.parameters(recurse=False):
+                        nn.init.normal_(p, std=0.02)
+            out["blocks"].append(name)
+            randomized = explainer_factory(work)
+            for method, explainer in randomized.items():
+                rhos, const = [], 0
+                for (x, present), ref in zip(inputs, original[method]):
+                    with torch.enable_grad():
+                        maps = explainer.compute_raw(x, class_idx=present).detach()[0]
+                    for k in range(len(present)):
+                        if float(ref[k].max() - ref[k].min()) == 0.0:
+                            continue  # the trained model's own map is flat: nothing to compare
+                        if float(maps[k].max() - maps[k].min()) == 0.0:
+                            const += 1
+                        r = spearman(ref[k], maps[k])
+                        if r is not None and np.isfinite(r):
+                            rhos.append(r)
+                out[method]["spearman"].append(float(np.mean(rhos)) if rhos else None)
+                out[method]["abs_spearman"].append(float(np.mean(np.abs(rhos))) if rhos else None)
+                out[method]["constant_fraction"].append(const / max(1, len(rhos)))
+    finally:
+        torch.set_rng_state(gen_state)
+    return out

@@ -1,0 +1,192 @@
+"""Named sizes of the reproduction (``hirescam reproduce --profile tiny|quick|full``) and the models it trains.
+
+The experiments follow Draelos & Carin (HiResCAM, arXiv:2011.08891): Table 1 (AxialNet, its ablations and the
+alternative models), Table 2 (classification loss only vs. classification + mask loss, Grad-CAM vs. HiResCAM), the
+confounder case study, localization against true lesion masks, and a model-randomization sanity check. A profile
+fixes the synthetic benchmark (scan count, volume size), the network size and the training length; everything else
+comes from the bundle configs (``configs/train.json``, ``configs/evaluate.json``).
+
+Example:
+    >>> from hirescam_ext.reproduce.profiles import get_profile
+    >>> p = get_profile("tiny")
+    >>> p.spatial_size, p.trunk
+    ((64, 64, 48), 'small')
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from hirescam_ext.utils.errors import InputError
+
+__all__ = ["ModelSpec", "ReproProfile", "MODELS", "PROFILES", "get_profile"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One row of the paper's Table 1 (or Table 2): which network, and how it is trained.
+
+    Attributes:
+        name: short identifier used in file names and tables.
+        title: the paper's name for the model.
+        network: ``"axialnet"``, ``"ctnet"``, ``"bodyconv"`` or ``"threedconv"``.
+        mask_loss: train with the mask loss (Table 2's "class + mask loss").
+        slice_pooling: AxialNet slice pooling (``"max"`` for the MaxPool ablation).
+        custom_convs: AxialNet custom convolutions (``False`` for NoCustomConv).
+        pretrained: use the ImageNet trunk weights given to the driver (AxialNet); ``False`` = random init.
+        has_cam: the model has a spatial map to explain (CTNet has none).
+    """
+
+    name: str
+    title: str
+    network: str = "axialnet"
+    mask_loss: bool = False
+    slice_pooling: str = "mean"
+    custom_convs: bool = True
+    pretrained: bool = False
+    has_cam: bool = True
+
+
+#: every model the driver knows; ``axialnet`` (class loss only) is both Table 1's AxialNet and Table 2's baseline.
+MODELS: dict[str, ModelSpec] = {
+    m.name: m
+    for m in (
+        ModelSpec("axialnet", "AxialNet"),
+        ModelSpec("axialnet_mask", "AxialNet + mask loss", mask_loss=True),
+        ModelSpec("maxpool", "MaxPool", slice_pooling="max"),
+        ModelSpec("nocustomconv", "NoCustomConv", custom_convs=False),
+        ModelSpec("axialnet_imagenet", "AxialNet (ImageNet trunk)", pretrained=True),
+        ModelSpec("axialnet_imagenet_mask", "AxialNet (ImageNet trunk) + mask loss", mask_loss=True, pretrained=True),
+        ModelSpec("ctnet", "CTNet", network="ctnet", has_cam=False),
+        ModelSpec("bodyconv", "BodyConv", network="bodyconv"),
+        ModelSpec("threedconv", "3DConv", network="threedconv"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class ReproProfile:
+    """Size of one reproduction run.
+
+    Attributes:
+        name: profile name.
+        synth_profile: ``hirescam synth`` profile of the benchmark.
+        n_scans: scans over all four splits (``None``: the synth profile's).
+        spatial_size: network input ``(X, Y, Z)``; also the generated volume shape, so no resampling happens.
+        trunk: ``"small"`` or ``"resnet18"``.
+        max_epochs: training epochs (early stopping patience from the bundle config still applies).
+        seeds: training seeds (network initialisation, shuffling, augmentation); the dataset seed is fixed.
+        dataset_seed: seed of the synthetic benchmark.
+        models: names in :data:`MODELS`; ImageNet variants run only when weights are supplied.
+        region_mode: ``AllowedRegionsd`` mode (``"nearest"`` is the paper's, ``"area"`` suits coarse grids).
+        area_threshold: organ fraction that sets a cell in ``"area"`` mode.
+        custom_conv_padding: AxialNet custom-conv padding (1 keeps the trunk grid, needed below 288 x 288).
+        conv_padding: padding of the 3D convs of CTNet, BodyConv and 3DConv.
+        sanity_scans: test scans used by the randomization sanity check.
+        sanity_models: models whose layers are randomized.
+        learning_rate: SGD learning rate (the paper: 1e-3).
+        device: ``"cpu"``, ``"cuda"`` or ``None`` (the bundle's choice).
+        note: what the profile is for.
+    """
+
+    name: str
+    synth_profile: str
+    n_scans: int | None
+    spatial_size: tuple[int, int, int]
+    trunk: str
+    max_epochs: int
+    seeds: tuple[int, ...]
+    dataset_seed: int = 0
+    models: tuple[str, ...] = (
+        "axialnet",
+        "axialnet_mask",
+        "maxpool",
+        "nocustomconv",
+        "axialnet_imagenet",
+        "axialnet_imagenet_mask",
+        "ctnet",
+        "bodyconv",
+        "threedconv",
+    )
+    region_mode: str = "nearest"
+    area_threshold: float = 0.5
+    custom_conv_padding: int = 1
+    conv_padding: int = 1
+    sanity_scans: int = 8
+    sanity_models: tuple[str, ...] = ("axialnet", "axialnet_mask")
+    learning_rate: float = 1e-3
+    device: str | None = None
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON view (recorded in the results)."""
+        return asdict(self)
+
+
+PROFILES: dict[str, ReproProfile] = {
+    "tiny": ReproProfile(
+        name="tiny",
+        synth_profile="tiny",
+        n_scans=24,
+        spatial_size=(64, 64, 48),
+        trunk="small",
+        max_epochs=1,
+        seeds=(0,),
+        region_mode="area",
+        area_threshold=0.1,
+        sanity_scans=2,
+        sanity_models=("axialnet",),
+        device="cpu",
+        note="smoke test (CI): every table and figure, numbers meaningless",
+    ),
+    "quick": ReproProfile(
+        name="quick",
+        synth_profile="tiny",
+        n_scans=200,
+        spatial_size=(64, 64, 48),
+        trunk="small",
+        max_epochs=6,
+        seeds=(0, 1, 2),
+        region_mode="area",
+        area_threshold=0.1,
+        sanity_scans=8,
+        device="cpu",
+        note="about 30 minutes on 2 CPU cores: 64x64x48 volumes, small trunk, 6 epochs, 3 seeds",
+    ),
+    "full": ReproProfile(
+        name="full",
+        synth_profile="paper",
+        n_scans=600,
+        spatial_size=(420, 420, 405),
+        trunk="resnet18",
+        max_epochs=100,
+        seeds=(0, 1, 2),
+        region_mode="nearest",
+        area_threshold=0.5,
+        custom_conv_padding=0,
+        conv_padding=0,
+        sanity_scans=16,
+        note="paper-sized (420x420x405, ResNet-18, 100 epochs with early stopping); for a GPU; not run here",
+    ),
+}
+
+
+def get_profile(name: str, **overrides: Any) -> ReproProfile:
+    """The named profile, with fields replaced by ``overrides`` (``None`` values are ignored).
+
+    Raises:
+        InputError: unknown profile or field.
+    """
+    if name not in PROFILES:
+        raise InputError(None, f"unknown reproduction profile {name!r}; choose one of {sorted(PROFILES)}")
+    fields = set(ReproProfile.__dataclass_fields__)
+    bad = sorted(set(overrides) - fields)
+    if bad:
+        raise InputError(None, f"unknown profile fields {bad}")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    unknown = [m for m in changes.get("models", ()) if m not in MODELS]
+    if unknown:
+        raise InputError(None, f"unknown models {unknown}; choose from {sorted(MODELS)}")
+    return replace(PROFILES[name], **changes)

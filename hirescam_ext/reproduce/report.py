@@ -1,0 +1,267 @@
+"""Tables, figures (matplotlib, Agg backend) and ``REPORT.md`` of a reproduction run.
+
+Tables mirror Draelos & Carin (HiResCAM, arXiv:2011.08891): Table 1 (AUROC and OrganIoU per model), Table 2
+(OrganIoU by loss, method and concept group, with the relative change over the baseline's Grad-CAM), plus the
+confounder, localization and sanity-check tables. Each table is written as Markdown and CSV under ``tables/``; each
+figure as PNG under ``figures/``. Values are percentages, mean +- sample standard deviation over seeds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hirescam_ext.reproduce.profiles import MODELS
+from hirescam_ext.reproduce.summary import GROUPS
+from hirescam_ext.utils.io import write_text_atomic
+
+__all__ = ["TABLES", "FIGURES", "build_tables", "write_tables", "write_figures", "write_report_md"]
+
+TABLES = ("table1", "table2", "confounder", "localization", "sanity", "claims")
+FIGURES = ("table1", "table2", "confounder", "localization", "sanity")
+METHOD_NAMES = {"gradcam": "Grad-CAM", "hirescam": "HiResCAM"}
+
+
+def _ms(s: Mapping[str, Any] | None, scale: float = 100.0, digits: int = 1) -> str:
+    if not s or s.get("mean") is None:
+        return "n/a"
+    if s.get("n", 0) > 1:
+        return f"{scale * s['mean']:.{digits}f} ± {scale * s['std']:.{digits}f}"
+    return f"{scale * s['mean']:.{digits}f}"
+
+
+def _title(model: str) -> str:
+    return MODELS[model].title if model in MODELS else model
+
+
+def build_tables(agg: Mapping[str, Mapping[str, Any]], claims: Sequence[Mapping[str, Any]],
+                 sanity_blocks: Sequence[str], sanity_curve: Mapping[str, Any]) -> dict[str, tuple[list, list]]:
+    """``{name: (header, rows)}`` of every table."""
+    tables: dict[str, tuple[list, list]] = {}
+    order = [m for m in MODELS if m in agg]
+
+    rows = []
+    for m in order:
+        a = agg[m]
+        rows.append([_title(m), len(a["seeds"]), _ms(a.get("auroc_test")), _ms(a.get("organ_iou_gradcam_test")),
+                     _ms(a.get("organ_iou_hirescam_test"))])
+    tables["table1"] = (["model", "seeds", "AUROC (test)", "OrganIoU Grad-CAM", "OrganIoU HiResCAM"], rows)
+
+    rows = []
+    base = (agg.get("axialnet") or {}).get("organ_iou_gradcam_test") or {}
+    for m in ("axialnet", "axialnet_mask"):
+        if m not in agg:
+            continue
+        for method in ("gradcam", "hirescam"):
+            s = agg[m].get(f"organ_iou_{method}_test") or {}
+            rel = "n/a"
+            if s.get("mean") is not None and base.get("mean"):
+                rel = f"{100 * (s['mean'] / base['mean'] - 1):+.0f}%"
+            rows.append(["class loss only" if m == "axialnet" else "class + mask loss", METHOD_NAMES[method],
+                         _ms(s), *[_ms(agg[m].get(f"organ_iou_{method}_{g}_test")) for g in GROUPS], rel])
+    tables["table2"] = (["loss", "method", "all", *GROUPS, "vs baseline Grad-CAM"], rows)
+
+    rows = []
+    for m in order:
+        a = agg[m]
+        rows.append([_title(m), _ms(a.get("confounder_auroc_test")), _ms(a.get("confounder_auroc_test_shifted")),
+                     _ms(a.get("confounder_drop")), _ms(a.get("body_wall_share_hirescam_test_shifted")),
+                     _ms(a.get("body_wall_share_gradcam_test_shifted")),
+                     _ms(a.get("outside_allowed_share_hirescam_test_shifted")), _ms(a.get("body_wall_chance"))])
+    tables["confounder"] = (["model", "AUROC test", "AUROC test_shifted", "drop (points)",
+                             "body wall HiResCAM", "body wall Grad-CAM", "outside allowed HiResCAM",
+                             "body wall (chance)"], rows)
+
+    rows = []
+    for m in order:
+        a = agg[m]
+        if not MODELS.get(m, MODELS["axialnet"]).has_cam:
+            continue
+        for method in ("gradcam", "hirescam"):
+            rows.append([_title(m), METHOD_NAMES[method], _ms(a.get(f"pointing_game_{method}")),
+                         _ms(a.get("pointing_game_chance")), _ms(a.get(f"mass_share_{method}"), digits=2),
+                         _ms(a.get("mass_share_chance"), digits=2), _ms(a.get(f"mass_enrichment_{method}"), 1.0, 2)])
+    tables["localization"] = (["model", "method", "pointing game", "chance", "mass in lesion", "chance",
+                               "enrichment (x)"], rows)
+
+    rows = []
+    for i, block in enumerate(sanity_blocks):
+        rows.append([i + 1, block, *[_ms(sanity_curve.get(m, [{}] * len(sanity_blocks))[i], 1.0, 3)
+                                     for m in ("hirescam", "gradcam")]])
+    tables["sanity"] = (["step", "randomized up to", "Spearman HiResCAM", "Spearman Grad-CAM"], rows)
+
+    tables["claims"] = (["claim", "status", "evidence"], [[c["claim"], c["status"], c["evidence"]] for c in claims])
+    return tables
+
+
+def _md(header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(tables: Mapping[str, tuple[list, list]], out_dir: str | os.PathLike) -> dict[str, str]:
+    """Write ``tables/<name>.md`` and ``.csv``; return ``{name: markdown}``."""
+    folder = Path(out_dir) / "tables"
+    folder.mkdir(parents=True, exist_ok=True)
+    md: dict[str, str] = {}
+    for name, (header, rows) in tables.items():
+        md[name] = _md(header, rows)
+        write_text_atomic(folder / f"{name}.md", md[name])
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(header)
+        writer.writerows(rows)
+        write_text_atomic(folder / f"{name}.csv", buf.getvalue())
+    return md
+
+
+def _bars(ax: Any, labels: Sequence[str], series: Mapping[str, Sequence[tuple[float, float]]], ylabel: str) -> None:
+    x = np.arange(len(labels))
+    width = 0.8 / max(1, len(series))
+    for i, (name, vals) in enumerate(series.items()):
+        means = [v[0] for v in vals]
+        errs = [v[1] for v in vals]
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, means, width, yerr=errs, capsize=2, label=name)
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+
+
+def _mv(s: Mapping[str, Any] | None, scale: float = 100.0) -> tuple[float, float]:
+    if not s or s.get("mean") is None:
+        return (0.0, 0.0)
+    return (scale * s["mean"], scale * (s.get("std") or 0.0))
+
+
+def write_figures(agg: Mapping[str, Mapping[str, Any]], sanity_blocks: Sequence[str],
+                  sanity_curve: Mapping[str, Any], out_dir: str | os.PathLike) -> list[str]:
+    """Write ``figures/<name>.png`` for every name of :data:`FIGURES`; return the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(out_dir) / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    order = [m for m in MODELS if m in agg]
+    cam = [m for m in order if MODELS[m].has_cam]
+    paths = []
+
+    def save(fig: Any, name: str) -> None:
+        fig.tight_layout()
+        path = folder / f"{name}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        paths.append(str(path))
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    _bars(axes[0], [_title(m) for m in order], {"AUROC": [_mv(agg[m].get("auroc_test")) for m in order]},
+          "test AUROC (%)")
+    _bars(axes[1], [_title(m) for m in cam],
+          {METHOD_NAMES[k]: [_mv(agg[m].get(f"organ_iou_{k}_test")) for m in cam] for k in ("gradcam", "hirescam")},
+          "test OrganIoU (%)")
+    fig.suptitle("Table 1 analog")
+    save(fig, "table1")
+
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    pair = [m for m in ("axialnet", "axialnet_mask") if m in agg]
+    series = {}
+    for m in pair:
+        for k in ("gradcam", "hirescam"):
+            label = f"{'mask' if m.endswith('mask') else 'class'} loss, {METHOD_NAMES[k]}"
+            series[label] = [_mv(agg[m].get(f"organ_iou_{k}_test"))] + [
+                _mv(agg[m].get(f"organ_iou_{k}_{g}_test")) for g in GROUPS]
+    _bars(ax, ["all", *GROUPS], series, "test OrganIoU (%)")
+    ax.set_title("Table 2 analog: OrganIoU by loss, method and concept group")
+    save(fig, "table2")
+
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    _bars(ax, [_title(m) for m in order],
+          {"test": [_mv(agg[m].get("confounder_auroc_test")) for m in order],
+           "test_shifted": [_mv(agg[m].get("confounder_auroc_test_shifted")) for m in order]},
+          "AUROC of the confounded label (%)")
+    ax.axhline(50, color="gray", lw=0.8, ls="--")
+    ax.set_title("Confounder: h_great_vessel_atherosclerosis")
+    save(fig, "confounder")
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    _bars(axes[0], [_title(m) for m in cam],
+          {METHOD_NAMES[k]: [_mv(agg[m].get(f"pointing_game_{k}")) for m in cam] for k in ("gradcam", "hirescam")},
+          "pointing game hits (%)")
+    if cam:
+        axes[0].axhline(_mv(agg[cam[0]].get("pointing_game_chance"))[0], color="gray", lw=0.8, ls="--")
+    _bars(axes[1], [_title(m) for m in cam],
+          {METHOD_NAMES[k]: [_mv(agg[m].get(f"mass_enrichment_{k}"), 1.0) for m in cam] for k in ("gradcam", "hirescam")},
+          "map mass in lesion / chance")
+    axes[1].axhline(1.0, color="gray", lw=0.8, ls="--")
+    fig.suptitle("Localization against true lesion masks (test)")
+    save(fig, "localization")
+
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    steps = np.arange(1, len(sanity_blocks) + 1)
+    for k in ("hirescam", "gradcam"):
+        curve = sanity_curve.get(k) or []
+        means = [c.get("mean") if c.get("mean") is not None else np.nan for c in curve]
+        stds = [c.get("std") or 0.0 for c in curve]
+        if len(means) == len(steps) and len(steps):
+            ax.errorbar(steps, means, yerr=stds, marker="o", capsize=2, label=METHOD_NAMES[k])
+    ax.axhline(0.2, color="gray", lw=0.8, ls="--")
+    ax.set_xticks(steps)
+    ax.set_xticklabels(sanity_blocks, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("Spearman rho vs trained maps")
+    ax.set_title("Cascading randomization (from the top)")
+    if len(steps):
+        ax.legend(fontsize=7)
+    save(fig, "sanity")
+    return paths
+
+
+def write_report_md(out_dir: str | os.PathLike, md_tables: Mapping[str, str], header: Mapping[str, Any],
+                    notes: Sequence[str], findings: Sequence[str]) -> str:
+    """Write ``REPORT.md``; return its path."""
+    h = header
+    lines = [
+        f"# HiResCAM reproduction on the synthetic benchmark: profile `{h['profile']}`",
+        "",
+        "Paper: R. L. Draelos and L. Carin, HiResCAM, arXiv:2011.08891. Every number below comes from the command "
+        "shown; all of them are in `results.json`. Percentages, mean ± sample std over training seeds.",
+        "",
+        "## Run",
+        "",
+        f"- command: `{h['command']}`",
+        f"- training seeds: {h['seeds']}; dataset seed: {h['dataset_seed']}",
+        f"- started {h['started']}, finished {h['finished']} ({h['elapsed_min']:.1f} min)",
+        f"- versions: {h['versions']}",
+        f"- machine: {h['machine']}",
+        f"- profile: {h['profile_text']}",
+        "",
+        "## Claims",
+        "",
+        md_tables["claims"],
+        "",
+    ]
+    if findings:
+        lines += ["## Findings", "", *[f"- {f}" for f in findings], ""]
+    sections = [
+        ("table1", "Table 1 analog: AxialNet, ablations and alternatives (test split)", "figures/table1.png"),
+        ("table2", "Table 2 analog: class loss vs class + mask loss (test split)", "figures/table2.png"),
+        ("confounder", "Confounder study (h_great_vessel_atherosclerosis; attention shares on test_shifted)",
+         "figures/confounder.png"),
+        ("localization", "Localization against the true lesion masks (test split)", "figures/localization.png"),
+        ("sanity", "Sanity check: cascading randomization (Spearman of raw maps)", "figures/sanity.png"),
+    ]
+    for name, title, fig in sections:
+        lines += [f"## {title}", "", md_tables[name], "", f"![{name}]({fig})", ""]
+    if notes:
+        lines += ["## Method notes", "", *[f"- {n}" for n in notes], ""]
+    path = Path(out_dir) / "REPORT.md"
+    write_text_atomic(path, "\n".join(lines))
+    return str(path)

@@ -1,0 +1,102 @@
+"""Smoke test: ``hirescam reproduce --profile tiny`` produces every table and figure with finite values."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hirescam_ext.reproduce import main
+from hirescam_ext.reproduce.report import FIGURES, TABLES
+from hirescam_ext.reproduce.summary import HELD, NOT_EVALUABLE, NOT_HELD
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("reproduce_tiny")
+    out = root / "results"
+    status = main(["--profile", "tiny", "--out", str(out), "--work-dir", str(root / "work")])
+    assert status == 0
+    return out
+
+
+def _numbers(obj: Any) -> list[float]:
+    if isinstance(obj, bool):
+        return []
+    if isinstance(obj, (int, float)):
+        return [float(obj)]
+    if isinstance(obj, dict):
+        return [v for x in obj.values() for v in _numbers(x)]
+    if isinstance(obj, list):
+        return [v for x in obj for v in _numbers(x)]
+    return []
+
+
+def test_every_table_is_written_as_markdown_and_csv(tiny_run: Path) -> None:
+    for name in TABLES:
+        md = (tiny_run / "tables" / f"{name}.md").read_text(encoding="utf-8")
+        assert md.count("\n") >= 3, f"table {name} has no rows"
+        assert (tiny_run / "tables" / f"{name}.csv").is_file()
+
+
+def test_tables_hold_no_non_finite_values(tiny_run: Path) -> None:
+    for name in TABLES:
+        text = (tiny_run / "tables" / f"{name}.csv").read_text(encoding="utf-8").lower()
+        for bad in ("nan", "inf"):
+            assert bad not in text.replace("intervention", ""), f"{bad} in table {name}"
+
+
+def test_every_figure_is_a_png(tiny_run: Path) -> None:
+    for name in FIGURES:
+        data = (tiny_run / "figures" / f"{name}.png").read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 1000
+
+
+def test_results_json_numbers_are_finite(tiny_run: Path) -> None:
+    payload = json.loads((tiny_run / "results.json").read_text(encoding="utf-8"))
+    numbers = _numbers(payload)
+    assert numbers and all(math.isfinite(v) for v in numbers)
+
+
+def test_results_json_records_command_versions_and_machine(tiny_run: Path) -> None:
+    header = json.loads((tiny_run / "results.json").read_text(encoding="utf-8"))["header"]
+    assert "reproduce" in header["command"] and "--profile tiny" in header["command"]
+    assert {"torch", "monai", "hirescam_ext"} <= set(header["versions"])
+    assert header["machine"]["cpu_count"] >= 1
+    assert header["seeds"] == [0]
+
+
+def test_every_model_with_a_map_has_localization_and_confounder_numbers(tiny_run: Path) -> None:
+    runs = json.loads((tiny_run / "results.json").read_text(encoding="utf-8"))["runs"]
+    assert {"axialnet", "axialnet_mask", "maxpool", "nocustomconv", "ctnet", "bodyconv", "threedconv"} <= set(runs)
+    for model, by_seed in runs.items():
+        run = by_seed["0"]
+        assert run["evaluation"]["test"]["auroc"]["mean"] is not None
+        if model != "ctnet":
+            assert run["localization"]["n_pairs"] > 0
+            assert set(run["confounder"]) == {"test", "test_shifted"}
+        else:
+            assert "localization" not in run
+
+
+def test_every_claim_gets_a_status_and_appears_in_the_report(tiny_run: Path) -> None:
+    payload = json.loads((tiny_run / "results.json").read_text(encoding="utf-8"))
+    report = (tiny_run / "REPORT.md").read_text(encoding="utf-8")
+    assert len(payload["claims"]) == 4
+    for claim in payload["claims"]:
+        assert claim["status"] in (HELD, NOT_HELD, NOT_EVALUABLE)
+        assert claim["claim"] in report
+    for name in FIGURES:
+        assert f"figures/{name}.png" in report
+
+
+def test_sanity_check_has_one_value_per_randomized_block(tiny_run: Path) -> None:
+    sanity = json.loads((tiny_run / "results.json").read_text(encoding="utf-8"))["runs"]["axialnet"]["0"]["sanity"]
+    assert sanity["blocks"][0] == "fc"
+    for method in ("hirescam", "gradcam"):
+        assert len(sanity[method]["spearman"]) == len(sanity["blocks"])

@@ -1,0 +1,80 @@
+"""Seed statistics and claim checks of hirescam_ext.reproduce.summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hirescam_ext.data.findings import CONFOUNDED_LABEL
+from hirescam_ext.reproduce.summary import HELD, NOT_EVALUABLE, NOT_HELD, check_claims, paired, summarize
+
+
+def _run(auroc: float, grad: float, hires: float, conf_test: float, conf_shift: float, rho: float) -> dict[str, Any]:
+    def split(conf: float) -> dict[str, Any]:
+        return {
+            "auroc": {"mean": auroc, "per_label": {CONFOUNDED_LABEL: conf}},
+            "organ_iou": {"gradcam": {"mean": grad, "per_group": {}}, "hirescam": {"mean": hires, "per_group": {}}},
+        }
+
+    return {
+        "evaluation": {"test": split(conf_test), "test_shifted": split(conf_shift)},
+        "sanity": {"blocks": ["fc"], "hirescam": {"spearman": [rho]}, "gradcam": {"spearman": [rho]}},
+    }
+
+
+def _claims(base: dict[int, Any], mask: dict[int, Any]) -> dict[str, str]:
+    return {c["id"]: c["status"] for c in check_claims({"axialnet": base, "axialnet_mask": mask})}
+
+
+def test_summarize_ignores_missing_and_non_finite_values() -> None:
+    s = summarize([0.2, None, float("nan"), 0.4])
+    assert s["n"] == 2 and s["mean"] == pytest.approx(0.3)
+
+
+def test_paired_difference_within_noise_when_seeds_disagree() -> None:
+    assert paired([0.5, 0.1, 0.6], [0.3, 0.4, 0.3])["verdict"] == "within noise"
+
+
+def test_paired_difference_beyond_noise_when_consistent() -> None:
+    assert paired([0.50, 0.51, 0.52], [0.30, 0.30, 0.31])["verdict"] == "beyond noise"
+
+
+def test_single_seed_difference_has_unknown_noise() -> None:
+    assert "noise unknown" in paired([0.5], [0.3])["verdict"]
+
+
+def test_all_claims_hold_on_paper_like_numbers() -> None:
+    base = {s: _run(0.70, 0.20, 0.21, 0.80, 0.50, 0.05) for s in range(3)}
+    mask = {s: _run(0.70 - 0.001 * s, 0.21, 0.28, 0.75, 0.65, 0.05) for s in range(3)}
+    assert set(_claims(base, mask).values()) == {HELD}
+
+
+def test_mask_claim_fails_when_auroc_drops_more_than_one_point() -> None:
+    base = {s: _run(0.70, 0.20, 0.21, 0.80, 0.50, 0.0) for s in range(3)}
+    mask = {s: _run(0.68, 0.21, 0.40, 0.75, 0.70, 0.0) for s in range(3)}
+    assert _claims(base, mask)["mask_loss_organiou"] == NOT_HELD
+
+
+def test_confounder_claim_is_not_evaluable_without_a_baseline_drop() -> None:
+    base = {s: _run(0.70, 0.20, 0.21, 0.60, 0.65, 0.0) for s in range(3)}
+    mask = {s: _run(0.70, 0.20, 0.30, 0.60, 0.60, 0.0) for s in range(3)}
+    assert _claims(base, mask)["confounder_drop_halved"] == NOT_EVALUABLE
+
+
+def test_sanity_claim_fails_when_randomized_maps_stay_anticorrelated() -> None:
+    base = {s: _run(0.70, 0.20, 0.21, 0.80, 0.50, -0.5) for s in range(3)}
+    mask = {s: _run(0.70, 0.20, 0.30, 0.80, 0.70, -0.5) for s in range(3)}
+    assert _claims(base, mask)["randomization_sanity"] == NOT_HELD
+
+
+def test_hirescam_claim_fails_when_gradcam_is_better() -> None:
+    base = {s: _run(0.70, 0.30, 0.20, 0.80, 0.50, 0.0) for s in range(3)}
+    mask = {s: _run(0.70, 0.30, 0.40, 0.80, 0.70, 0.0) for s in range(3)}
+    assert _claims(base, mask)["hirescam_ge_gradcam"] == NOT_HELD
+
+
+def test_relative_change_is_not_evaluable_when_baseline_gradcam_is_zero() -> None:
+    base = {s: _run(0.70, 0.0, 0.0, 0.80, 0.50, 0.0) for s in range(3)}
+    mask = {s: _run(0.70, 0.0, 0.1, 0.80, 0.70, 0.0) for s in range(3)}
+    assert _claims(base, mask)["mask_loss_organiou"] == NOT_EVALUABLE

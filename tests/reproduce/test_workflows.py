@@ -1,0 +1,60 @@
+"""Bundle overrides of hirescam_ext.reproduce.workflows and the profiles."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hirescam_ext import ThreeDConv
+from hirescam_ext.reproduce.profiles import MODELS, get_profile
+from hirescam_ext.reproduce.workflows import AxialLayout, bundle_overrides, equivalent_command
+from hirescam_ext.utils.errors import InputError
+from hirescam_ext.visualize import HiResCAM
+
+
+def test_mask_model_turns_the_mask_loss_on_and_baseline_off() -> None:
+    p = get_profile("tiny")
+    assert bundle_overrides(MODELS["axialnet_mask"], p, "d", "r", 0)["use_mask_loss"] is True
+    assert bundle_overrides(MODELS["axialnet"], p, "d", "r", 0)["use_mask_loss"] is False
+
+
+def test_ctnet_runs_without_explainers_or_organ_iou() -> None:
+    ov = bundle_overrides(MODELS["ctnet"], get_profile("tiny"), "d", "r", 0)
+    assert ov["network_def"]["_target_"] == "hirescam_ext.CTNet"
+    assert ov["validate#explainers"] == {}
+    assert set(ov["test#metrics"]) == {"auroc"}
+    assert ov["train#network"] == "@network"
+
+
+def test_threedconv_maps_are_permuted_to_the_attention_grid() -> None:
+    ov = bundle_overrides(MODELS["threedconv"], get_profile("tiny"), "d", "r", 0)
+    assert "AxialLayout" in ov["validate#explainers"]["hirescam"]
+    net = ThreeDConv(n_classes=4, volume_size=(32, 32, 24), channels=(4, 4, 4, 4), reduce_channels=(4, 4),
+                     conv_padding=1).eval()
+    raw = HiResCAM(net).compute_raw(torch.rand(1, 1, 32, 32, 24))
+    permuted = AxialLayout(HiResCAM(net)).compute_raw(torch.rand(1, 1, 32, 32, 24))
+    x, y, z = raw.shape[2:]
+    assert tuple(permuted.shape[2:]) == (z, x, y)
+
+
+def test_imagenet_model_without_weights_is_refused() -> None:
+    with pytest.raises(InputError, match="ImageNet"):
+        bundle_overrides(MODELS["axialnet_imagenet"], get_profile("tiny"), "d", "r", 0)
+
+
+def test_equivalent_command_names_configs_and_overrides() -> None:
+    ov = bundle_overrides(MODELS["maxpool"], get_profile("tiny"), "d", "r", 2)
+    cmd = equivalent_command(["configs/train.json"], ov)
+    assert cmd.startswith("python -m monai.bundle run --config_file configs/train.json")
+    assert "--slice_pooling max" in cmd and "--seed 2" in cmd
+
+
+def test_unknown_profile_or_model_is_an_input_error() -> None:
+    with pytest.raises(InputError):
+        get_profile("huge")
+    with pytest.raises(InputError):
+        get_profile("tiny", models=("resnet50",))
+
+
+def test_quick_profile_has_three_seeds() -> None:
+    assert len(get_profile("quick").seeds) >= 3
