@@ -137,9 +137,13 @@ def _not_ct_reasons(arr: np.ndarray) -> list[str]:
             f"no air-density voxels (minimum {lo:.0f} > -500): this does not look like CT in Hounsfield units "
             "(MR, or intensities already scaled? segment before intensity scaling)"
         )
-    elif float((arr > -500.0).mean()) < 1e-3:
-        reasons.append("no body: almost no voxel above -500 HU (empty field of view)")
     return reasons
+
+
+def _no_body_reasons(hu_w: np.ndarray) -> list[str]:
+    if float(np.count_nonzero(hu_w > -500.0)) < 1e-3 * hu_w.size:
+        return ["no body: almost no voxel above -500 HU (empty field of view)"]
+    return []
 
 
 def _mirror_x(mask: np.ndarray, centre: float) -> np.ndarray:
@@ -152,11 +156,13 @@ def _mirror_x(mask: np.ndarray, centre: float) -> np.ndarray:
     return out
 
 
-def _refine_borders(organs_w: np.ndarray, hu: np.ndarray, factors: Sequence[int], lung_hu: float) -> np.ndarray:
+def _refine_borders(
+    organs_w: np.ndarray, hu: np.ndarray, factors: Sequence[int], lung_hu: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Repeat the working-grid labels back to the scan grid; re-threshold a one-voxel band around the lungs.
 
     Only the fine voxels of band blocks are touched (their indices are built from the coarse ones), so the cost
-    scales with the lung surface, not with the scan.
+    scales with the lung surface, not with the scan. Also returns the change of the per-label voxel counts.
     """
     shape = hu.shape
     lungs_w = (organs_w == RIGHT_LUNG) | (organs_w == LEFT_LUNG)
@@ -164,7 +170,7 @@ def _refine_borders(organs_w: np.ndarray, hu: np.ndarray, factors: Sequence[int]
     organs = np.ascontiguousarray(repeat_back(organs_w, factors, shape))
     cb = np.nonzero(band_w)
     if cb[0].size == 0:
-        return organs
+        return organs, np.zeros(4, np.int64)
     lung_lab_w = np.where(lungs_w, organs_w, 0).astype(np.uint8)
     near_lung = ndi.grey_dilation(lung_lab_w, size=(3, 3, 3))[cb]
     near_med = ndi.binary_dilation(organs_w == HEART_MEDIASTINUM)
@@ -182,8 +188,10 @@ def _refine_borders(organs_w: np.ndarray, hu: np.ndarray, factors: Sequence[int]
     is_lung = hu[x, y, z] < lung_hu
     current = organs[x, y, z]
     # a band voxel below the threshold joins the nearby lung; above it, it takes the nearby non-lung label
-    organs[x, y, z] = np.where(is_lung & (lung_val > 0), lung_val, np.where(is_lung, current, other_val))
-    return organs
+    new = np.where(is_lung & (lung_val > 0), lung_val, np.where(is_lung, current, other_val)).astype(np.uint8)
+    organs[x, y, z] = new
+    delta = np.bincount(new, minlength=4)[:4].astype(np.int64) - np.bincount(current, minlength=4)[:4]
+    return organs, delta
 
 
 def segment_organs(
@@ -239,6 +247,10 @@ def segment_organs(
 
     factors = block_factors(spacing, working_spacing)
     hu_w = block_mean(ras, factors)
+    bad = _no_body_reasons(hu_w)
+    if bad:
+        logger.warning("organ segmentation failed: %s; fallback: empty label map", bad[0])
+        return OrganSegmentation(finish(np.zeros(ras.shape, np.uint8)), False, bad, "empty")
     sp_w = tuple(s * f for s, f in zip(spacing, factors))
     lungs = segment_lungs(hu_w, sp_w, lung_hu=lung_hu, airway_hu=airway_hu, close_mm=close_mm)
     reasons = list(lungs.problems)
@@ -261,30 +273,31 @@ def segment_organs(
     organs_w[region] = HEART_MEDIASTINUM
     organs_w[right] = RIGHT_LUNG
     organs_w[left] = LEFT_LUNG
+    # voxel counts on the scan grid: working-grid counts weighted by the scan voxels each block covers
+    weights = [np.minimum(f, n - np.arange(m) * f) for f, n, m in zip(factors, ras.shape, hu_w.shape)]
+    w3 = weights[0][:, None, None] * weights[1][None, :, None] * weights[2][None, None, :]
+    counts = np.bincount(organs_w.ravel(), weights=w3.ravel().astype(float), minlength=4)[:4]
     if any(f > 1 for f in factors):
-        organs = _refine_borders(organs_w, ras, factors, lung_hu)
+        organs, delta = _refine_borders(organs_w, ras, factors, lung_hu)
+        counts = counts + delta
     else:
         organs = organs_w
 
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    counts = np.bincount(organs.ravel(), minlength=4)
     vols = {
         "right_lung": float(counts[RIGHT_LUNG] * voxel_ml),
         "heart_mediastinum": float(counts[HEART_MEDIASTINUM] * voxel_ml),
         "left_lung": float(counts[LEFT_LUNG] * voxel_ml),
     }
-    lung_all = (organs == RIGHT_LUNG) | (organs == LEFT_LUNG)
-    partial = bool(
-        lung_all[0].any() or lung_all[-1].any() or lung_all[:, 0].any() or lung_all[:, -1].any()
-        or lung_all[:, :, 0].any() or lung_all[:, :, -1].any()
-    )
+    faces = (organs[0], organs[-1], organs[:, 0], organs[:, -1], organs[:, :, 0], organs[:, :, -1])
+    partial = any(bool(((f == RIGHT_LUNG) | (f == LEFT_LUNG)).any()) for f in faces)
     if partial:
         notes.append("a lung touches the volume border: partial field of view, volume limits not applied")
     total = vols["right_lung"] + vols["left_lung"]
     if lungs.split != "single" and total > 0:
         if not partial and not TOTAL_LUNG_ML[0] <= total <= TOTAL_LUNG_ML[1]:
-            reasons.append(f"implausible total lung volume {total:.0f} mL (expected {TOTAL_LUNG_ML[0]:.0f}.."
-                           f"{TOTAL_LUNG_ML[1]:.0f} mL)")
+            lo, hi = TOTAL_LUNG_ML
+            reasons.append(f"implausible total lung volume {total:.0f} mL (expected {lo:.0f}..{hi:.0f} mL)")
         small, large = sorted((vols["right_lung"], vols["left_lung"]))
         if large > 0 and small / large < MIN_LUNG_RATIO:
             reasons.append(f"extreme left/right lung volume ratio {small / large:.2f} (< {MIN_LUNG_RATIO})")
