@@ -1,0 +1,86 @@
+"""Nothing is lost: a training run killed with SIGKILL resumes from ``last.pt`` and ends exactly like a run that was
+never interrupted; a NaN loss stops training with a message that names the scan and leaves ``last.pt`` untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from .conftest import kill_when, run_training
+
+
+def _load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_sigkill_after_first_checkpoint_then_resume_gives_identical_weights(
+    uninterrupted: Path, tiny_synthetic: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "killed"
+    kill_when(root, tiny_synthetic, 3, root / "models" / "last.pt")
+    killed_at = _load(root / "models" / "last.pt")["trainer"]["epoch"]  # the file on disk is complete and loads
+    assert 1 <= killed_at < 3, f"kill landed at epoch {killed_at}"
+    proc = run_training(root, tiny_synthetic, 3, "--resume", "true")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "resumed from" in proc.stdout + proc.stderr
+
+    reference, resumed = _load(uninterrupted / "models" / "last.pt"), _load(root / "models" / "last.pt")
+    assert resumed["trainer"] == reference["trainer"] == {"epoch": 3, "iteration": 21}
+    assert reference["model"].keys() == resumed["model"].keys()
+    for key, value in reference["model"].items():
+        assert torch.equal(value, resumed["model"][key]), f"weights differ after resume: {key}"
+    for a, b in zip(reference["optimizer"]["state"].values(), resumed["optimizer"]["state"].values()):
+        assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
+    assert resumed["early_stopping"] == reference["early_stopping"]
+    assert resumed["lr_scheduler"] == reference["lr_scheduler"]
+    assert torch.equal(resumed["rng"]["torch"], reference["rng"]["torch"])
+    best_ref, best_res = _load(uninterrupted / "models" / "best.pt"), _load(root / "models" / "best.pt")
+    assert best_ref["trainer"] == best_res["trainer"]
+
+
+def test_sigkill_during_checkpoint_write_keeps_previous_checkpoint(tmp_path: Path) -> None:
+    """A process killed inside ``torch.save`` leaves the previous ``last.pt`` intact (temporary name + rename)."""
+    last = tmp_path / "last.pt"
+    torch.save({"trainer": {"epoch": 1}}, last)
+    before = _digest(last)
+    script = (
+        "import os, signal, torch\n"
+        "from hirescam_ext.utils.io import atomic_write\n"
+        f"with atomic_write({str(last)!r}) as tmp:\n"
+        "    open(tmp, 'wb').write(b'PK half a zip file')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    assert _digest(last) == before
+    assert _load(last)["trainer"]["epoch"] == 1
+
+
+def test_nan_loss_stops_training_naming_the_scan_and_keeps_last_checkpoint(
+    uninterrupted: Path, tmp_path: Path, tiny_synthetic: Path
+) -> None:
+    root = tmp_path / "nan"
+    shutil.copytree(uninterrupted, root)
+    before = _digest(root / "models" / "last.pt")
+    best_before = _digest(root / "models" / "best.pt")
+    proc = run_training(root, tiny_synthetic, 4, "--resume", "true", "--mask_lambda", "$float('nan')")
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert proc.returncode != -signal.SIGKILL
+    assert "NonFiniteLossError" in text and "non-finite training loss" in text
+    accessions = {p.name.split(".")[0] for p in (tiny_synthetic / "images").glob("*.nii.gz")}
+    line = next(x for x in text.splitlines() if "non-finite training loss" in x)
+    assert any(acc in line for acc in accessions), line
+    assert "epoch 4, iteration 22" in line
+    assert _digest(root / "models" / "last.pt") == before
+    assert _digest(root / "models" / "best.pt") == best_before
