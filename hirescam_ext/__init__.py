@@ -68,9 +68,29 @@ _register(
     "NonFiniteLossGuard",
     "WithAttention",
 )
-_register("hirescam_ext.transforms", "ct_preprocessing", "invert_to_original", "RandFlipRot90d", "HUWindowd")
-_register("hirescam_ext.regions", "AllowedRegionsd", "ToAttentionLayoutd", "allowed_regions")
-_register("hirescam_ext.data", "make_dataset", "generate_dataset", "generate_case", "RadChestCTNpzReader")
+_register(
+    "hirescam_ext.transforms",
+    "ct_preprocessing",
+    "invert_to_original",
+    "RandFlipRot90d",
+    "HUWindowd",
+    "ResampleToSpacingd",
+    "CropForSpacingd",
+    "default_ct_readers",
+)
+_register("hirescam_ext.regions", "AllowedRegionsd", "ToAttentionLayoutd", "allowed_regions", "attention_grid_size")
+_register(
+    "hirescam_ext.data",
+    "make_dataset",
+    "load_datalist",
+    "make_datalist",
+    "read_labels_csv",
+    "read_location_table",
+    "generate_dataset",
+    "generate_case",
+    "RadChestCTNpzReader",
+)
+_register("hirescam_ext.data.synthetic", "SyntheticCase", "SynthConfig", "PROFILES")
 _register("hirescam_ext.segmentation", "segment_organs", "SegmentOrgansd", "OrganSegmentation")
 _register("hirescam_ext.labeling", "ReportLabeler", "LabelResult")
 _register("hirescam_ext.utils.errors", "InputError")

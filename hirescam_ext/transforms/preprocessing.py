@@ -65,6 +65,17 @@ PAPER_CENTER = -0.449
 _RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 
 
+def _loader(keys: Sequence[str], reader: ImageReader | str | None, **kwargs: Any) -> LoadImaged:
+    """``LoadImaged`` with the project's CT readers registered, chosen by file suffix (``reader=None``), or with the
+    user's reader(s) tried in turn."""
+    if reader is not None:
+        return LoadImaged(keys, reader=reader, **kwargs)
+    loader = LoadImaged(keys, reader=None, **kwargs)
+    for r in default_ct_readers():  # registered last = tried first, each only for the suffixes it accepts
+        loader.register(r)
+    return loader
+
+
 def ct_preprocessing(
     keys: Sequence[str] | str = ("image",),
     label_map_keys: Sequence[str] | str = ("organs",),
@@ -113,14 +124,13 @@ def ct_preprocessing(
     missing_ok = allow_missing_label_maps
     chain: list = []
     if load:
-        image_reader = reader if reader is not None else default_ct_readers()
         # dtype=None keeps the file's int16: the cast to float happens inside the (cropped) resampling
-        chain.append(LoadImaged(keys, reader=image_reader, image_only=True, ensure_channel_first=True, dtype=None))
+        chain.append(_loader(keys, reader, image_only=True, ensure_channel_first=True, dtype=None))
         if label_map_keys:
             chain.append(
-                LoadImaged(
+                _loader(
                     label_map_keys,
-                    reader=default_ct_readers() if reader is None else reader,
+                    reader,
                     image_only=True,
                     ensure_channel_first=True,
                     dtype=label_dtype,
