@@ -35,7 +35,9 @@ __all__ = [
 ]
 
 #: CT-RATE label -> what in a LabelResult makes it positive: any of these 80-label names, organ-agnostic
-#: abnormalities, or (abnormality, locations) pairs taken from the evidence.
+#: abnormalities, (abnormality, locations) pairs taken from the evidence, or (abnormality, words) pairs whose evidence
+#: phrase contains one of the words (CT-RATE's "Peribronchial thickening" is the peribronchial kind of our
+#: bronchial-wall-thickening abnormality).
 CTRATE_MAPPING: dict[str, dict[str, Any]] = {
     "Medical material": {
         "abnormalities": [
@@ -61,7 +63,7 @@ CTRATE_MAPPING: dict[str, dict[str, Any]] = {
     "Pulmonary fibrotic sequela": {"labels": ["lung_fibrosis", "lung_scarring"]},
     "Pleural effusion": {"labels": ["lung_pleural_effusion"]},
     "Mosaic attenuation pattern": {"abnormalities": ["mosaic_attenuation", "air_trapping"]},
-    "Peribronchial thickening": {"labels": ["lung_bronchial_wall_thickening"]},
+    "Peribronchial thickening": {"evidence_terms": [("bronchial_wall_thickening", ("peribronch", "bronchovascular"))]},
     "Consolidation": {"labels": ["lung_consolidation"]},
     "Bronchiectasis": {"labels": ["lung_bronchiectasis"]},
     "Interlobular septal thickening": {"labels": ["lung_septal_thickening"]},
@@ -82,6 +84,11 @@ def ctrate_labels(result: LabelResult) -> dict[str, int]:
             e.abnormality in rule.get("other_findings", ()) and not (e.locations and set(e.locations) <= _LUNG_ONLY)
             for e in result.other_findings
         )
+        for abn, words in rule.get("evidence_terms", ()):
+            hit = hit or any(
+                e.abnormality == abn and any(w in result.text[e.start : e.end].lower() for w in words)
+                for e in result.evidence
+            )
         for abn, locs in rule.get("evidence", ()):
             hit = hit or any(e.abnormality == abn and set(locs) & set(e.locations) for e in result.evidence)
         out[name] = int(bool(hit))

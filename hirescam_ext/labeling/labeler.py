@@ -370,6 +370,7 @@ class ReportLabeler:
         covered = {i for s in plain["interp"] for i in range(s[0], s[1])}  # 'with' of 'consistent with'
         term_pos = sorted(s[0] for s in plain["term"] if s[0] not in covered)
         main_term_pos = sorted(s[0] for s in plain["term"] if s[2] not in _RELATIVE and s[0] not in covered)
+        rel_pos = sorted(s[0] for s in plain["term"] if s[2] in _RELATIVE)
         verb_pos = sorted({i for s in plain["verb"] for i in range(s[0], s[1])})
         brk_pos = sorted(s[0] for s in plain["brk"])
         unc_pos = sorted(s[0] for s in plain["unc"])
@@ -413,11 +414,12 @@ class ReportLabeler:
             k = bisect.bisect_left(pos, lo)
             return k < len(pos) and pos[k] < hi
 
-        def closed(lo: int, hi: int, verb_lo: int) -> bool:
-            """A clause break in [lo, hi) preceded (from verb_lo) by a finite verb closes the scope."""
+        def closed(lo: int, hi: int, verb_lo: int, verb_hi: int | None = None) -> bool:
+            """A clause break in [lo, hi) preceded (from verb_lo, before verb_hi) by a finite verb closes the scope."""
             k = bisect.bisect_left(brk_pos, lo)
             while k < len(brk_pos) and brk_pos[k] < hi:
-                if any_in(verb_pos, verb_lo, brk_pos[k]):
+                end = brk_pos[k] if verb_hi is None else min(brk_pos[k], verb_hi)
+                if any_in(verb_pos, verb_lo, end):
                     return True
                 k += 1
             return False
@@ -487,7 +489,10 @@ class ReportLabeler:
                         while k < len(term_pos) and term_pos[k] < m.start:
                             clause_lo = term_pos[k]
                             k += 1
-                        if closed(m.end, c.start, clause_lo):
+                        # verbs of a relative clause ('X, which was seen before, is not seen') do not close X's clause
+                        k = bisect.bisect_left(rel_pos, m.end)
+                        rel = rel_pos[k] if k < len(rel_pos) and rel_pos[k] < c.start else None
+                        if closed(m.end, c.start, clause_lo, rel):
                             continue
                         negated = True
                         break
@@ -612,12 +617,14 @@ class ReportLabeler:
     ) -> list[str]:
         """Abnormalities of an organ-neutral term ('effusion') chosen by the organs of its clause/sentence locations."""
         for locs in (self._clause_locations(sent_locs, m, s_start, s_end, mentions), sent_locs):
-            organs: set[str] = set()
-            for loc in self._resolve_locations(locs):
-                organs.update(self.vocab.locations[loc].organs)
-            organs.discard("neutral")
-            if organs:
-                return [target for organ, target in term.by_organ if organ in organs]
+            # the nearest location that names an organ decides ('free fluid in the abdomen ... right atrium')
+            for span in sorted(locs, key=lambda sp: min(abs(sp.start - m.end), abs(m.start - sp.end))):
+                organs: set[str] = set()
+                for loc in self._resolve_locations([span]):
+                    organs.update(self.vocab.locations[loc].organs)
+                organs.discard("neutral")
+                if organs:
+                    return [target for organ, target in term.by_organ if organ in organs]
         return [term.abnormality]
 
     def _lymph_node(self, chars, m: _Span, ln_cues: list[_Span], sizes, sent_char0: int) -> str | None:

@@ -28,13 +28,12 @@ def ctrate_scores(labeler, ctrate_csv):
     return evaluate_ctrate(labeler, ctrate_csv)
 
 
-@pytest.mark.xfail(reason="target not met yet: macro F1 0.9464 on all 800 (0.9511 on 500-799), docs/LABELER.md")
 def test_ctrate_macro_f1_at_least_095(ctrate_scores):
     assert ctrate_scores["n_reports"] == 800
     assert ctrate_scores["macro_f1"] >= 0.95, ctrate_scores["macro_f1"]
 
 
-@pytest.mark.xfail(reason="target not met yet: Lung opacity 0.858, Peribronchial thickening 0.846, docs/LABELER.md")
+@pytest.mark.xfail(reason="target not met yet: Lung opacity F1 0.858 on all 800 (docs/LABELER.md)")
 def test_ctrate_every_label_f1_at_least_088(ctrate_scores):
     low = {k: v["f1"] for k, v in ctrate_scores["per_label"].items() if v["f1"] < 0.88}
     assert set(ctrate_scores["per_label"]) == set(CTRATE_LABELS)
@@ -47,6 +46,5 @@ def test_openi_sentence_accuracy_at_least_095(labeler, openi_csv):
 
 
 def test_ctrate_does_not_regress_below_measured_level(ctrate_scores):
-    """Guard at the level measured for docs/LABELER.md (macro 0.946, min 0.846 on all 800)."""
-    assert ctrate_scores["macro_f1"] >= 0.945, ctrate_scores["macro_f1"]
-    assert ctrate_scores["min_f1"] >= 0.84, ctrate_scores["min_f1"]
+    """Guard at the level measured for docs/LABELER.md (min 0.858 on all 800, Lung opacity)."""
+    assert ctrate_scores["min_f1"] >= 0.85, ctrate_scores["min_f1"]
