@@ -45,7 +45,7 @@ def test_segment_organsd_after_intensity_scaling_is_flagged():
 
 def test_segment_organsd_reads_spacing_from_the_affine(chest):
     hu, _ = chest()
-    # the same voxels labelled as 1 mm voxels: lungs of ~2 mL are below the size limit -> nothing found
+    # the same voxels read as 1 mm voxels: about 25 mL of lung in total is implausible -> flagged
     tiny = SegmentOrgansd(keys="image", quality_key="q")({"image": _image(hu, spacing=1.0)})
     normal = SegmentOrgansd(keys="image", quality_key="q")({"image": _image(hu, spacing=5.0)})
     assert normal["q"]["ok"] and not tiny["q"]["ok"]
