@@ -447,6 +447,7 @@ class ReportLabeler:
                     continue  # an adjective ('nodular thickening') describes the head noun after it
                 if self.vocab.abnormalities[term.abnormality].generic and any(
                     m.start - 2 <= p.end <= m.start
+                    and not any_in(brk_pos, p.end, m.start)
                     and not p.value.modifier
                     and not self.vocab.abnormalities[p.value.abnormality].generic
                     for p in parts["abn"]
