@@ -86,6 +86,7 @@ class ExplanationEvaluator(SupervisedEvaluator):
         net = getattr(engine.network, "module", engine.network)  # unwrap DistributedDataParallel
 
         output: dict[str, Any] = {CommonKeys.IMAGE: inputs, CommonKeys.LABEL: label}
+        out = None
         with engine.mode(engine.network):
             with torch.no_grad():
                 if callable(getattr(net, "forward_all", None)):
@@ -101,8 +102,11 @@ class ExplanationEvaluator(SupervisedEvaluator):
             output[CommonKeys.PRED] = logits
             output["prob"] = torch.sigmoid(logits.float())
             for name, explainer in engine.explainers.items():
-                with torch.enable_grad():  # engine.mode is no_grad; generic CAMs need autograd
-                    maps = explainer(inputs, upsample=False).detach()
+                if out is not None and getattr(explainer, "closed_form", False) and explainer.nn_module is net:
+                    maps = explainer.from_output(out).detach()  # no second forward pass
+                else:
+                    with torch.enable_grad():  # engine.mode is no_grad; generic CAMs need autograd
+                        maps = explainer(inputs, upsample=False).detach()
                 if regions is not None:
                     maps = resize_maps_to(maps, regions.shape[2:])
                 output[name] = maps

@@ -57,7 +57,7 @@ class NonFiniteLossGuard:
             msg = (
                 f"non-finite training loss ({float(torch.as_tensor(loss).detach().float().mean())}) at epoch "
                 f"{engine.state.epoch}, iteration {engine.state.iteration}, batch [{where}]; training stopped before "
-                "the optimizer step, the weights and the last checkpoint are unchanged. Check this scan's "
+                "the optimizer step: the parameters and the last checkpoint on disk are unchanged. Check this scan's "
                 "intensities, lower the learning rate, or turn off AMP."
             )
             logger.error(msg)

@@ -242,6 +242,22 @@ class CAMBase:
             maps = self.postprocessing(maps)
         return maps
 
+    def from_output(self, out: Any, normalize: bool = True) -> torch.Tensor:
+        """All-class maps ``[B, M, H, D1, D2]`` from an AxialNet ``forward_all`` output already computed.
+
+        Lets a caller that ran ``forward_all`` for the logits (an evaluator, the mask loss) get the closed-form maps
+        without a second forward pass.
+
+        Raises:
+            ValueError: when this explainer does not use AxialNet's closed form (another model or target layer).
+        """
+        if not self.closed_form:
+            raise ValueError("from_output needs AxialNet's closed form (its default target layer)")
+        maps = self._axial_closed_form(out)
+        if normalize and self.postprocessing is not None:
+            maps = self.postprocessing(maps)
+        return maps
+
     # ------------------------------------------------------------------ internals
     def _compute(self, x: torch.Tensor, class_idx: ClassIndex) -> tuple[torch.Tensor, bool]:
         if not isinstance(x, torch.Tensor) or x.ndim < 3:

@@ -1,0 +1,110 @@
+"""Workflow pieces: batch preparation, the attention wrapper, the explaining evaluator and the NaN guard."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from ignite.engine import Events
+from monai.engines import SupervisedTrainer
+from torch.utils.data import DataLoader
+
+from hirescam_ext import AxialNet, ClassificationMaskLoss, GradCAM, HiResCAM
+from hirescam_ext.engines import (
+    ExplanationEvaluator,
+    NonFiniteLossError,
+    NonFiniteLossGuard,
+    PrepareBatchWithRegions,
+    WithAttention,
+)
+
+M, SHAPE = 4, (1, 64, 64, 12)
+
+
+def _net() -> AxialNet:
+    torch.manual_seed(0)
+    return AxialNet(n_classes=M, spatial_size=SHAPE[1:], trunk="small", custom_conv_padding=1)
+
+
+def _items(n: int = 2, nan_at: int | None = None) -> list[dict]:
+    g = torch.Generator().manual_seed(1)
+    items = []
+    for i in range(n):
+        image = torch.rand(SHAPE, generator=g)
+        if i == nan_at:
+            image[0, 0, 0, 0] = float("nan")
+        items.append(
+            {
+                "image": image,
+                "label": torch.tensor([1.0, 0.0, 1.0, 0.0]),
+                "regions": (torch.rand(M, 4, 2, 2, generator=g) > 0.5).float(),
+                "accession": f"scan{i}",
+            }
+        )
+    return items
+
+
+def test_prepare_batch_packs_regions_into_a_dict_target() -> None:
+    batch = {"image": torch.zeros(1, *SHAPE), "label": torch.ones(1, M), "regions": torch.zeros(1, M, 4, 2, 2)}
+    image, target = PrepareBatchWithRegions()(batch)
+    assert image.shape == (1, *SHAPE) and set(target) == {"label", "regions"}
+
+
+def test_prepare_batch_without_label_fails_unless_allowed() -> None:
+    with pytest.raises(KeyError, match="label"):
+        PrepareBatchWithRegions()({"image": torch.zeros(1, *SHAPE)})
+    assert PrepareBatchWithRegions(require_label=False)({"image": torch.zeros(1, *SHAPE)})[1] is None
+
+
+def test_with_attention_returns_logits_and_attention_of_one_forward_all() -> None:
+    net = _net().eval()
+    x = torch.rand(1, *SHAPE)
+    out = WithAttention(net)(x)
+    ref = net.forward_all(x)
+    assert torch.allclose(out["logits"], ref.logits) and torch.allclose(out["attention"], ref.attention)
+
+
+def test_with_attention_rejects_networks_without_forward_all() -> None:
+    with pytest.raises(TypeError, match="forward_all"):
+        WithAttention(torch.nn.Linear(2, 2))
+
+
+def test_evaluator_maps_equal_the_explainers_own_maps() -> None:
+    net = _net()
+    items = _items()
+    evaluator = ExplanationEvaluator(
+        device="cpu",
+        val_data_loader=DataLoader(items, batch_size=2),
+        network=net,
+        prepare_batch=PrepareBatchWithRegions(),
+        explainers={"hirescam": HiResCAM(net), "gradcam": GradCAM(net)},
+        loss_function=ClassificationMaskLoss(),
+    )
+    evaluator.run()
+    out = evaluator.state.output
+    x = torch.stack([i["image"] for i in items])
+    net.eval()
+    assert torch.allclose(out["hirescam"], HiResCAM(net)(x, upsample=False), atol=1e-6)
+    assert torch.allclose(out["gradcam"], GradCAM(net)(x, upsample=False), atol=1e-6)
+    assert out["slice_scores"].shape == (2, M, 4) and torch.isfinite(out["loss"])
+
+
+def test_nan_loss_stops_training_before_the_step_and_names_the_scan() -> None:
+    net = _net()
+    before = {k: v.detach().clone() for k, v in net.named_parameters()}
+    trainer = SupervisedTrainer(
+        device="cpu",
+        max_epochs=1,
+        train_data_loader=DataLoader(_items(nan_at=0), batch_size=1),
+        network=WithAttention(net),
+        optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+        loss_function=ClassificationMaskLoss(),
+        prepare_batch=PrepareBatchWithRegions(),
+        decollate=False,
+    )
+    NonFiniteLossGuard().attach(trainer)
+    steps = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: steps.append(e.state.iteration))
+    with pytest.raises(NonFiniteLossError, match=r"batch \[scan0\]"):
+        trainer.run()
+    assert steps == []
+    assert all(torch.equal(before[k], v) for k, v in net.named_parameters())  # no optimizer step was taken
