@@ -13,7 +13,7 @@ kept the two largest regions and told left from right by the array midline. Here
    with a small cross-section (<= ``max_airway_area_mm2``) are joined in 3D; the medial group that reaches the
    top of the internal air (the trachea, followed down through the carina until each main bronchus merges with
    its lung) is removed, with a one-voxel margin.
-4. **Gas under the lung base**: pure-gas blobs (< -950 HU, >= 10 mL) lying mostly below the lung-density air of
+4. **Gas under the lung base**: pure-gas blobs (< -950 HU, >= 5 mL) lying mostly below the lung-density air of
    their (x, y) columns (stomach or colon gas touching a lung base at coarse resolution) are removed.
 5. **Two lungs**: the two largest remaining 3D components when the second is a plausible lung (on the other side
    of the body and overlapping the first in z); otherwise the largest component is eroded (Euclidean distance
@@ -62,6 +62,7 @@ class LungMasks:
         body: in-plane hull of the body (see module docstring, step 1).
         airway: removed trachea / main bronchi.
         split: how the two lungs were told apart: ``"components"``, ``"erosion"``, ``"single"`` or ``"none"``.
+        gas: removed gas under the lung base (step 4; never lung, also when borders are refined).
         problems: sanity problems found here (each makes the result not ok).
         notes: informative remarks that do not make the result fail.
     """
@@ -71,6 +72,7 @@ class LungMasks:
     body: np.ndarray
     airway: np.ndarray
     split: str = "none"
+    gas: np.ndarray | None = None
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -145,7 +147,7 @@ def _find_airway(
 
 
 def _subdiaphragmatic_gas(
-    cand: np.ndarray, hu: np.ndarray, voxel_ml: float, gas_hu: float = -950.0, min_ml: float = 10.0
+    cand: np.ndarray, hu: np.ndarray, voxel_ml: float, gas_hu: float = -950.0, min_ml: float = 5.0
 ) -> np.ndarray:
     """Pure-gas blobs (< ``gas_hu``) lying under the lung base: stomach or colon gas touching a lung.
 
@@ -155,7 +157,8 @@ def _subdiaphragmatic_gas(
     gas = cand & (hu < gas_hu)
     if not gas.any():
         return np.zeros_like(cand)
-    dense = cand & ~gas
+    # lung-density air, without the partial-volume rim round the gas (that rim would count as "lung below")
+    dense = cand & ~ndi.binary_dilation(gas, _BALL6, iterations=2)
     above = np.flip(np.logical_or.accumulate(np.flip(dense, 2), axis=2), 2)
     below = np.logical_or.accumulate(dense, axis=2)
     under = above & ~below
@@ -277,7 +280,8 @@ def segment_lungs(
         cand = internal.copy()
         notes.append("no trachea found at the top of the internal air (partial field of view?)")
         logger.info(notes[-1])
-    cand &= ~_subdiaphragmatic_gas(cand, hu, voxel_ml)
+    gas = _subdiaphragmatic_gas(cand, hu, voxel_ml)
+    cand &= ~gas
     lab, n = ndi.label(cand)
     sizes = np.bincount(lab.ravel(), minlength=n + 1)
     sizes[0] = 0
@@ -309,7 +313,7 @@ def segment_lungs(
         side = "right" if is_right else "left"
         problems.append(f"only one lung found (the {side} lung, {lung.sum() * voxel_ml:.0f} mL); the other is missing")
         right, left = (lung, empty.copy()) if is_right else (empty.copy(), lung)
-        return LungMasks(right, left, body, airway, split="single", problems=problems, notes=notes)
+        return LungMasks(right, left, body, airway, split="single", gas=gas, problems=problems, notes=notes)
     a, b = pair
     if _centroid(a)[0] < _centroid(b)[0]:
         a, b = b, a
@@ -317,4 +321,4 @@ def segment_lungs(
     left = _fill_lung(b, spacing, close_mm)
     right &= ~b
     left &= ~(a | right)
-    return LungMasks(right, left, body, airway, split=split, problems=problems, notes=notes)
+    return LungMasks(right, left, body, airway, split=split, gas=gas, problems=problems, notes=notes)

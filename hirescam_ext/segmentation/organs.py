@@ -157,7 +157,7 @@ def _mirror_x(mask: np.ndarray, centre: float) -> np.ndarray:
 
 
 def _refine_borders(
-    organs_w: np.ndarray, hu: np.ndarray, factors: Sequence[int], lung_hu: float
+    organs_w: np.ndarray, hu: np.ndarray, factors: Sequence[int], lung_hu: float, blocked_w: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Repeat the working-grid labels back to the scan grid; re-threshold a one-voxel band around the lungs.
 
@@ -173,6 +173,8 @@ def _refine_borders(
         return organs, np.zeros(4, np.int64)
     lung_lab_w = np.where(lungs_w, organs_w, 0).astype(np.uint8)
     near_lung = ndi.grey_dilation(lung_lab_w, size=(3, 3, 3))[cb]
+    if blocked_w is not None:  # e.g. removed stomach gas: never lung, whatever its HU
+        near_lung[blocked_w[cb]] = 0
     near_med = ndi.binary_dilation(organs_w == HEART_MEDIASTINUM)
     other = np.where(near_med & ~lungs_w, HEART_MEDIASTINUM, np.where(lungs_w, 0, organs_w)).astype(np.uint8)[cb]
     fx, fy, fz = (int(f) for f in factors)
@@ -278,7 +280,7 @@ def segment_organs(
     w3 = weights[0][:, None, None] * weights[1][None, :, None] * weights[2][None, None, :]
     counts = np.bincount(organs_w.ravel(), weights=w3.ravel().astype(float), minlength=4)[:4]
     if any(f > 1 for f in factors):
-        organs, delta = _refine_borders(organs_w, ras, factors, lung_hu)
+        organs, delta = _refine_borders(organs_w, ras, factors, lung_hu, lungs.gas)
         counts = counts + delta
     else:
         organs = organs_w
