@@ -443,12 +443,16 @@ class ReportLabeler:
             sizes = None
             for m in parts["abn"]:
                 term = m.value
-                if term.modifier and any(m.end <= p.start <= m.end + 1 for p in parts["abn"]):
+                if term.modifier and any(
+                    m.end <= p.start <= m.end + 1
+                    and not (term.modifier == "before_specific" and self.vocab.abnormalities[p.value.abnormality].generic)
+                    for p in parts["abn"]
+                ):
                     continue  # an adjective ('nodular thickening') describes the head noun after it
                 if self.vocab.abnormalities[term.abnormality].generic and any(
                     m.start - 2 <= p.end <= m.start
                     and not any_in(brk_pos, p.end, m.start)
-                    and not p.value.modifier
+                    and p.value.modifier is not True
                     and not self.vocab.abnormalities[p.value.abnormality].generic
                     for p in parts["abn"]
                 ):

@@ -58,7 +58,7 @@ class TermInfo:
     also: tuple[str, ...] = ()
     locations: tuple[str, ...] = ()
     rule: str | None = None
-    modifier: bool = False
+    modifier: bool | str = False
     by_organ: tuple[tuple[str, str], ...] = ()
     requires: str | None = None
 
@@ -158,7 +158,8 @@ def _parse_terms(name: str, raw: list[Any], origin: str) -> tuple[TermInfo, ...]
                     also=tuple(item.get("also", ())),
                     locations=tuple(item.get("locations", ())),
                     rule=item.get("rule"),
-                    modifier=bool(item.get("modifier", False)),
+                    modifier=item.get("modifier", False) if item.get("modifier") == "before_specific"
+                    else bool(item.get("modifier", False)),
                     by_organ=tuple(item.get("by_organ", {}).items()),
                     requires=item.get("requires"),
                 )
