@@ -54,6 +54,10 @@ def _versions() -> dict[str, str]:
         root = Path(__file__).resolve().parents[2]
         out["git_commit"] = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
                                            text=True, timeout=10).stdout.strip() or "unknown"
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "hirescam_ext", "configs"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        if dirty:
+            out["git_commit"] += " + uncommitted changes"
     except (OSError, subprocess.SubprocessError):
         out["git_commit"] = "unknown"
     return out
@@ -81,8 +85,16 @@ def prepare_dataset(profile: ReproProfile, work_dir: Path) -> Path:
     shape = "x".join(str(s) for s in profile.spatial_size)
     folder = work_dir / f"data_{profile.synth_profile}_{profile.n_scans}_{shape}_seed{profile.dataset_seed}"
     generate_dataset(folder, profile=profile.synth_profile, n_scans=profile.n_scans, seed=profile.dataset_seed,
-                     shape=profile.spatial_size, progress=False, workers=1)
+                     shape=profile.spatial_size, progress=False, workers=profile.synth_workers)
     return folder
+
+
+#: overrides that say where a run lives, not what it is: ignored when deciding whether a finished run can be reused
+_LOCATION_KEYS = ("bundle_root", "dataset_dir", "cache_dir")
+
+
+def _experiment(overrides: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in json.loads(json.dumps(overrides)).items() if k not in _LOCATION_KEYS}
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -107,17 +119,18 @@ def run_one(spec_name: str, seed: int, profile: ReproProfile, dataset_dir: Path,
     grid = workflows.region_grid(spec, profile)
     cache = work_dir / "cache" / (f"grid{'x'.join(map(str, grid))}_{profile.region_mode}{profile.area_threshold:g}"
                                   f"_{'x'.join(map(str, profile.spatial_size))}")
-    overrides = workflows.bundle_overrides(spec, profile, dataset_dir, run_dir, seed, pretrained, cache_dir=cache)
-    plain = json.loads(json.dumps(overrides))
+    overrides = workflows.bundle_overrides(spec, profile, dataset_dir, run_dir, seed, pretrained,
+                                           cache_dir=cache if profile.cache == "disk" else None)
+    plain = _experiment(overrides)
     record_path, trained_path = run_dir / RUN_FILE, run_dir / TRAINED_FILE
     old = _read_json(record_path)
-    if old and old.get("overrides") == plain and old.get("complete") and old.get("analysis_version") == ANALYSIS_VERSION:
+    if old and _experiment(old.get("overrides") or {}) == plain and old.get("complete") and old.get("analysis_version") == ANALYSIS_VERSION:
         log(f"[reproduce] {spec_name} seed {seed}: reusing {record_path}")
-        return old
+        return {**old, "reused": True}
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     trained = _read_json(trained_path)
-    if trained and trained.get("overrides") == plain and (run_dir / "models" / "best.pt").is_file():
+    if trained and _experiment(trained.get("overrides") or {}) == plain and (run_dir / "models" / "best.pt").is_file():
         log(f"[reproduce] {spec_name} seed {seed}: reusing the trained checkpoint")
         train_seconds = float(trained.get("seconds", 0.0))
     else:
@@ -160,7 +173,7 @@ def _sanity_curve(runs: dict[str, dict[int, dict[str, Any]]]) -> tuple[list[str]
     from hirescam_ext.reproduce.summary import summarize
 
     blocks: list[str] = []
-    per_step: dict[str, list[list[float]]] = {"hirescam": [], "gradcam": []}
+    per_step: dict[str, list[list[float]]] = {"hirescam": [], "gradcam": [], "abs_hirescam": [], "abs_gradcam": []}
     for by_seed in runs.values():
         for run in by_seed.values():
             s = run.get("sanity")
@@ -171,7 +184,7 @@ def _sanity_curve(runs: dict[str, dict[int, dict[str, Any]]]) -> tuple[list[str]
             if list(s["blocks"]) != blocks:
                 continue  # another architecture's blocks: the curve averages AxialNet-style models only
             for method in per_step:
-                vals = s[method]["spearman"]
+                vals = s[method.replace("abs_", "")].get("abs_spearman" if method.startswith("abs_") else "spearman") or []
                 while len(per_step[method]) < len(vals):
                     per_step[method].append([])
                 for i, v in enumerate(vals):
@@ -197,7 +210,9 @@ def write_outputs(profile: ReproProfile, runs: dict[str, dict[int, dict[str, Any
     from hirescam_ext.reproduce.summary import aggregate, check_claims
 
     agg = aggregate(runs)
-    claims = check_claims(runs)
+    # with ImageNet weights the paper's AxialNet is the pretrained one (the random-init run is its ablation)
+    pair = ("axialnet_imagenet", "axialnet_imagenet_mask")
+    claims = check_claims(runs, *pair) if all(m in runs for m in pair) else check_claims(runs)
     blocks, curve = _sanity_curve(runs)
     tables = report.build_tables(agg, claims, blocks, curve)
     md = report.write_tables(tables, out_dir)
@@ -242,7 +257,8 @@ def run_reproduction(profile: ReproProfile, out_dir: str | os.PathLike, work_dir
                      log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every (model, seed) of ``profile`` and write the report to ``out_dir``; return ``results.json``."""
     started, t0 = _now(), time.perf_counter()
-    out, work = Path(out_dir), Path(work_dir)
+    # absolute paths: the bundle joins data-list entries to dataset_dir, and relative folders compound
+    out, work = Path(out_dir).resolve(), Path(work_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     if pretrained is not None and not Path(pretrained).is_file():
@@ -259,7 +275,11 @@ def run_reproduction(profile: ReproProfile, out_dir: str | os.PathLike, work_dir
             continue
         for seed in profile.seeds:
             runs.setdefault(name, {})[seed] = run_one(name, seed, profile, dataset_dir, work, pretrained, log)
+    records = [r for by_seed in runs.values() for r in by_seed.values()]
     header = {
+        "runs": len(records),
+        "runs_reused": sum(1 for r in records if r.get("reused")),
+        "run_minutes_total": sum(sum((r.get("seconds") or {}).values()) for r in records) / 60.0,
         "profile": profile.name, "command": command or f"hirescam reproduce --profile {profile.name}",
         "seeds": list(profile.seeds), "dataset_seed": profile.dataset_seed, "dataset_dir": str(dataset_dir),
         "started": started, "finished": _now(), "elapsed_min": (time.perf_counter() - t0) / 60.0,

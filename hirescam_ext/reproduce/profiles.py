@@ -52,8 +52,8 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     m.name: m
     for m in (
-        ModelSpec("axialnet", "AxialNet"),
-        ModelSpec("axialnet_mask", "AxialNet + mask loss", mask_loss=True),
+        ModelSpec("axialnet", "AxialNet (random-init trunk)"),
+        ModelSpec("axialnet_mask", "AxialNet (random-init trunk) + mask loss", mask_loss=True),
         ModelSpec("maxpool", "MaxPool", slice_pooling="max"),
         ModelSpec("nocustomconv", "NoCustomConv", custom_convs=False),
         ModelSpec("axialnet_imagenet", "AxialNet (ImageNet trunk)", pretrained=True),
@@ -87,6 +87,8 @@ class ReproProfile:
         sanity_models: models whose layers are randomized.
         learning_rate: SGD learning rate (the paper: 1e-3).
         device: ``"cpu"``, ``"cuda"`` or ``None`` (the bundle's choice).
+        cache: ``"disk"`` (preprocessed volumes shared by all runs of one grid), ``"memory"`` or ``"none"``.
+        synth_workers: processes generating the benchmark (0: one per CPU, at most 8).
         note: what the profile is for.
     """
 
@@ -117,6 +119,8 @@ class ReproProfile:
     sanity_models: tuple[str, ...] = ("axialnet", "axialnet_mask")
     learning_rate: float = 1e-3
     device: str | None = None
+    cache: str = "disk"
+    synth_workers: int = 1
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -168,6 +172,8 @@ PROFILES: dict[str, ReproProfile] = {
         custom_conv_padding=0,
         conv_padding=0,
         sanity_scans=16,
+        cache="none",
+        synth_workers=0,
         note="paper-sized (420x420x405, ResNet-18, 100 epochs with early stopping); for a GPU; not run here",
     ),
 }

@@ -54,18 +54,21 @@ def build_tables(agg: Mapping[str, Mapping[str, Any]], claims: Sequence[Mapping[
     tables["table1"] = (["model", "seeds", "AUROC (test)", "OrganIoU Grad-CAM", "OrganIoU HiResCAM"], rows)
 
     rows = []
-    base = (agg.get("axialnet") or {}).get("organ_iou_gradcam_test") or {}
-    for m in ("axialnet", "axialnet_mask"):
-        if m not in agg:
-            continue
-        for method in ("gradcam", "hirescam"):
-            s = agg[m].get(f"organ_iou_{method}_test") or {}
-            rel = "n/a"
-            if s.get("mean") is not None and base.get("mean"):
-                rel = f"{100 * (s['mean'] / base['mean'] - 1):+.0f}%"
-            rows.append(["class loss only" if m == "axialnet" else "class + mask loss", METHOD_NAMES[method],
-                         _ms(s), *[_ms(agg[m].get(f"organ_iou_{method}_{g}_test")) for g in GROUPS], rel])
-    tables["table2"] = (["loss", "method", "all", *GROUPS, "vs baseline Grad-CAM"], rows)
+    for base_name, mask_name in (("axialnet", "axialnet_mask"), ("axialnet_imagenet", "axialnet_imagenet_mask")):
+        base = (agg.get(base_name) or {}).get("organ_iou_gradcam_test") or {}
+        for m in (base_name, mask_name):
+            if m not in agg:
+                continue
+            for method in ("gradcam", "hirescam"):
+                s = agg[m].get(f"organ_iou_{method}_test") or {}
+                rel = "n/a"
+                if s.get("mean") is not None and base.get("mean"):
+                    rel = f"{100 * (s['mean'] / base['mean'] - 1):+.0f}%"
+                loss = "class loss only" if m == base_name else "class + mask loss"
+                trunk = "ImageNet" if "imagenet" in m else "random init"
+                rows.append([loss, trunk, METHOD_NAMES[method], _ms(s),
+                             *[_ms(agg[m].get(f"organ_iou_{method}_{g}_test")) for g in GROUPS], rel])
+    tables["table2"] = (["loss", "trunk", "method", "all", *GROUPS, "vs baseline Grad-CAM"], rows)
 
     rows = []
     for m in order:
@@ -92,9 +95,10 @@ def build_tables(agg: Mapping[str, Mapping[str, Any]], claims: Sequence[Mapping[
 
     rows = []
     for i, block in enumerate(sanity_blocks):
-        rows.append([i + 1, block, *[_ms(sanity_curve.get(m, [{}] * len(sanity_blocks))[i], 1.0, 3)
-                                     for m in ("hirescam", "gradcam")]])
-    tables["sanity"] = (["step", "randomized up to", "Spearman HiResCAM", "Spearman Grad-CAM"], rows)
+        rows.append([i + 1, block, *[_ms((sanity_curve.get(m) or [{}] * len(sanity_blocks))[i], 1.0, 3)
+                                     for m in ("hirescam", "gradcam", "abs_hirescam", "abs_gradcam")]])
+    tables["sanity"] = (["step", "randomized up to", "Spearman HiResCAM", "Spearman Grad-CAM", "mean abs(rho) HiResCAM",
+                         "mean abs(rho) Grad-CAM"], rows)
 
     tables["claims"] = (["claim", "status", "evidence"], [[c["claim"], c["status"], c["evidence"]] for c in claims])
     return tables
@@ -238,7 +242,9 @@ def write_report_md(out_dir: str | os.PathLike, md_tables: Mapping[str, str], he
         "",
         f"- command: `{h['command']}`",
         f"- training seeds: {h['seeds']}; dataset seed: {h['dataset_seed']}",
-        f"- started {h['started']}, finished {h['finished']} ({h['elapsed_min']:.1f} min)",
+        f"- started {h['started']}, finished {h['finished']} ({h['elapsed_min']:.1f} min for this invocation); "
+        f"{h['runs']} (model, seed) runs, {h['runs_reused']} reused from an earlier invocation of the same command; "
+        f"train + evaluate + analyses of all runs: {h['run_minutes_total']:.1f} min",
         f"- versions: {h['versions']}",
         f"- machine: {h['machine']}",
         f"- profile: {h['profile_text']}",

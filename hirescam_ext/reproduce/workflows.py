@@ -102,7 +102,7 @@ def bundle_overrides(
         "spatial_size": [int(s) for s in profile.spatial_size],
         "trunk": profile.trunk,
         "seed": int(seed),
-        "cache": "memory" if cache_dir is None else "disk",
+        "cache": ("memory" if profile.cache == "disk" else profile.cache) if cache_dir is None else "disk",
         "learning_rate": float(profile.learning_rate),
         "custom_conv_padding": int(profile.custom_conv_padding),
         "region_mode": profile.region_mode,

@@ -58,3 +58,14 @@ def test_unknown_profile_or_model_is_an_input_error() -> None:
 
 def test_quick_profile_has_three_seeds() -> None:
     assert len(get_profile("quick").seeds) >= 3
+
+
+def test_finished_runs_are_matched_by_experiment_not_by_location() -> None:
+    from hirescam_ext.reproduce.driver import _experiment
+
+    p = get_profile("tiny")
+    a = bundle_overrides(MODELS["axialnet"], p, "data", "runs/a", 0, cache_dir="c1")
+    b = bundle_overrides(MODELS["axialnet"], p, "/abs/data", "/abs/runs/a", 0, cache_dir="/abs/c1")
+    c = bundle_overrides(MODELS["axialnet"], p, "data", "runs/a", 1, cache_dir="c1")
+    assert _experiment(a) == _experiment(b)
+    assert _experiment(a) != _experiment(c)
