@@ -182,7 +182,24 @@ class TrainingCheckpointer:
     def best_path(self) -> Path:
         return self.save_dir / "best.pt"
 
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete temporary checkpoint files left by a run killed while saving (they are never loaded)."""
+        removed: list[Path] = []
+        if not self._writer() or not self.save_dir.is_dir():
+            return removed
+        for name in (self.last_path.name, self.best_path.name):
+            for tmp in self.save_dir.glob(f".{name}.*.tmp.pt"):
+                try:
+                    tmp.unlink()
+                    removed.append(tmp)
+                except OSError:
+                    logger.warning("could not remove the stale temporary file %s", tmp)
+        if removed:
+            logger.info("removed %d temporary file(s) of an interrupted save in %s", len(removed), self.save_dir)
+        return removed
+
     def attach(self, engine: Engine) -> None:
+        self.remove_stale_temporaries()
         if self.resume:
             engine.add_event_handler(Events.STARTED, self._resume)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["atomic_write", "write_text_atomic", "write_json_atomic"]
+__all__ = ["atomic_write", "ensure_writable_dir", "write_text_atomic", "write_json_atomic"]
 
 
 @contextlib.contextmanager
@@ -39,6 +39,32 @@ def atomic_write(path: str | os.PathLike) -> Iterator[str]:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+def ensure_writable_dir(path: str | os.PathLike) -> str:
+    """Create the output folder ``path`` if needed and check that files can be created in it.
+
+    Raises:
+        InputError: naming the folder when it cannot be created (a file in the way, no permission, read-only disk)
+            or written, before any work is done.
+
+    Example:
+        >>> ensure_writable_dir("/tmp/hirescam_out")  # doctest: +SKIP
+        '/tmp/hirescam_out'
+    """
+    from hirescam_ext.utils.errors import InputError
+
+    path = os.fspath(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write_test.", dir=path)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        where = f" ({exc.filename})" if exc.filename and os.fspath(exc.filename) != path else ""
+        raise InputError(path, f"output folder cannot be created or written: {reason}{where}") from exc
+    return path
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

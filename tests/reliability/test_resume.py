@@ -84,3 +84,18 @@ def test_nan_loss_stops_training_naming_the_scan_and_keeps_last_checkpoint(
     assert "epoch 4, iteration 22" in line
     assert _digest(root / "models" / "last.pt") == before
     assert _digest(root / "models" / "best.pt") == best_before
+
+
+def test_temporary_file_of_an_interrupted_save_is_removed_and_never_loaded(tmp_path: Path) -> None:
+    from hirescam_ext.engines.checkpoint import TrainingCheckpointer
+
+    net = torch.nn.Linear(2, 2)
+    models = tmp_path / "models"
+    models.mkdir()
+    stale = models / ".last.pt.abc123.tmp.pt"
+    stale.write_bytes(b"PK half written")
+    other = models / "notes.txt"
+    other.write_text("keep me")
+    ckpt = TrainingCheckpointer(models, net, torch.optim.SGD(net.parameters(), lr=0.1), resume=True)
+    assert ckpt.remove_stale_temporaries() == [stale]
+    assert not stale.exists() and other.exists()
