@@ -20,7 +20,8 @@ from hirescam_ext.labeling.benchmarks import load_ctrate
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     root = Path(__file__).resolve().parents[1]
-    parser.add_argument("--csv", default=str(root / ".." / "shared" / "datasets" / "ctrate-labeled-reports" / "train.csv"))
+    default_csv = root / ".." / "shared" / "datasets" / "ctrate-labeled-reports" / "train.csv"
+    parser.add_argument("--csv", default=str(default_csv))
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     _, texts, _ = load_ctrate(args.csv)

@@ -245,7 +245,9 @@ class ReportLabeler:
         self.node_short_axis_mm = float(node_short_axis_mm)
         self.nlp = spacy.blank("en")
         add_report_sentencizer(
-            self.nlp, abbreviations=self.vocab.cue_texts("abbreviations"), headers=self.vocab.cue_texts("section_headers")
+            self.nlp,
+            abbreviations=self.vocab.cue_texts("abbreviations"),
+            headers=self.vocab.cue_texts("section_headers"),
         )
         self._composite_terms: dict[str, TermInfo] = {}
         self._build_matcher()
@@ -360,7 +362,8 @@ class ReportLabeler:
             else:
                 groups[group].append(_Span(start, end, kind, value, window))
         abn, seen_abn = [], set()
-        for sp in _longest_first(groups["abn"]) + self._composites(groups["comp"], groups["abn"], plain["term"], groups["neg"]):
+        composites = self._composites(groups["comp"], groups["abn"], plain["term"], groups["neg"])
+        for sp in _longest_first(groups["abn"]) + composites:
             if (sp.start, sp.end, sp.value.abnormality) not in seen_abn:
                 seen_abn.add((sp.start, sp.end, sp.value.abnormality))
                 abn.append(sp)
@@ -445,7 +448,9 @@ class ReportLabeler:
                 term = m.value
                 if term.modifier and any(
                     m.end <= p.start <= m.end + 1
-                    and not (term.modifier == "before_specific" and self.vocab.abnormalities[p.value.abnormality].generic)
+                    and not (
+                        term.modifier == "before_specific" and self.vocab.abnormalities[p.value.abnormality].generic
+                    )
                     for p in parts["abn"]
                 ):
                     continue  # an adjective ('nodular thickening') describes the head noun after it
@@ -688,10 +693,7 @@ class ReportLabeler:
             if s.kind == "loc":
                 out.add(s.value)
                 if s.value in _LOBE_SIDE:
-                    sides_of = _LOBE_SIDE[s.value]
-                    out.add(f"{sides_of}_lung")
-                elif s.value in ("right_lung", "left_lung"):
-                    pass
+                    out.add(f"{_LOBE_SIDE[s.value]}_lung")
             elif s.kind == "side":
                 sides.update(("right", "left") if s.value == "both" else (s.value,))
             else:

@@ -83,13 +83,12 @@ class ReportSentencizer:
                     starts[i] = True
                 if prev in _END or (len(prev) > 1 and prev.endswith(".") and not self._is_abbreviation(prev)):
                     before = texts[prev_real - 1] if prev_real >= 1 else ""
-                    if prev == "." and before and self._is_abbreviation(before) and before.lower() != "etc":
-                        pass
-                    elif prev == "." and prev_real - 1 == list_number:
-                        pass
-                    elif first.islower() and prev == "." and before and not before[-1:].isalpha():
-                        pass
-                    else:
+                    after_abbreviation = (
+                        prev == "." and before and self._is_abbreviation(before) and before.lower() != "etc"
+                    )
+                    after_list_number = prev == "." and prev_real - 1 == list_number
+                    lower_after_symbol = first.islower() and prev == "." and before and not before[-1:].isalpha()
+                    if not (after_abbreviation or after_list_number or lower_after_symbol):
                         starts[i] = True
                 elif prev == ":" and prev_real >= 1:
                     head = texts[prev_real - 1]
