@@ -246,7 +246,8 @@ def segment_lungs(
         body_hu: tissue threshold that defines the body.
         airway_hu: stricter threshold for the airway lumen.
         max_airway_area_mm2: largest in-plane cross-section still counted as airway.
-        min_lung_ml: internal air components smaller than this are ignored.
+        min_lung_ml: internal air components smaller than this are ignored (at most 1 % of the body volume, so
+            that thin slabs of a few slices keep their lungs).
         close_mm: radius of the 3D closing that fills vessels at the lung border.
 
     Returns:
@@ -259,6 +260,7 @@ def segment_lungs(
     if not tissue.any():
         return LungMasks(empty, empty.copy(), empty.copy(), empty.copy(), problems=["no body: no voxel above -500 HU"])
     body = between_hull(_largest_component(tissue))
+    min_lung_ml = min(min_lung_ml, 0.01 * float(np.count_nonzero(body)) * voxel_ml)
     air = hu < lung_hu
     lab, n = ndi.label(air)
     if n:

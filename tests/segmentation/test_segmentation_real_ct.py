@@ -36,3 +36,19 @@ def test_totalseg_heart_at_least_90_percent_inside_heart_mediastinum(datasets, e
         pytest.skip("totalseg-ct-examples not in the shared datasets")
     res = eval_script.eval_totalseg(datasets)
     assert res["heart_coverage"] >= 0.90, res
+
+
+def test_thin_two_file_dicom_slab_keeps_both_lungs(datasets):
+    """A one-slice chest CT (LIDC slice stored as 2 stripped DICOM files, -2048 padding) still has two lungs."""
+    import numpy as np
+    from monai.transforms import LoadImage
+
+    from hirescam_ext.segmentation import segment_organs
+
+    folder = datasets / "lungmask-lidc-slices"
+    if not folder.is_dir():
+        pytest.skip("lungmask-lidc-slices not in the shared datasets")
+    img = LoadImage(image_only=True)(str(folder))
+    seg = segment_organs(np.asarray(img), affine=np.asarray(img.affine))
+    assert seg.ok, seg.reasons
+    assert seg.volumes_ml["right_lung"] > 5 and seg.volumes_ml["left_lung"] > 5
