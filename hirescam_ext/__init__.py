@@ -92,7 +92,7 @@ _register(
 )
 _register("hirescam_ext.data.synthetic", "SyntheticCase", "SynthConfig", "PROFILES")
 _register("hirescam_ext.segmentation", "segment_organs", "SegmentOrgansd", "OrganSegmentation")
-_register("hirescam_ext.labeling", "ReportLabeler", "LabelResult")
+_register("hirescam_ext.labeling", "ReportLabeler", "LabelResult", "load_vocabulary")
 _register("hirescam_ext.utils.errors", "InputError")
 
 __all__ = ["__version__", "LABEL_NAMES", "LOCATION_NAMES", "ORGAN_LABELS", "label_table", *sorted(_LAZY)]
