@@ -23,7 +23,7 @@ from monai.data import MetaTensor, decollate_batch
 from hirescam_ext.inference.figures import save_overlay_png, save_slice_score_heatmap
 from hirescam_ext.inference.inputs import scan_name
 from hirescam_ext.labels import LABEL_NAMES
-from hirescam_ext.utils.io import atomic_write, write_json_atomic, write_text_atomic
+from hirescam_ext.utils.io import atomic_write, ensure_writable_dir, write_json_atomic, write_text_atomic
 from hirescam_ext.visualize.postprocess import upsample_axial_maps
 
 __all__ = ["ExplanationWriter", "DONE_MARKER", "pending_inputs"]
@@ -104,7 +104,7 @@ class ExplanationWriter:
 
     # ------------------------------------------------------------------ events
     def _started(self, engine: Engine) -> None:
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        ensure_writable_dir(self.output_dir)
         self._start = time.time()
 
     def __call__(self, engine: Engine) -> None:

@@ -33,7 +33,15 @@ from monai.transforms import LoadImaged
 
 from hirescam_ext.utils.errors import InputError
 
-__all__ = ["DicomSlice", "LoadCTd", "check_ct_array", "check_ct_source", "check_dicom_series", "read_error_reason"]
+__all__ = [
+    "DicomSlice",
+    "LoadCTd",
+    "check_ct_array",
+    "check_ct_source",
+    "check_dicom_series",
+    "load_ct",
+    "read_error_reason",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +186,7 @@ def check_ct_array(
     hounsfield: bool = True,
     channel_first: bool = True,
     min_voxels: int = MIN_VOXELS_PER_AXIS,
+    check_values: bool = True,
 ) -> None:
     """Check a loaded image: one 3D volume, big enough, finite, not constant and (``hounsfield``) CT in HU.
 
@@ -187,6 +196,7 @@ def check_ct_array(
         hounsfield: also require CT intensities (a CT image key; ``False`` for label maps).
         channel_first: whether ``image`` has a leading channel axis.
         min_voxels: minimum size along each spatial axis (AxialNet needs 3 axial slices for one triplet).
+        check_values: check the voxel values (finite, not constant, HU); ``False`` checks the shape only.
 
     Raises:
         InputError: naming ``path`` and the problem.
@@ -203,6 +213,8 @@ def check_ct_array(
             f"field of view too small for the preprocessing: {spatial} voxels, at least {min_voxels} needed along "
             "each axis",
         )
+    if not check_values:
+        return
     t = torch.as_tensor(np.asarray(image) if isinstance(image, np.ndarray) else image)
     if hasattr(t, "as_tensor"):
         t = t.as_tensor()
@@ -248,8 +260,9 @@ def read_error_reason(exc: BaseException) -> str:
 class LoadCTd(LoadImaged):
     """``LoadImaged`` whose failures and suspicious images raise :class:`InputError` naming the file.
 
-    One reader is chosen per file (the last registered reader whose suffix matches, as ``LoadImage`` orders them),
-    so a corrupt file reports that reader's error instead of MONAI's list of every reader tried. Before reading,
+    One reader is chosen per file (the last registered one made for its suffix, else the last catch-all such as
+    ITK), so a corrupt file reports that reader's error in one line instead of MONAI's list of every reader tried,
+    and never loads half through a more lenient second reader. Before reading,
     :func:`check_ct_source` runs (missing or empty files, DICOM folder faults); after it, :func:`check_ct_array`
     (``hounsfield=True`` for CT keys, ``False`` for label maps).
 
@@ -257,6 +270,7 @@ class LoadCTd(LoadImaged):
         keys: keys holding paths.
         hounsfield: require CT intensities in HU (CT keys) or only a valid 3D volume (label maps).
         min_voxels: minimum spatial size along every axis.
+        check_values: check the voxel values (``False``: readability, DICOM series and shape only).
         kwargs: ``LoadImaged`` arguments (``reader``, ``ensure_channel_first``, ``dtype``...); ``image_only`` is
             forced to ``True``.
 
@@ -266,24 +280,47 @@ class LoadCTd(LoadImaged):
     """
 
     def __init__(
-        self, keys: Any, *args: Any, hounsfield: bool = True, min_voxels: int = MIN_VOXELS_PER_AXIS, **kwargs: Any
+        self,
+        keys: Any,
+        *args: Any,
+        hounsfield: bool = True,
+        min_voxels: int = MIN_VOXELS_PER_AXIS,
+        check_values: bool = True,
+        **kwargs: Any,
     ) -> None:
         kwargs["image_only"] = True
         super().__init__(keys, *args, **kwargs)
         self.hounsfield = hounsfield
         self.min_voxels = min_voxels
+        self.check_values = check_values
 
-    def _reader_for(self, source: Any) -> Any:
-        name = source if isinstance(source, (str, os.PathLike)) else None
-        if name is None:
-            return None
-        for reader in reversed(self._loader.readers):
+    def _readers_for(self, source: Any) -> list[Any]:
+        """The one registered reader for ``source``: the last registered that accepts its suffix, preferring readers
+        made for that suffix over catch-all ones (ITK accepts any name). No fallback to a second reader: ITK reads
+        a truncated ``.nii.gz`` without complaint, so a failure of the right reader must stay a failure."""
+        if not isinstance(source, (str, os.PathLike)):
+            return [None]
+        name = os.fspath(source)
+
+        def accepts(reader: Any, filename: str) -> bool:
             try:
-                if reader.verify_suffix(os.fspath(name)):
-                    return reader
+                return bool(reader.verify_suffix(filename))
             except Exception:  # noqa: BLE001 - a reader that cannot even judge the suffix is skipped
-                continue
-        return None
+                return False
+
+        matching = [r for r in reversed(self._loader.readers) if accepts(r, name)]
+        specific = [r for r in matching if not accepts(r, "no_such_file.__no_such_suffix__")]
+        return (specific + matching)[:1] or [None]
+
+    def _read(self, source: Any, reader: Any) -> Any:
+        chosen = reader if reader is not None else self._readers_for(source)[0]
+        try:
+            return self._loader(source, chosen)
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every reader failure becomes a clear InputError
+            named = source if isinstance(source, (str, os.PathLike)) else None
+            raise InputError(named, f"cannot read the image ({read_error_reason(exc)})") from exc
 
     def __call__(self, data: Any, reader: Any = None) -> dict:
         d = dict(data)
@@ -292,19 +329,37 @@ class LoadCTd(LoadImaged):
             named = isinstance(source, (str, os.PathLike))
             if named:
                 check_ct_source(source)
-            chosen = reader if reader is not None else self._reader_for(source)
-            try:
-                image = self._loader(source, chosen)
-            except InputError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - every reader failure becomes a clear InputError
-                raise InputError(source if named else None, f"cannot read the image ({read_error_reason(exc)})") from exc
+            image = self._read(source, reader)
             check_ct_array(
                 image,
                 source if named else None,
                 hounsfield=self.hounsfield,
                 channel_first=bool(self._loader.ensure_channel_first),
                 min_voxels=self.min_voxels,
+                check_values=self.check_values,
             )
             d[key] = image
         return d
+
+
+def load_ct(
+    path: str | os.PathLike, hounsfield: bool = True, check_values: bool = True, channel_first: bool = False
+) -> Any:
+    """Load one scan (file or DICOM folder) with the project's CT readers and every check of :class:`LoadCTd`.
+
+    Returns:
+        a ``MetaTensor`` ``[X, Y, Z]`` (``[1, X, Y, Z]`` with ``channel_first``) carrying the affine.
+
+    Raises:
+        InputError: naming ``path`` and the problem.
+
+    Example:
+        >>> volume = load_ct("scan.nii.gz")  # doctest: +SKIP
+    """
+    from hirescam_ext.transforms.loading import default_ct_readers
+
+    loader = LoadCTd("image", ensure_channel_first=True, dtype=None, hounsfield=hounsfield, check_values=check_values)
+    for reader in default_ct_readers():
+        loader.register(reader)
+    image = loader({"image": os.fspath(path)})["image"]
+    return image if channel_first else image[0]
