@@ -116,32 +116,32 @@ def label_organs(
     return out
 
 
-def _conv_out(n: int, kernel: int, stride: int, padding: int) -> int:
-    return (n + 2 * padding - kernel) // stride + 1
-
-
 def attention_grid_size(
     spatial_size: Sequence[int],
     custom_convs: int = 4,
     custom_conv_padding: int = 0,
     slices_per_group: int = SLICES_PER_TRIPLET,
+    trunk: str = "resnet18",
 ) -> tuple[int, int, int]:
-    """``(D1, D2, H)`` of AxialNet for an input ``[X, Y, Z]``: ResNet-18 trunk (stride 32) then 3x3 custom convs.
+    """``(D1, D2, H)`` of AxialNet for an input ``[X, Y, Z]`` in the image's axis order (``AxialNet.attention_grid``
+    gives the same grid as ``(H, D1, D2)``).
 
     The paper's 420 x 420 x 405 gives ``(6, 6, 135)`` (14 x 14 after the trunk, minus 2 per unpadded conv).
     """
-    def trunk(n: int) -> int:
-        n = _conv_out(n, 7, 2, 3)  # conv1
-        n = _conv_out(n, 3, 2, 1)  # max pool
-        for _ in range(3):  # layer2..layer4 downsample
-            n = _conv_out(n, 3, 2, 1)
-        return n
+    from hirescam_ext.networks.axialnet import AxialNet
 
     x, y, z = (int(s) for s in spatial_size)
-    d1, d2 = (trunk(n) + custom_convs * (2 * custom_conv_padding - 2) for n in (x, y))
     h = z // slices_per_group
-    if min(d1, d2, h) < 1:
-        raise ValueError(f"input {tuple(spatial_size)} is too small for the attention grid ({d1}, {d2}, {h})")
+    if h < 1:
+        raise ValueError(f"input {tuple(spatial_size)} has fewer than {slices_per_group} axial slices")
+    _, d1, d2 = AxialNet.attention_grid(
+        (x, y),
+        z=h * SLICES_PER_TRIPLET,
+        trunk=trunk,
+        custom_convs=custom_convs > 0,
+        custom_conv_channels=(16,) * max(custom_convs, 1),  # channel counts do not change the grid
+        custom_conv_padding=custom_conv_padding,
+    )
     return d1, d2, h
 
 
