@@ -99,3 +99,49 @@ def test_temporary_file_of_an_interrupted_save_is_removed_and_never_loaded(tmp_p
     ckpt = TrainingCheckpointer(models, net, torch.optim.SGD(net.parameters(), lr=0.1), resume=True)
     assert ckpt.remove_stale_temporaries() == [stale]
     assert not stale.exists() and other.exists()
+
+
+def _checkpointer(models: Path, net: torch.nn.Module):
+    from ignite.engine import Engine
+
+    from hirescam_ext.engines.checkpoint import TrainingCheckpointer
+
+    ckpt = TrainingCheckpointer(models, net, torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9), resume=True)
+    engine = Engine(lambda e, b: None)
+    ckpt.attach(engine)
+    return ckpt, engine
+
+
+def test_resume_from_a_corrupt_last_checkpoint_names_the_file(tmp_path: Path) -> None:
+    import pytest
+
+    from hirescam_ext.utils.errors import InputError
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "last.pt").write_bytes(b"PK\x03\x04 truncated by a full disk")
+    net = torch.nn.Linear(2, 2)
+    ckpt, engine = _checkpointer(models, net)
+    with pytest.raises(InputError) as info:
+        engine.run([0], max_epochs=1)
+    assert info.value.path == str(models / "last.pt") and "cannot resume" in info.value.problem
+
+
+def test_resume_with_a_checkpoint_of_another_network_loads_nothing(tmp_path: Path) -> None:
+    import pytest
+
+    from hirescam_ext.utils.errors import InputError
+
+    models = tmp_path / "models"
+    models.mkdir()
+    other = torch.nn.Linear(2, 3)
+    opt = torch.optim.SGD(other.parameters(), lr=0.5, momentum=0.9)
+    torch.save({"model": other.state_dict(), "optimizer": opt.state_dict(), "trainer": {"epoch": 4, "iteration": 9}},
+               models / "last.pt")  # fmt: skip
+    net = torch.nn.Linear(2, 2)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    ckpt, engine = _checkpointer(models, net)
+    with pytest.raises(InputError, match="checkpoint does not match the network.*nothing loaded"):
+        engine.run([0], max_epochs=1)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert ckpt.optimizer.param_groups[0]["lr"] == 0.1
