@@ -192,8 +192,20 @@ def _sanity_curve(runs: dict[str, dict[int, dict[str, Any]]]) -> tuple[list[str]
     return blocks, {m: [summarize(v) for v in steps] for m, steps in per_step.items()}
 
 
-def _findings_text(agg: dict[str, Any], claims: list[dict[str, Any]]) -> list[str]:
+def _findings_text(agg: dict[str, Any], claims: list[dict[str, Any]],
+                   runs: dict[str, dict[int, dict[str, Any]]] | None = None) -> list[str]:
     out = [f"{c['id']}: **{c['status']}**: {c['evidence']}" for c in claims]
+    for model, by_seed in (runs or {}).items():
+        for method in ("gradcam", "hirescam"):
+            empty = total = 0
+            for run in by_seed.values():
+                conf = ((run.get("confounder") or {}).get("test") or {})
+                if method in conf:
+                    total += int(conf.get("n_scans", 0))
+                    empty += int(conf.get("n_scans", 0)) - int(conf[method].get("n_nonzero_maps", 0))
+            if total and empty / total >= 0.25:
+                out.append(f"{model}: {empty} of {total} {method} maps of the confounded label (test, all seeds) are "
+                           "empty after the ReLU (every cell negative), so they carry no localization at all")
     base = agg.get("axialnet") or {}
     auc = (base.get("auroc_test") or {}).get("mean")
     if auc is not None and auc < 0.6:
@@ -242,7 +254,7 @@ def write_outputs(profile: ReproProfile, runs: dict[str, dict[int, dict[str, Any
         "noise: a seed-paired difference is 'within noise' when |mean| <= 2 standard errors",
     ]
     notes += [f"skipped {k}: {v}" for k, v in skipped.items()]
-    findings = _findings_text(agg, claims)
+    findings = _findings_text(agg, claims, runs)
     report.write_report_md(out_dir, md, header, notes, findings)
     payload = {"header": header, "profile": profile.to_dict(), "skipped": skipped, "claims": claims,
                "summary": agg, "sanity_curve": {"blocks": blocks, **curve}, "runs": {

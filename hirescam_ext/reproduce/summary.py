@@ -157,7 +157,8 @@ def check_claims(runs: Mapping[str, Mapping[int, Mapping[str, Any]]], base: str 
         auroc_ok = mas["mean"] >= bas["mean"] - 0.01
         status = HELD if (rel >= 0.30 and auroc_ok) else NOT_HELD
         text = (f"mask-loss HiResCAM OrganIoU {_pct(mhs['mean'])} +- {_pct(mhs['std'])} vs baseline Grad-CAM "
-                f"{_pct(gs['mean'])} +- {_pct(gs['std'])}: {100 * rel:+.0f}% (needs >= +30%); AUROC "
+                f"{_pct(gs['mean'])} +- {_pct(gs['std'])}: {100 * rel:+.0f}% (needs >= +30%; difference "
+                f"{paired(mh, g)['verdict']}); AUROC "
                 f"{_pct(mas['mean'])} vs {_pct(bas['mean'])} ({_pct(da['mean'])} points, {da['verdict']}; "
                 f"needs >= -1.0)")
     claims.append({"id": "mask_loss_organiou", "status": status, "evidence": text, "relative_change": rel,
