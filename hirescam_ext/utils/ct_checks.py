@@ -343,9 +343,15 @@ class LoadCTd(LoadImaged):
 
 
 def load_ct(
-    path: str | os.PathLike, hounsfield: bool = True, check_values: bool = True, channel_first: bool = False
+    path: str | os.PathLike,
+    hounsfield: bool = True,
+    check_values: bool = True,
+    channel_first: bool = False,
+    min_voxels: int = MIN_VOXELS_PER_AXIS,
 ) -> Any:
     """Load one scan (file or DICOM folder) with the project's CT readers and every check of :class:`LoadCTd`.
+
+    ``min_voxels=1`` accepts thin slabs (organ segmentation works on any 3D volume; AxialNet needs 3 slices).
 
     Returns:
         a ``MetaTensor`` ``[X, Y, Z]`` (``[1, X, Y, Z]`` with ``channel_first``) carrying the affine.
@@ -358,7 +364,14 @@ def load_ct(
     """
     from hirescam_ext.transforms.loading import default_ct_readers
 
-    loader = LoadCTd("image", ensure_channel_first=True, dtype=None, hounsfield=hounsfield, check_values=check_values)
+    loader = LoadCTd(
+        "image",
+        ensure_channel_first=True,
+        dtype=None,
+        hounsfield=hounsfield,
+        check_values=check_values,
+        min_voxels=min_voxels,
+    )
     for reader in default_ct_readers():
         loader.register(reader)
     image = loader({"image": os.fspath(path)})["image"]
