@@ -23,7 +23,8 @@ def normalize_cam(maps: torch.Tensor, spatial_dims: int | None = None) -> torch.
 
     Steps (paper, post-processing): ReLU, subtract the minimum, divide by the maximum when it is non-zero. The
     minimum and maximum are taken over all ``spatial_dims`` trailing axes together (for AxialNet maps
-    ``[B, M, H, D1, D2]`` that is all slices at once, never slice by slice). An all-zero map stays all zero.
+    ``[B, M, H, D1, D2]`` that is all slices at once, never slice by slice). An all-zero map stays all zero; an
+    infinite cell (fp16 overflow under AMP) counts as the largest finite value, so the output stays finite.
 
     Args:
         maps: ``[B, M, *spatial]`` maps (any floating dtype).
@@ -45,6 +46,9 @@ def normalize_cam(maps: torch.Tensor, spatial_dims: int | None = None) -> torch.
         raise ValueError(f"normalize_cam: spatial_dims={spatial_dims} is invalid for maps of shape {tuple(maps.shape)}")
     lead = maps.shape[: maps.ndim - spatial_dims]
     flat = maps.reshape(*lead, -1)
+    if bool(torch.isinf(flat).any()):  # an overflowed cell (fp16 AMP) is the map's maximum: clamp to the range
+        info = torch.finfo(flat.dtype)
+        flat = torch.nan_to_num(flat, nan=float("nan"), posinf=info.max, neginf=info.min)
     # min and max after the ReLU are the raw ones clamped at 0, so one pass over the data gives both
     low, high = torch.aminmax(flat, dim=-1, keepdim=True)
     low, high = low.clamp_min(0), high.clamp_min(0)

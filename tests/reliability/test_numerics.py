@@ -137,3 +137,11 @@ def test_flip_rot90_keeps_image_and_regions_aligned(mask: np.ndarray, seed: int)
     aug.set_random_state(seed)
     out = aug({"image": image, "regions": regions})
     assert torch.equal(_block_any(torch.as_tensor(out["image"]), (2, 2, 3)), torch.as_tensor(out["regions"]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_normalize_cam_with_an_overflowed_cell_stays_finite(dtype: torch.dtype) -> None:
+    maps = torch.tensor([[[0.0, 2.0, float("inf"), -float("inf")]]], dtype=dtype)
+    out = normalize_cam(maps).float()
+    assert torch.isfinite(out).all()
+    assert out[0, 0, 2] == 1.0 and out[0, 0, 3] == 0.0 and out[0, 0, 0] == 0.0
