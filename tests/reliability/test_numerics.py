@@ -145,3 +145,27 @@ def test_normalize_cam_with_an_overflowed_cell_stays_finite(dtype: torch.dtype) 
     out = normalize_cam(maps).float()
     assert torch.isfinite(out).all()
     assert out[0, 0, 2] == 1.0 and out[0, 0, 3] == 0.0 and out[0, 0, 0] == 0.0
+
+
+# ------------------------------------------------------------------ preprocessing transforms
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    volume=hnp.arrays(
+        np.int16, hnp.array_shapes(min_dims=3, max_dims=3, min_side=3, max_side=12),
+        elements=st.integers(-3024, 4000),
+    ),
+    spacing=st.tuples(*[st.floats(0.4, 5.0) for _ in range(3)]),
+    size=st.tuples(*[st.integers(3, 16) for _ in range(3)]),
+)  # fmt: skip
+def test_preprocessing_output_has_the_requested_size_and_window(volume, spacing, size) -> None:
+    """Any HU volume (padding -3024, bone 4000), any voxel size: exact output size, finite, inside the window."""
+    from monai.data import MetaTensor
+
+    from hirescam_ext.transforms.preprocessing import ct_preprocessing
+
+    image = MetaTensor(torch.from_numpy(volume)[None], affine=torch.diag(torch.tensor([*spacing, 1.0], dtype=torch.float64)))
+    pre = ct_preprocessing(load=False, label_map_keys=(), spacing=(2.0, 2.0, 2.0), spatial_size=size)
+    out = pre({"image": image})["image"]
+    assert tuple(out.shape) == (1, *size)
+    assert torch.isfinite(out).all()
+    assert float(out.min()) >= -0.449 - 1e-5 and float(out.max()) <= 1 - 0.449 + 1e-5
