@@ -77,7 +77,9 @@ def _set_rng_state(state: dict[str, Any], transforms: list[Randomizable]) -> Non
     random.setstate((py[0], tuple(py[1]), py[2]))
     saved = state.get("transforms", [])
     if len(saved) != len(transforms):
-        logger.warning("checkpoint has %d transform RNG states, the pipeline %d: not restored", len(saved), len(transforms))
+        logger.warning(
+            "checkpoint has %d transform RNG states, the pipeline %d: not restored", len(saved), len(transforms)
+        )
         return
     for t, s in zip(transforms, saved):
         t.R.set_state(_np_rs_from_plain(s))
@@ -238,7 +240,8 @@ class TrainingCheckpointer:
     def _validation_completed(self, evaluator: Engine) -> None:
         value = evaluator.state.metrics.get(self.metric_name)
         if value is None:
-            raise KeyError(f"validation has no metric {self.metric_name!r} (metrics: {sorted(evaluator.state.metrics)})")
+            available = sorted(evaluator.state.metrics)
+            raise KeyError(f"validation has no metric {self.metric_name!r} (metrics: {available})")
         self._pending_score = float(value)
 
     def _epoch_completed(self, engine: Engine) -> None:

@@ -51,7 +51,8 @@ def test_mask_loss_extremes(dtype: torch.dtype, value: float) -> None:
         assert torch.isfinite(loss) and float(loss) >= 0.0
         (grad,) = torch.autograd.grad(loss, a)
         assert torch.isfinite(grad.float()).all()
-    assert float(MaskLoss()(a, torch.zeros_like(a))) == pytest.approx(max(value, 0.0) + np.log1p(np.exp(-abs(value))), rel=1e-2)
+    softplus = max(value, 0.0) + np.log1p(np.exp(-abs(value)))
+    assert float(MaskLoss()(a, torch.zeros_like(a))) == pytest.approx(softplus, rel=1e-2)
 
 
 def test_combined_loss_under_cpu_autocast_bf16_is_finite() -> None:
@@ -59,7 +60,8 @@ def test_combined_loss_under_cpu_autocast_bf16_is_finite() -> None:
     attention = torch.tensor([1e4, -1e4, 0.0]).repeat(1, 3, 2, 2, 2, 1)[..., 0].requires_grad_(True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         pred = {"logits": logits * 1.0, "attention": attention * 1.0}
-        loss = ClassificationMaskLoss()(pred, {"label": torch.tensor([[0.0, 1.0, 1.0]]), "regions": torch.zeros(1, 3, 2, 2, 2)})
+        target = {"label": torch.tensor([[0.0, 1.0, 1.0]]), "regions": torch.zeros(1, 3, 2, 2, 2)}
+        loss = ClassificationMaskLoss()(pred, target)
     assert torch.isfinite(loss)
     loss.backward()
     assert torch.isfinite(logits.grad).all() and torch.isfinite(attention.grad).all()
@@ -163,7 +165,8 @@ def test_preprocessing_output_has_the_requested_size_and_window(volume, spacing,
 
     from hirescam_ext.transforms.preprocessing import ct_preprocessing
 
-    image = MetaTensor(torch.from_numpy(volume)[None], affine=torch.diag(torch.tensor([*spacing, 1.0], dtype=torch.float64)))
+    affine = torch.diag(torch.tensor([*spacing, 1.0], dtype=torch.float64))
+    image = MetaTensor(torch.from_numpy(volume)[None], affine=affine)
     pre = ct_preprocessing(load=False, label_map_keys=(), spacing=(2.0, 2.0, 2.0), spatial_size=size)
     out = pre({"image": image})["image"]
     assert tuple(out.shape) == (1, *size)
