@@ -57,6 +57,7 @@ __all__ = [
     "randomization_blocks",
     "cascading_randomization",
     "spearman",
+    "training_fit",
 ]
 
 #: explanation methods, in table order
@@ -248,6 +249,26 @@ def confounder_attention(
             "n_nonzero_maps": len(wall[method]),
         }
     return out
+
+
+def training_fit(network: nn.Module, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """AUROC of ``network`` on already-seen scans (the training split without augmentation): does the model fit?
+
+    A model that cannot rank its own training scans is under-fitted, and its maps explain a near-constant score.
+    """
+    from hirescam_ext.metrics.auroc import compute_multilabel_auroc
+
+    scores, labels = [], []
+    network.eval()
+    with torch.no_grad():
+        for item in items:
+            image = torch.as_tensor(np.asarray(item["image"]), dtype=torch.float32)[None]
+            scores.append(network(image).float()[0])
+            labels.append(torch.as_tensor(np.asarray(item["label"]), dtype=torch.float32))
+    res = compute_multilabel_auroc(torch.stack(scores), torch.stack(labels))
+    finite = lambda v: None if v is None or not np.isfinite(v) else float(v)  # noqa: E731
+    return {"auroc_mean": finite(res.mean), "auroc_median": finite(res.median), "n_scans": len(items),
+            "per_label": {k: finite(v) for k, v in res.per_label.items() if finite(v) is not None}}
 
 
 def randomization_blocks(model: nn.Module) -> list[tuple[str, list[nn.Module]]]:

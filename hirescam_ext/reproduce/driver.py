@@ -104,6 +104,15 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def _fit(workflow: Any) -> dict[str, Any]:
+    """Training-split AUROC of the evaluated network, preprocessed like validation (no augmentation)."""
+    from hirescam_ext.reproduce import analysis, workflows
+
+    pre = workflow.parser.get_parsed_content("validate#preprocessing")
+    data = workflow.parser.get_parsed_content("train#datalist")
+    return analysis.training_fit(workflows.network_of(workflow), [pre(dict(d)) for d in data])
+
+
 def _items(workflow: Any, key: str) -> list[dict[str, Any]]:
     dataset = workflow.parser.get_parsed_content(f"{key}#dataset")
     return [dataset[i] for i in range(len(dataset))]
@@ -126,6 +135,13 @@ def run_one(spec_name: str, seed: int, profile: ReproProfile, dataset_dir: Path,
     old = _read_json(record_path)
     if old and _experiment(old.get("overrides") or {}) == plain and old.get("complete") and old.get("analysis_version") == ANALYSIS_VERSION:
         log(f"[reproduce] {spec_name} seed {seed}: reusing {record_path}")
+        if "fit" not in old:  # records written before the fit check: add it from the checkpoint
+            t = time.perf_counter()
+            wf = workflows.evaluation_workflow(overrides)
+            old["fit"] = _fit(wf)
+            old.setdefault("seconds", {})["fit"] = time.perf_counter() - t
+            write_json_atomic(record_path, old)
+            del wf
         return {**old, "reused": True}
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -145,6 +161,7 @@ def run_one(spec_name: str, seed: int, profile: ReproProfile, dataset_dir: Path,
     record: dict[str, Any] = {"model": spec_name, "seed": seed, "overrides": overrides,
                               "command_train": workflows.equivalent_command(["configs/train.json"], overrides),
                               "evaluation": results["results"]}
+    record["fit"] = _fit(wf)
     if spec.has_cam:
         network = workflows.network_of(wf).eval()
         explainers = analysis.make_explainers(network)
@@ -208,10 +225,16 @@ def _findings_text(agg: dict[str, Any], claims: list[dict[str, Any]],
                            "empty after the ReLU (every cell negative), so they carry no localization at all")
     base = agg.get("axialnet") or {}
     auc = (base.get("auroc_test") or {}).get("mean")
+    fit = (base.get("auroc_training") or {}).get("mean")
     if auc is not None and auc < 0.6:
-        out.append(f"AxialNet's mean test AUROC is only {100 * auc:.1f}%: with this profile's few epochs and scans "
-                   "the classifiers are weak, so OrganIoU and localization differences mostly reflect untrained "
-                   "or barely trained maps; read them with the seed spread.")
+        text = (f"AxialNet's mean test AUROC is only {100 * auc:.1f}% (chance 50%): with this profile's epochs and "
+                "scans the classifiers are weak, so OrganIoU, localization and confounder differences mostly "
+                "reflect barely trained maps; read them with the seed spread.")
+        if fit is not None:
+            text += (f" On its own training scans (no augmentation) the AUROC is {100 * fit:.1f}%: "
+                     + ("the model under-fits (it has not learned to rank even the scans it was trained on)."
+                        if fit < 0.7 else "it fits the training scans but does not generalize."))
+        out.append(text)
     return out
 
 

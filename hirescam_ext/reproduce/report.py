@@ -49,9 +49,10 @@ def build_tables(agg: Mapping[str, Mapping[str, Any]], claims: Sequence[Mapping[
     rows = []
     for m in order:
         a = agg[m]
-        rows.append([_title(m), len(a["seeds"]), _ms(a.get("auroc_test")), _ms(a.get("organ_iou_gradcam_test")),
-                     _ms(a.get("organ_iou_hirescam_test"))])
-    tables["table1"] = (["model", "seeds", "AUROC (test)", "OrganIoU Grad-CAM", "OrganIoU HiResCAM"], rows)
+        rows.append([_title(m), len(a["seeds"]), _ms(a.get("auroc_test")), _ms(a.get("auroc_training")),
+                     _ms(a.get("organ_iou_gradcam_test")), _ms(a.get("organ_iou_hirescam_test"))])
+    tables["table1"] = (["model", "seeds", "AUROC (test)", "AUROC (training scans)", "OrganIoU Grad-CAM",
+                         "OrganIoU HiResCAM"], rows)
 
     rows = []
     for base_name, mask_name in (("axialnet", "axialnet_mask"), ("axialnet_imagenet", "axialnet_imagenet_mask")):

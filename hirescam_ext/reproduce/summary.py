@@ -81,6 +81,8 @@ def run_metrics(run: Mapping[str, Any]) -> dict[str, Any]:
             out[f"organ_iou_{method}_{split}"] = _get(ev, split, "organ_iou", method, "mean")
             for g in GROUPS:
                 out[f"organ_iou_{method}_{g}_{split}"] = _get(ev, split, "organ_iou", method, "per_group", g)
+    out["auroc_training"] = _get(run, "fit", "auroc_mean")
+    out["confounder_auroc_training"] = _get(run, "fit", "per_label", CONFOUNDED_LABEL)
     a, b = out["confounder_auroc_test"], out["confounder_auroc_test_shifted"]
     out["confounder_drop"] = (a - b) if (a is not None and b is not None) else None
     for method in ("gradcam", "hirescam"):

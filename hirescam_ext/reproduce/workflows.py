@@ -206,6 +206,14 @@ def evaluate_model(overrides: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     return json.loads(path.read_text(encoding="utf-8")), wf
 
 
+def evaluation_workflow(overrides: dict[str, Any]) -> Any:
+    """The train + evaluate workflow, initialized (checkpoint loaded) but not run."""
+    files = [str(configs_dir() / "train.json"), str(configs_dir() / "evaluate.json")]
+    wf = _workflow(files, overrides)
+    wf.initialize()
+    return wf
+
+
 def network_of(workflow: Any) -> nn.Module:
     """The evaluated network (weights loaded by the evaluate workflow's ``initialize``)."""
     return workflow.parser.get_parsed_content("network")

@@ -60,3 +60,17 @@ def test_cascading_randomization_reports_every_block_and_leaves_the_model_unchan
         assert len(out[method]["spearman"]) == len(out["blocks"])
         assert all(v is None or -1.0 <= v <= 1.0 for v in out[method]["spearman"])
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_training_fit_reports_auroc_over_the_given_scans(net: AxialNet) -> None:
+    from hirescam_ext.reproduce.analysis import training_fit
+
+    items = []
+    for i in range(4):
+        label = torch.zeros(80)
+        label[i % 2] = 1
+        items.append({"image": torch.rand(1, 64, 64, 12), "label": label})
+    fit = training_fit(net, items)
+    assert fit["n_scans"] == 4
+    assert set(fit["per_label"]) == {"h_great_vessel_aneurysm", "h_great_vessel_atherosclerosis"}
+    assert 0.0 <= fit["auroc_mean"] <= 1.0

@@ -77,6 +77,7 @@ def test_every_model_with_a_map_has_localization_and_confounder_numbers(tiny_run
     for model, by_seed in runs.items():
         run = by_seed["0"]
         assert run["evaluation"]["test"]["auroc"]["mean"] is not None
+        assert run["fit"]["n_scans"] > 0
         if model != "ctnet":
             assert run["localization"]["n_pairs"] > 0
             assert set(run["confounder"]) == {"test", "test_shifted"}
