@@ -8,12 +8,14 @@ explanation maps of all abnormalities next to the allowed regions G_true. ``Expl
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from monai.engines import SupervisedEvaluator
+from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys
 
 __all__ = ["ERROR_KEY", "ExplanationEvaluator", "resize_maps_to"]
@@ -43,6 +45,9 @@ class ExplanationEvaluator(SupervisedEvaluator):
     Args:
         explainers: ``{name: explainer}``; an explainer is called as ``explainer(image, upsample=False)`` and
             returns normalized maps ``[B, M, *grid]`` (``hirescam_ext.HiResCAM`` and ``hirescam_ext.GradCAM`` do).
+            When the batch has regions ``[B, M, H, D1, D2]``, maps must come in the same axis order (AxialNet and
+            per-slice layers do); other grids are resampled trilinearly by shape, so a model whose maps are in the
+            image's ``[X', Y', Z']`` order needs an explainer that permutes them to ``[Z', X', Y']`` first.
         loss_function: optional, called as ``loss_function(pred, target)`` where ``pred`` is
             ``{"logits", "attention"}`` for networks with ``forward_all`` (so the validation loss includes the
             mask term), else the logits.
@@ -87,7 +92,12 @@ class ExplanationEvaluator(SupervisedEvaluator):
 
         output: dict[str, Any] = {CommonKeys.IMAGE: inputs, CommonKeys.LABEL: label}
         out = None
-        with engine.mode(engine.network):
+        autocast = (
+            torch.autocast("cuda", **engine.amp_kwargs)
+            if engine.amp and inputs.device.type == "cuda"
+            else contextlib.nullcontext()
+        )
+        with engine.mode(engine.network), autocast:
             with torch.no_grad():
                 if callable(getattr(net, "forward_all", None)):
                     out = net.forward_all(inputs)
@@ -101,6 +111,8 @@ class ExplanationEvaluator(SupervisedEvaluator):
                     output[CommonKeys.LOSS] = engine.loss_function(pred, target).mean()
             output[CommonKeys.PRED] = logits
             output["prob"] = torch.sigmoid(logits.float())
+            engine.state.output = output
+            engine.fire_event(IterationEvents.FORWARD_COMPLETED)
             for name, explainer in engine.explainers.items():
                 if out is not None and getattr(explainer, "closed_form", False) and explainer.nn_module is net:
                     maps = explainer.from_output(out).detach()  # no second forward pass
@@ -113,4 +125,5 @@ class ExplanationEvaluator(SupervisedEvaluator):
         if regions is not None:
             output[engine.regions_key] = regions
         engine.state.output = output
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
         return output

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hirescam_ext.utils.errors import InputError
 
-__all__ = ["VOLUME_SUFFIXES", "find_ct_inputs", "is_dicom_file", "scan_name"]
+__all__ = ["VOLUME_SUFFIXES", "find_ct_inputs", "is_dicom_file", "scan_name", "unique_scan_names"]
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".npz")
 
@@ -37,6 +37,37 @@ def scan_name(path: str | os.PathLike) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def unique_scan_names(sources: Iterable[str | os.PathLike]) -> list[str]:
+    """One output name per scan, unique within the run: the scan's name, prefixed by as many parent folders as
+    needed to tell apart scans of the same name (``p1/ct.nii.gz``, ``p2/ct.nii.gz`` -> ``p1_ct``, ``p2_ct``).
+
+    Raises:
+        InputError: when two entries are the same path.
+    """
+    paths = [Path(os.path.normpath(os.fspath(s))) for s in sources]
+    if len(set(paths)) != len(paths):
+        dup = next(p for p in paths if paths.count(p) > 1)
+        raise InputError(dup, "listed twice among the inputs")
+    depth = [0] * len(paths)
+
+    def name(i: int) -> str:
+        parents = [p.name for p in paths[i].parents][: depth[i]]
+        return "_".join([*reversed(parents), scan_name(paths[i])])
+
+    while True:
+        names = [name(i) for i in range(len(paths))]
+        clashes = [i for i, n in enumerate(names) if names.count(n) > 1]
+        if not clashes:
+            return names
+        grown = False
+        for i in clashes:
+            if depth[i] < len(paths[i].parents):
+                depth[i] += 1
+                grown = True
+        if not grown:  # cannot happen for distinct paths, but never loop forever
+            return [f"{n}_{i}" for i, n in enumerate(names)]
 
 
 def _has_dicom(folder: Path) -> bool:

@@ -21,7 +21,7 @@ from ignite.engine import Engine, Events
 from monai.data import MetaTensor, decollate_batch
 
 from hirescam_ext.inference.figures import save_overlay_png, save_slice_score_heatmap
-from hirescam_ext.inference.inputs import scan_name
+from hirescam_ext.inference.inputs import scan_name, unique_scan_names
 from hirescam_ext.labels import LABEL_NAMES
 from hirescam_ext.utils.io import atomic_write, ensure_writable_dir, write_json_atomic, write_text_atomic
 from hirescam_ext.visualize.postprocess import upsample_axial_maps
@@ -34,10 +34,17 @@ logger = logging.getLogger(__name__)
 DONE_MARKER = "done.json"
 
 
-def pending_inputs(sources: Sequence[str], output_dir: str | os.PathLike) -> list[str]:
-    """The scans of ``sources`` whose output folder has no :data:`DONE_MARKER` yet (re-runs skip finished work)."""
+def pending_inputs(sources: Sequence[str], output_dir: str | os.PathLike, skip_done: bool = True) -> list[dict[str, str]]:
+    """Data items ``{"image": path, "scan": output name}`` for the scans still to do.
+
+    Names are unique within the run (:func:`~hirescam_ext.inference.inputs.unique_scan_names`); with ``skip_done``,
+    scans whose output folder already has a :data:`DONE_MARKER` are left out (re-runs skip finished work).
+    """
     out = Path(output_dir)
-    return [s for s in sources if not (out / scan_name(s) / DONE_MARKER).is_file()]
+    items = [{"image": str(s), "scan": n} for s, n in zip(sources, unique_scan_names(sources))]
+    if not skip_done:
+        return items
+    return [item for item in items if not (out / item["scan"] / DONE_MARKER).is_file()]
 
 
 def _save_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
@@ -93,7 +100,8 @@ class ExplanationWriter:
         self.min_probability = float(min_probability)
         self.save_nifti = save_nifti
         self.save_png = save_png
-        self.rows: list[list[Any]] = []
+        self.rows: dict[str, list[Any]] = {}
+        self.written_now = 0
         self.failures: list[tuple[str, str]] = []
         self._start = time.time()
 
@@ -106,6 +114,22 @@ class ExplanationWriter:
     def _started(self, engine: Engine) -> None:
         ensure_writable_dir(self.output_dir)
         self._start = time.time()
+        self._load_previous_rows()
+
+    def _load_previous_rows(self) -> None:
+        """Keep the rows of scans finished by an earlier run (their folders hold done.json) in probabilities.csv."""
+        table = self.output_dir / "probabilities.csv"
+        if not table.is_file():
+            return
+        with open(table, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header != ["scan", "source", *self.label_names]:
+                logger.warning("%s has other columns than this run: not merged", table)
+                return
+            for row in reader:
+                if row and (self.output_dir / row[0] / DONE_MARKER).is_file():
+                    self.rows[row[0]] = row
 
     def __call__(self, engine: Engine) -> None:
         output = engine.state.output
@@ -118,10 +142,12 @@ class ExplanationWriter:
             self._write_tables()
             return
         images = decollate_batch(engine.state.batch["image"], detach=True)
+        names = engine.state.batch.get("scan")
         for i, image in enumerate(images):
             source = str(image.meta.get("filename_or_obj", f"scan_{engine.state.iteration}_{i}"))
+            name = str(names[i]) if names is not None else scan_name(source)
             try:
-                self._write_scan(source, image, output, i)
+                self._write_scan(source, name, image, output, i)
             except Exception as exc:  # noqa: BLE001 - one scan's failure is reported, the rest continue
                 logger.exception("failed to write outputs of %s", source)
                 self.failures.append((source, f"{type(exc).__name__}: {exc}"))
@@ -129,7 +155,8 @@ class ExplanationWriter:
 
     def _completed(self, engine: Engine) -> None:
         summary = {
-            "scans_written": len(self.rows),
+            "scans_written": self.written_now,
+            "scans_in_table": len(self.rows),
             "scans_failed": len(self.failures),
             "failures": [{"source": s, "error": e} for s, e in self.failures],
             "seconds": round(time.time() - self._start, 2),
@@ -138,7 +165,7 @@ class ExplanationWriter:
         write_json_atomic(self.output_dir / "summary.json", summary)
         logger.info(
             "inference finished: %d scans written, %d failed (see %s)",
-            len(self.rows), len(self.failures), self.output_dir / "failures.csv",
+            self.written_now, len(self.failures), self.output_dir / "failures.csv",
         )
 
     def raise_if_failed(self) -> None:
@@ -158,8 +185,7 @@ class ExplanationWriter:
         order = np.argsort(-prob, kind="stable")[: self.top_k]
         return [int(m) for m in order if prob[m] >= self.min_probability]
 
-    def _write_scan(self, source: str, image: MetaTensor, output: dict[str, Any], i: int) -> None:
-        name = scan_name(source)
+    def _write_scan(self, source: str, name: str, image: MetaTensor, output: dict[str, Any], i: int) -> None:
         folder = self.output_dir / name
         folder.mkdir(parents=True, exist_ok=True)
         prob = output["prob"][i].detach().float().cpu().numpy()
@@ -201,13 +227,14 @@ class ExplanationWriter:
             {"source": source, "reported": records, "probabilities": dict(zip(self.label_names, map(float, prob)))},
         )
         write_json_atomic(folder / DONE_MARKER, {"source": source, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        self.rows.append([name, source, *[f"{p:.6f}" for p in prob]])
+        self.rows[name] = [name, source, *[f"{p:.6f}" for p in prob]]
+        self.written_now += 1
 
     def _write_tables(self) -> None:
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(["scan", "source", *self.label_names])
-        writer.writerows(self.rows)
+        writer.writerows(self.rows[k] for k in sorted(self.rows))
         write_text_atomic(self.output_dir / "probabilities.csv", buf.getvalue())
         buf = io.StringIO()
         writer = csv.writer(buf)

@@ -97,19 +97,27 @@ def test_inference_writes_maps_in_scan_geometry_and_skips_a_corrupt_scan(
     assert (out / "good" / "done.json").is_file()
 
 
-def test_inference_rerun_skips_finished_scans(trained: Path, tiny_synthetic: Path, tmp_path: Path, bundle_tools) -> None:
+def test_inference_rerun_skips_finished_scans_and_keeps_their_rows(
+    trained: Path, tiny_synthetic: Path, tmp_path: Path, bundle_tools
+) -> None:
     bundle_run = bundle_tools.run
     inputs = tmp_path / "inputs"
     inputs.mkdir()
-    shutil.copy(sorted((tiny_synthetic / "images").glob("*.nii.gz"))[1], inputs / "scan.nii.gz")
+    images = sorted((tiny_synthetic / "images").glob("*.nii.gz"))
+    shutil.copy(images[1], inputs / "first.nii.gz")
     out = tmp_path / "out"
     args = ["--bundle_root", str(trained), "--input_dir", str(inputs), "--output_dir", str(out),
             "--spatial_size", "[64,64,48]", "--trunk", "small"]  # fmt: skip
     bundle_run("inference.json", args=args, cwd=trained)
-    marker = out / "scan" / "done.json"
+    marker = out / "first" / "done.json"
     first = marker.stat().st_mtime_ns
+    shutil.copy(images[2], inputs / "second.nii.gz")
     bundle_run("inference.json", args=args, cwd=trained)
-    assert marker.stat().st_mtime_ns == first
+    assert marker.stat().st_mtime_ns == first  # not redone
+    rows = list(csv.DictReader((out / "probabilities.csv").open()))
+    assert [r["scan"] for r in rows] == ["first", "second"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["scans_written"] == 1 and summary["scans_in_table"] == 2
 
 
 def test_inference_with_checkpoint_of_another_label_set_fails_clearly(trained: Path, tmp_path: Path, bundle_tools) -> None:
