@@ -137,11 +137,12 @@ def ct_preprocessing(
                     allow_missing_keys=missing_ok,
                 )
             )
+    # orientation first: the pre-crop and the sizes below are in RAS axis order (X, Y, Z), whatever the file's order
+    chain.append(Orientationd(all_keys, axcodes=axcodes, labels=_RAS_LABELS, allow_missing_keys=missing_ok))
     if precrop and spacing is not None and spatial_size is not None:
         chain.append(
             CropForSpacingd(all_keys, pixdim=spacing, spatial_size=spatial_size, allow_missing_keys=missing_ok)
         )
-    chain.append(Orientationd(all_keys, axcodes=axcodes, labels=_RAS_LABELS, allow_missing_keys=missing_ok))
     if spacing is not None:
         modes = ["bilinear"] * len(keys) + ["nearest"] * len(label_map_keys)
         chain.append(ResampleToSpacingd(all_keys, pixdim=spacing, mode=modes, allow_missing_keys=missing_ok))
