@@ -17,6 +17,8 @@ Subclasses define how gradients and activations combine (:meth:`CAMBase._combine
 
 from __future__ import annotations
 
+import logging
+
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Union
@@ -25,6 +27,8 @@ import torch
 import torch.nn as nn
 
 from hirescam_ext.visualize.postprocess import normalize_cam, upsample_axial_maps, upsample_maps
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["CAMBase", "ClassIndex", "resolve_class_idx", "default_split_slices", "is_axialnet"]
 
@@ -181,6 +185,7 @@ class CAMBase:
         if class_chunk_size is not None and class_chunk_size < 1:
             raise ValueError(f"class_chunk_size must be >= 1, got {class_chunk_size}")
         self.class_chunk_size = class_chunk_size
+        self._warned_fallback = False
         self.closed_form = use_closed_form and self.axialnet and target_layers == getattr(nn_module, "cam_target_layer")
 
     # ------------------------------------------------------------------ hooks for subclasses
@@ -354,7 +359,15 @@ class CAMBase:
                     (g,) = torch.autograd.grad(
                         scores, leaf, grad_outputs=onehots, retain_graph=True, is_grads_batched=True
                     )
-            except RuntimeError:
+            except RuntimeError as exc:
+                if "out of memory" in str(exc).lower():
+                    raise  # a per-class loop would only hide it behind an 80x slowdown
+                if not self._warned_fallback:
+                    logger.warning(
+                        "vectorized class gradients failed for layer %r (%s); falling back to one backward per class",
+                        self.target_layers, str(exc).splitlines()[0][:200],
+                    )
+                    self._warned_fallback = True
                 g = torch.stack(
                     [
                         torch.autograd.grad(scores, leaf, grad_outputs=onehots[j], retain_graph=True)[0]
