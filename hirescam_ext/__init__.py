@@ -114,6 +114,7 @@ _SUBPACKAGES = {
     "metrics",
     "networks",
     "regions",
+    "reproduce",
     "segmentation",
     "transforms",
     "utils",
