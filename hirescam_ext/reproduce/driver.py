@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -351,6 +352,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile = get_profile(args.profile, models=tuple(args.models) if args.models else None,
                               seeds=tuple(args.seeds) if args.seeds else None, max_epochs=args.epochs,
                               device=args.device)
+        changed = {"epochs": args.epochs, "models": args.models, "seeds": args.seeds, "device": args.device}
+        changed = {k: v for k, v in changed.items() if v is not None}
+        if changed:
+            profile = replace(profile, note=f"{profile.note} [overridden on the command line: {changed}]")
         out = Path(args.out or f"results/{profile.name}")
         work = Path(args.work_dir or f"outputs/reproduce/{profile.name}")
         command = "hirescam reproduce " + " ".join(sys.argv[1:] if argv is None else list(argv))

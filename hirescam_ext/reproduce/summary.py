@@ -27,7 +27,7 @@ import numpy as np
 
 from hirescam_ext.data.findings import CONFOUNDED_LABEL
 
-__all__ = ["summarize", "paired", "run_metrics", "aggregate", "check_claims", "HELD", "NOT_HELD", "NOT_EVALUABLE"]
+__all__ = ["summarize", "paired", "above_chance", "run_metrics", "aggregate", "check_claims", "HELD", "NOT_HELD", "NOT_EVALUABLE"]
 
 HELD, NOT_HELD, NOT_EVALUABLE = "held", "did not hold", "not evaluable"
 GROUPS = ("focal", "diffuse", "biological", "intervention")
@@ -122,9 +122,42 @@ def _pct(v: Any) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}"
 
 
+def above_chance(values: Sequence[Any]) -> bool:
+    """Whether AUROC values over seeds beat chance: ``mean - 2 * sd / sqrt(n) > 0.5`` (one seed: ``mean > 0.55``)."""
+    s = summarize(values)
+    if s["mean"] is None:
+        return False
+    if s["n"] < 2:
+        return s["mean"] > 0.55
+    return s["mean"] - 2 * s["std"] / math.sqrt(s["n"]) > 0.5
+
+
 def check_claims(runs: Mapping[str, Mapping[int, Mapping[str, Any]]], base: str = "axialnet",
                  mask: str = "axialnet_mask") -> list[dict[str, Any]]:
-    """Check the four claims; each entry has ``id``, ``claim``, ``status``, ``evidence`` (text) and the numbers."""
+    """Check the four claims; each entry has ``id``, ``claim``, ``status``, ``evidence`` (text) and the numbers.
+
+    Every claim is about what a *trained* classifier attends to. When the baseline's test AUROC does not beat chance
+    (:func:`above_chance`), a claim is ``not evaluable`` whatever its rule gives (kept as ``rule_status``): maps of a
+    model that has learned nothing cannot confirm or refute the paper.
+    """
+    claims = _claims(runs, base, mask)
+    seeds = sorted(runs.get(base, {}))
+    auroc = summarize(_values(runs, base, "auroc_test", seeds))
+    if not above_chance(auroc["values"]):
+        for c in claims:
+            c["rule_status"] = c["status"]
+            if c["status"] != NOT_EVALUABLE:
+                c["evidence"] = (f"the rule gives '{c['status']}', but the baseline classifier is not above chance "
+                                 f"(test AUROC {_pct(auroc['mean'])} +- {_pct(auroc['std'])}, n={auroc['n']}), so its "
+                                 f"maps cannot test the claim. Rule evidence: {c['evidence']}")
+                c["status"] = NOT_EVALUABLE
+    else:
+        for c in claims:
+            c["rule_status"] = c["status"]
+    return claims
+
+
+def _claims(runs: Mapping[str, Mapping[int, Mapping[str, Any]]], base: str, mask: str) -> list[dict[str, Any]]:
     claims: list[dict[str, Any]] = []
     seeds = sorted(set(runs.get(base, {})) & set(runs.get(mask, {}))) or sorted(runs.get(base, {}))
 
@@ -160,7 +193,8 @@ def check_claims(runs: Mapping[str, Mapping[int, Mapping[str, Any]]], base: str 
         status = HELD if (rel >= 0.30 and auroc_ok) else NOT_HELD
         text = (f"mask-loss HiResCAM OrganIoU {_pct(mhs['mean'])} +- {_pct(mhs['std'])} vs baseline Grad-CAM "
                 f"{_pct(gs['mean'])} +- {_pct(gs['std'])}: {100 * rel:+.0f}% (needs >= +30%; difference "
-                f"{paired(mh, g)['verdict']}); AUROC "
+                f"{paired(mh, g)['verdict']}; vs the baseline's own HiResCAM {_pct(hs['mean'])}: "
+                f"{paired(mh, h)['verdict']} difference of {_pct(paired(mh, h)['mean'])} points); AUROC "
                 f"{_pct(mas['mean'])} vs {_pct(bas['mean'])} ({_pct(da['mean'])} points, {da['verdict']}; "
                 f"needs >= -1.0)")
     claims.append({"id": "mask_loss_organiou", "status": status, "evidence": text, "relative_change": rel,

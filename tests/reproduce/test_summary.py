@@ -78,3 +78,11 @@ def test_relative_change_is_not_evaluable_when_baseline_gradcam_is_zero() -> Non
     base = {s: _run(0.70, 0.0, 0.0, 0.80, 0.50, 0.0) for s in range(3)}
     mask = {s: _run(0.70, 0.0, 0.1, 0.80, 0.70, 0.0) for s in range(3)}
     assert _claims(base, mask)["mask_loss_organiou"] == NOT_EVALUABLE
+
+
+def test_claims_are_not_evaluable_when_the_baseline_is_at_chance() -> None:
+    base = {s: _run(0.48 + 0.02 * s, 0.01, 0.11, 0.50, 0.40, 0.0) for s in range(3)}
+    mask = {s: _run(0.52, 0.02, 0.05, 0.50, 0.45, 0.0) for s in range(3)}
+    claims = check_claims({"axialnet": base, "axialnet_mask": mask})
+    assert {c["status"] for c in claims} == {NOT_EVALUABLE}
+    assert claims[0]["rule_status"] == HELD
