@@ -165,7 +165,9 @@ def localization(
         masks: dict[str, np.ndarray] = {}
         for k, finding in enumerate(record["findings"]):
             if k >= lesions.shape[3]:
-                raise InputError(folder / "lesions" / f"{acc}.nii.gz", f"has no channel {k} for finding {finding['label']}")
+                raise InputError(
+                    folder / "lesions" / f"{acc}.nii.gz", f"has no channel {k} for finding {finding['label']}"
+                )
             name = finding["label"]
             masks[name] = masks.get(name, np.zeros(lesions.shape[:3], bool)) | (lesions[..., k] > 0)
         names = [n for n, m in masks.items() if m.any() and n in LABEL_NAMES]

@@ -53,8 +53,8 @@ def _versions() -> dict[str, str]:
            "numpy": numpy.__version__, "hirescam_ext": __version__}
     try:
         root = Path(__file__).resolve().parents[2]
-        out["git_commit"] = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                           text=True, timeout=10).stdout.strip() or "unknown"
+        head = ["git", "-C", str(root), "rev-parse", "--short", "HEAD"]
+        out["git_commit"] = subprocess.run(head, capture_output=True, text=True, timeout=10).stdout.strip() or "unknown"
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "hirescam_ext", "configs"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
         if dirty:
@@ -134,7 +134,8 @@ def run_one(spec_name: str, seed: int, profile: ReproProfile, dataset_dir: Path,
     plain = _experiment(overrides)
     record_path, trained_path = run_dir / RUN_FILE, run_dir / TRAINED_FILE
     old = _read_json(record_path)
-    if old and _experiment(old.get("overrides") or {}) == plain and old.get("complete") and old.get("analysis_version") == ANALYSIS_VERSION:
+    same = old is not None and _experiment(old.get("overrides") or {}) == plain
+    if old and same and old.get("complete") and old.get("analysis_version") == ANALYSIS_VERSION:
         log(f"[reproduce] {spec_name} seed {seed}: reusing {record_path}")
         if "fit" not in old:  # records written before the fit check: add it from the checkpoint
             t = time.perf_counter()
@@ -202,7 +203,8 @@ def _sanity_curve(runs: dict[str, dict[int, dict[str, Any]]]) -> tuple[list[str]
             if list(s["blocks"]) != blocks:
                 continue  # another architecture's blocks: the curve averages AxialNet-style models only
             for method in per_step:
-                vals = s[method.replace("abs_", "")].get("abs_spearman" if method.startswith("abs_") else "spearman") or []
+                key = "abs_spearman" if method.startswith("abs_") else "spearman"
+                vals = s[method.replace("abs_", "")].get(key) or []
                 while len(per_step[method]) < len(vals):
                     per_step[method].append([])
                 for i, v in enumerate(vals):

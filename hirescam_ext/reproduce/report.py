@@ -204,7 +204,8 @@ def write_figures(agg: Mapping[str, Mapping[str, Any]], sanity_blocks: Sequence[
     if cam:
         axes[0].axhline(_mv(agg[cam[0]].get("pointing_game_chance"))[0], color="gray", lw=0.8, ls="--")
     _bars(axes[1], [_title(m) for m in cam],
-          {METHOD_NAMES[k]: [_mv(agg[m].get(f"mass_enrichment_{k}"), 1.0) for m in cam] for k in ("gradcam", "hirescam")},
+          {METHOD_NAMES[k]: [_mv(agg[m].get(f"mass_enrichment_{k}"), 1.0) for m in cam]
+           for k in ("gradcam", "hirescam")},
           "map mass in lesion / chance")
     axes[1].axhline(1.0, color="gray", lw=0.8, ls="--")
     fig.suptitle("Localization against true lesion masks (test)")

@@ -27,7 +27,17 @@ import numpy as np
 
 from hirescam_ext.data.findings import CONFOUNDED_LABEL
 
-__all__ = ["summarize", "paired", "above_chance", "run_metrics", "aggregate", "check_claims", "HELD", "NOT_HELD", "NOT_EVALUABLE"]
+__all__ = [
+    "summarize",
+    "paired",
+    "above_chance",
+    "run_metrics",
+    "aggregate",
+    "check_claims",
+    "HELD",
+    "NOT_HELD",
+    "NOT_EVALUABLE",
+]
 
 HELD, NOT_HELD, NOT_EVALUABLE = "held", "did not hold", "not evaluable"
 GROUPS = ("focal", "diffuse", "biological", "intervention")

@@ -27,7 +27,17 @@ from torch import nn
 from hirescam_ext.reproduce.profiles import ModelSpec, ReproProfile
 from hirescam_ext.utils.errors import InputError
 
-__all__ = ["AxialLayout", "configs_dir", "region_grid", "bundle_overrides", "equivalent_command", "train_model", "evaluate_model"]
+__all__ = [
+    "AxialLayout",
+    "configs_dir",
+    "region_grid",
+    "bundle_overrides",
+    "equivalent_command",
+    "train_model",
+    "evaluate_model",
+    "evaluation_workflow",
+    "network_of",
+]
 
 #: index of the AllowedRegionsd transform in ``deterministic_transforms`` of configs/train.json
 _REGIONS_TRANSFORM = "deterministic_transforms#transforms#2"
@@ -135,7 +145,8 @@ def bundle_overrides(
         }
     if not spec.has_cam:
         ov["validate#explainers"] = {}
-        ov["validate#additional_metrics"] = {"val_mean_auroc": {"_target_": "hirescam_ext.handlers.MultiLabelAUROCHandler"}}
+        auroc = {"_target_": "hirescam_ext.handlers.MultiLabelAUROCHandler"}
+        ov["validate#additional_metrics"] = {"val_mean_auroc": auroc}
         for split in ("validation", "test", "test_shifted"):
             ov[f"{split}#metrics"] = {
                 "auroc": {
