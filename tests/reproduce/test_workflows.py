@@ -69,3 +69,17 @@ def test_finished_runs_are_matched_by_experiment_not_by_location() -> None:
     c = bundle_overrides(MODELS["axialnet"], p, "data", "runs/a", 1, cache_dir="c1")
     assert _experiment(a) == _experiment(b)
     assert _experiment(a) != _experiment(c)
+
+
+def test_imagenet_model_passes_the_weights_to_the_bundle() -> None:
+    ov = bundle_overrides(MODELS["axialnet_imagenet"], get_profile("full"), "d", "r", 0, pretrained="w.pth")
+    assert ov["pretrained"] == "w.pth" and ov["trunk"] == "resnet18"
+
+
+def test_full_profile_uses_the_papers_grid_and_regions() -> None:
+    from hirescam_ext.reproduce.workflows import region_grid
+
+    full = get_profile("full")
+    assert region_grid(MODELS["axialnet"], full) == (135, 6, 6)
+    assert bundle_overrides(MODELS["axialnet"], full, "d", "r", 0)["region_mode"] == "nearest"
+    assert bundle_overrides(MODELS["axialnet"], full, "d", "r", 0)["cache"] == "none"
