@@ -15,10 +15,14 @@ Organ truth map (``hirescam_ext.labels.ORGAN_LABELS``): 1 right lung, 2 heart/me
 
 * Lungs are *filled* masks: everything inside the pleural cavity of that side (parenchyma, vessels, intrapulmonary
   airways, and any lesion or pleural fluid/air rendered later) carries the lung label.
-* Heart/mediastinum is the soft tissue between the lungs within the lungs' cranio-caudal extent and above the
-  diaphragm: heart with its pericardium, great vessels, mediastinal fat, oesophagus, and the trachea and main
-  bronchi up to the hila (extrapulmonary airways count as mediastinum, never as lung; above the lung apices they
-  are background). Bone and the upper abdomen are never labelled.
+* Heart/mediastinum is the non-lung tissue between the lungs within their extent: per axial slice of the lungs'
+  cranio-caudal extent, x strictly between the left lung's and the right lung's medial borders of each row ``y``
+  and y within that slice's anterior-posterior lung extent (a row or slice lacking a lung borrows its medial
+  border from the nearest row of the slice, or the nearest slice), above the diaphragm (the heart keeps its whole
+  pericardial sac), excluding bone and everything at or behind the vertebral body's anterior surface. It holds
+  the heart with its pericardium, great vessels, mediastinal fat, oesophagus, and the trachea and main bronchi
+  (extrapulmonary airways count as mediastinum, never as lung; above the lung apices they are background). The
+  upper abdomen and tissue anterior or posterior to the lungs' extent are never labelled.
 
 The shapes follow the organ layout the HiResCAM paper's allowed regions assume (Draelos & Carin, HiResCAM,
 arXiv:2011.08891, Sec. "Allowed regions"): lungs by side, heart and mediastinum between them.
@@ -309,6 +313,36 @@ def _ellipse_rho(dx, dy, a, b, p: float = 2.0):
     return (np.abs(dx / a) ** p + np.abs(dy / b) ** p) ** (1.0 / p)
 
 
+def _between_lungs(right: np.ndarray, left: np.ndarray) -> np.ndarray:
+    """Per axial slice, the voxels between the two lungs' medial borders within their anterior-posterior extent.
+
+    In every slice within the lungs' cranio-caudal extent and every row ``y`` from the most posterior to the most
+    anterior lung row of that slice, x lies strictly between the left lung's last voxel and the right lung's first
+    voxel of that row. A row crossing only one lung (or none) takes the missing medial border from the nearest row
+    of the same slice that has it; a slice without one of the lungs (apex, base, a lung displaced by the heart)
+    takes that lung from the nearest slice that has it.
+    """
+    out = np.zeros(right.shape, bool)
+    nx, ny = right.shape[:2]
+    xs = np.arange(nx)[:, None]
+    rows = np.arange(ny)
+    zr = np.flatnonzero(right.any(axis=(0, 1)))
+    zl = np.flatnonzero(left.any(axis=(0, 1)))
+    if zr.size == 0 or zl.size == 0:
+        return out
+    for z in range(min(zr[0], zl[0]), max(zr[-1], zl[-1]) + 1):
+        r = right[:, :, zr[np.argmin(np.abs(zr - z))]]
+        lf = left[:, :, zl[np.argmin(np.abs(zl - z))]]
+        has_r, has_l = r.any(axis=0), lf.any(axis=0)
+        x_r = np.interp(rows, rows[has_r], np.argmax(r, axis=0)[has_r])
+        x_l = np.interp(rows, rows[has_l], (nx - 1 - np.argmax(lf[::-1], axis=0))[has_l])
+        here = right[:, :, z].any(axis=0) | left[:, :, z].any(axis=0)
+        ys = np.flatnonzero(here if here.any() else has_r | has_l)
+        ap = (rows >= ys[0]) & (rows <= ys[-1])
+        out[:, :, z] = (xs > x_l[None, :]) & (xs < x_r[None, :]) & ap[None, :]
+    return out
+
+
 class _Painter:
     """Accumulates a float32 HU volume by painting masks in anatomical order."""
 
@@ -544,7 +578,12 @@ def build_phantom(grid: Grid, anatomy: Anatomy, rng: np.random.Generator) -> Pha
     if sl_h is not None:
         above = np.broadcast_to(above, grid.shape).copy()
         above[sl_h] |= q_h <= q_peri
-    med = M & cavity & ~lungs & ~bone & zrange[None, None, :] & above
+    # heart/mediastinum truth: the non-lung tissue between the two lungs (see _between_lungs), in slices with
+    # both lungs, above the diaphragm, excluding bone and everything at or behind the vertebral body's front
+    front = yv + rv * np.sqrt(np.clip(1.0 - (dvx / (1.1 * rv)) ** 2, 0.0, 1.0))
+    behind_spine = (np.abs(dvx) <= 1.1 * rv) & (Y <= front)
+    between = _between_lungs(organs == 1, organs == 3)
+    med = between & cavity & ~lungs & ~bone & ~behind_spine & zrange[None, None, :] & above
     organs[med] = 2
 
     # abdomen below the diaphragm: liver on the right, stomach (with air) on the left

@@ -158,7 +158,10 @@ def _below_diaphragm(right: np.ndarray, left: np.ndarray, spacing: Sequence[floa
         if has.any():
             f = _dome_fit(np.argmax(lung, axis=2), has, spacing)
             if f is not None:
-                fits.append(f)
+                # no extrapolation: a column outside this lung takes the fitted height of the nearest lung column
+                # (a quadratic dome continued past the lung's medial edge falls away and would keep the abdomen)
+                _, (ix, iy) = ndi.distance_transform_edt(~has, sampling=spacing[:2], return_indices=True)
+                fits.append(f[ix, iy])
     if len(fits) < 2:
         return np.zeros(right.shape, bool)
     floor = np.minimum(fits[0], fits[1]) - margin_mm / float(spacing[2])
