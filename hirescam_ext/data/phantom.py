@@ -17,9 +17,9 @@ Organ truth map (``hirescam_ext.labels.ORGAN_LABELS``): 1 right lung, 2 heart/me
   airways, and any lesion or pleural fluid/air rendered later) carries the lung label.
 * Heart/mediastinum is the non-lung tissue between the lungs within their extent: per axial slice of the lungs'
   cranio-caudal extent, x strictly between the left lung's and the right lung's medial borders of each row ``y``
-  and y within that slice's anterior-posterior lung extent (a row or slice lacking a lung borrows its medial
-  border from the nearest row of the slice, or the nearest slice), above the diaphragm (the heart keeps its whole
-  pericardial sac), excluding bone and everything at or behind the vertebral body's anterior surface. It holds
+  and y within that slice's anterior-posterior lung extent and (slices with both lungs) the convex hull of both
+  lungs; a row or slice lacking a lung borrows its medial border from the nearest row of the slice, or the
+  nearest slice. Above the diaphragm (the heart keeps its whole pericardial sac), excluding bone and everything at or behind the vertebral body's anterior surface. It holds
   the heart with its pericardium, great vessels, mediastinal fat, oesophagus, and the trachea and main bronchi
   (extrapulmonary airways count as mediastinum, never as lung; above the lung apices they are background). The
   upper abdomen and tissue anterior or posterior to the lungs' extent are never labelled.
@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from skimage.morphology import convex_hull_image
 
 __all__ = [
     "Grid",
@@ -318,7 +319,7 @@ def _between_lungs(right: np.ndarray, left: np.ndarray) -> np.ndarray:
 
     In every slice within the lungs' cranio-caudal extent and every row ``y`` from the most posterior to the most
     anterior lung row of that slice, x lies strictly between the left lung's last voxel and the right lung's first
-    voxel of that row. A row crossing only one lung (or none) takes the missing medial border from the nearest row
+    voxel of that row and, in a slice holding both lungs, inside the slice's convex hull of the two lungs. A row crossing only one lung (or none) takes the missing medial border from the nearest row
     of the same slice that has it; a slice without one of the lungs (apex, base, a lung displaced by the heart)
     takes that lung from the nearest slice that has it.
     """
@@ -339,7 +340,10 @@ def _between_lungs(right: np.ndarray, left: np.ndarray) -> np.ndarray:
         here = right[:, :, z].any(axis=0) | left[:, :, z].any(axis=0)
         ys = np.flatnonzero(here if here.any() else has_r | has_l)
         ap = (rows >= ys[0]) & (rows <= ys[-1])
-        out[:, :, z] = (xs > x_l[None, :]) & (xs < x_r[None, :]) & ap[None, :]
+        slab = (xs > x_l[None, :]) & (xs < x_r[None, :]) & ap[None, :]
+        if right[:, :, z].any() and left[:, :, z].any():
+            slab &= convex_hull_image(r | lf)
+        out[:, :, z] = slab
     return out
 
 

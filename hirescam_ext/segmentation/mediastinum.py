@@ -5,8 +5,8 @@ box, narrowed left-right by fixed fractions of the lung span. Here (RAS ``[X, Y,
 
 ``heart/mediastinum = hull & between & limits & ~lungs & body & ~behind_spine``
 
-* ``hull``: per axial slice, the 2D convex hull of both lungs (empty in slices without lung, everything in slices
-  with only one of the two lungs);
+* ``hull``: per axial slice, the 2D convex hull of both lungs (empty in slices without lung; in slices with only
+  one of the two lungs, the rows of that slice's anterior-posterior lung extent);
 * ``between``: along every left-right row ``(y, z)``, x strictly between the *medial edges* of the lungs (the last
   left-lung voxel and the first right-lung voxel); a row lacking one lung takes that lung's medial edge from the
   nearest row that has it, preferring the same ``y`` in the nearest slice. This keeps the liver and stomach under
@@ -213,8 +213,14 @@ def mediastinum_region(
     hull = slice_convex_hull(lungs)
     # a slice with one lung only (the other collapsed, displaced by the heart, or not yet begun) has no hull
     # between the lungs: there the medial-edge bounds alone limit the region
+    # (within that slice's anterior-posterior lung extent, so nothing behind the lung or outside the body leaks in)
     one_sided = right.any(axis=(0, 1)) != left.any(axis=(0, 1))
-    hull |= one_sided[None, None, :]
+    rows_yz = lungs.any(axis=0)
+    first = np.argmax(rows_yz, axis=0)
+    last = rows_yz.shape[0] - 1 - np.argmax(rows_yz[::-1], axis=0)
+    yy = np.arange(rows_yz.shape[0])[:, None]
+    ap_extent = (yy >= first[None, :]) & (yy <= last[None, :]) & one_sided[None, :]
+    hull |= ap_extent[None, :, :]
     region = between & limits & hull & ~lungs & body & ~_below_diaphragm(right, left, spacing)
     spine = find_spine(hu, lungs, body, spacing, bone_hu)
     if spine.any():
