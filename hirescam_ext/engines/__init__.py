@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from hirescam_ext.engines.checkpoint import TrainingCheckpointer, load_network_weights, randomizable_transforms
 from hirescam_ext.engines.evaluator import ExplanationEvaluator, resize_maps_to
+from hirescam_ext.engines.optim import OPTIMIZERS, build_optimizer
 from hirescam_ext.engines.guards import NonFiniteLossError, NonFiniteLossGuard, describe_batch
 from hirescam_ext.engines.prepare_batch import PrepareBatchWithRegions
 from hirescam_ext.engines.wrappers import WithAttention
 
 __all__ = [
     "ExplanationEvaluator",
+    "OPTIMIZERS",
+    "build_optimizer",
     "NonFiniteLossError",
     "NonFiniteLossGuard",
     "PrepareBatchWithRegions",
