@@ -128,7 +128,7 @@ def _dome_fit(base: np.ndarray, has: np.ndarray, spacing: Sequence[float]) -> np
         coef, *_ = np.linalg.lstsq(design[keep], z[keep], rcond=None)
         res = z - design @ coef
         sd = float(res[keep].std()) or 1.0
-        keep = res <= 0.5 * sd
+        keep = res <= 1.0 * sd
         if keep.sum() < 12:
             break
     gx, gy = np.meshgrid(np.arange(base.shape[0]) * float(spacing[0]), np.arange(base.shape[1]) * float(spacing[1]),
