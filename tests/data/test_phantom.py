@@ -114,3 +114,14 @@ def test_lungs_can_meet_at_the_anterior_midline():
         left = ph.organs == 3
         touching += bool((right[1:] & left[:-1]).any())  # a right-lung voxel right next to a left-lung voxel
     assert touching >= 1
+
+
+def test_heart_mediastinum_stays_within_each_slices_lung_extent(phantoms):
+    # the truth is the tissue between the lungs: nothing in front of or behind the lungs of that slice
+    for ph in phantoms:
+        lungs = (ph.organs == 1) | (ph.organs == 3)
+        for z in np.flatnonzero((ph.organs == 2).any(axis=(0, 1))):
+            rows = np.flatnonzero(lungs[:, :, z].any(axis=0))
+            med_rows = np.flatnonzero((ph.organs[:, :, z] == 2).any(axis=0))
+            assert rows.size and rows[0] <= med_rows[0] and med_rows[-1] <= rows[-1], z
+

@@ -1,0 +1,26 @@
+"""Heart/mediastinum agreement with the synthetic generator's truth (one definition on both sides).
+
+Both read "the soft tissue between the lungs within their extent" the same way (docs/SEGMENTATION.md); two demo
+cases keep this a fast regression check, the full benchmark is ``scripts/eval_segmentation.py --synthetic 10``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from hirescam_ext.data.synthetic import generate_case
+from hirescam_ext.segmentation import HEART_MEDIASTINUM, LEFT_LUNG, RIGHT_LUNG, segment_organs
+
+
+def _dice(a, b):
+    return 2.0 * float((a & b).sum()) / max(1, int(a.sum()) + int(b.sum()))
+
+
+@pytest.mark.parametrize("index", [0, 2])
+def test_synthetic_heart_mediastinum_dice_at_least_092_and_lungs_at_least_097(index):
+    case = generate_case(index, 0)
+    seg = segment_organs(case.image, affine=case.affine)
+    assert seg.ok, seg.reasons
+    assert _dice(seg.organs == HEART_MEDIASTINUM, case.organs == HEART_MEDIASTINUM) >= 0.92
+    for label in (RIGHT_LUNG, LEFT_LUNG):
+        assert _dice(seg.organs == label, case.organs == label) >= 0.97
