@@ -11,7 +11,8 @@ box, narrowed left-right by fixed fractions of the lung span. Here (RAS ``[X, Y,
   left-lung voxel and the first right-lung voxel); a row lacking one lung takes that lung's medial edge from the
   nearest row that has it, preferring the same ``y`` in the nearest slice. This keeps the liver and stomach under
   the diaphragm domes (which the hull of crescent-shaped lung bases covers) out of the region; in addition, per
-  row ``y``, x must lie within the widest medial-edge span seen in the central 70 % of the lung slices;
+  row ``y``, x must lie within the widest medial-edge span seen in the lung slices from 30 % to 85 % of the
+  lungs' height (above the domes);
 * ``limits``: slices within the lungs' cranio-caudal extent, rows not anterior to the most anterior lung row;
 * ``body``: the body hull of :mod:`hirescam_ext.segmentation.lungs`;
 * ``behind_spine``: in each (x, z) column, everything at or posterior to the most anterior voxel of the spine.
@@ -197,7 +198,7 @@ def mediastinum_region(
     # envelope per row y from the central slices: lung bases curving round the diaphragm domes have their inner
     # edge far lateral, so a dome slice may not widen the region beyond the widest central-slice mediastinum
     z0, z1 = int(zs[0]), int(zs[-1])
-    central = slice(z0 + int(0.15 * (z1 - z0)), z1 - int(0.15 * (z1 - z0)) + 1)
+    central = slice(z0 + int(0.3 * (z1 - z0)), z1 - int(0.15 * (z1 - z0)) + 1)
     env_l = np.where(has_l[:, central], x_l_raw[:, central], nx).min(axis=1).astype(float)
     env_r = np.where(has_r[:, central], x_r_raw[:, central], -1).max(axis=1).astype(float)
     rows = np.arange(lungs.shape[1])
