@@ -33,7 +33,10 @@ def bundle(configs: list[str], *overrides: str) -> list[str]:
 def step(title: str, cmd: list[str]) -> float:
     print(f"\n=== {title}\n$ {shlex.join(cmd)}", flush=True)
     start = time.time()
-    subprocess.run(cmd, cwd=ROOT, check=True)
+    proc = subprocess.run(cmd, cwd=ROOT)
+    if proc.returncode != 0:
+        print(f"\nmake demo: step '{title}' failed with exit status {proc.returncode} (its output is above)")
+        sys.exit(proc.returncode)
     return time.time() - start
 
 
@@ -50,7 +53,10 @@ def main() -> int:
     args = parser.parse_args()
 
     timings = {}
-    data = ROOT / "data" / f"synthetic_{args.profile}"
+    from hirescam_ext.data.synthetic import GENERATOR_VERSION
+
+    # one folder per generator version: a newer generator never meets data an older one wrote
+    data = ROOT / "data" / f"synthetic_{args.profile}_v{GENERATOR_VERSION}"
     shape = {"tiny": "[64,64,48]", "small": "[96,96,72]", "demo": "[128,128,96]"}.get(args.profile, "[128,128,96]")
     common = ["--dataset_dir", str(data), "--synthetic_profile", args.profile, "--spatial_size", shape]
     model = [] if args.paper_model else ["--trunk", "small"]
