@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -46,6 +47,7 @@ from monai.transforms import (
 from hirescam_ext.transforms.intensity import HUWindowd
 from hirescam_ext.transforms.loading import default_ct_readers
 from hirescam_ext.transforms.spacing import CropForSpacingd, ResampleToSpacingd
+from hirescam_ext.utils.ct_checks import LoadCTd
 
 __all__ = [
     "PAPER_SPACING",
@@ -65,12 +67,19 @@ PAPER_CENTER = -0.449
 _RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 
 
-def _loader(keys: Sequence[str], reader: ImageReader | str | None, **kwargs: Any) -> LoadImaged:
+def _loader(keys: Sequence[str], reader: ImageReader | str | None, check: bool, ct: bool, **kwargs: Any) -> LoadImaged:
     """``LoadImaged`` with the project's CT readers registered, chosen by file suffix (``reader=None``), or with the
-    user's reader(s) tried in turn."""
+    user's reader(s) tried in turn. With ``check`` it is :class:`~hirescam_ext.utils.ct_checks.LoadCTd`: bad files
+    raise an ``InputError`` naming the file and the problem; ``ct`` keys must also hold finite, non-constant HU
+    values (label maps only need to be readable 3D volumes: an empty organ map is a flagged segmentation, not an
+    unreadable file)."""
+    if check:
+        make = functools.partial(LoadCTd, hounsfield=ct, check_values=ct)
+    else:
+        make = LoadImaged
     if reader is not None:
-        return LoadImaged(keys, reader=reader, **kwargs)
-    loader = LoadImaged(keys, reader=None, **kwargs)
+        return make(keys, reader=reader, **kwargs)
+    loader = make(keys, reader=None, **kwargs)
     for r in default_ct_readers():  # registered last = tried first, each only for the suffixes it accepts
         loader.register(r)
     return loader
@@ -91,6 +100,7 @@ def ct_preprocessing(
     fast_intensity: bool = True,
     pad_hu: float = -1024.0,
     precrop: bool = True,
+    check_inputs: bool = True,
 ) -> Compose:
     """Build the deterministic preprocessing ``Compose`` (paper defaults; every size and range is a parameter).
 
@@ -114,6 +124,9 @@ def ct_preprocessing(
         pad_hu: pad value when ``hu_range`` is ``None`` (air).
         precrop: before resampling, centre-crop away what the final crop would drop anyway
             (:class:`~hirescam_ext.transforms.spacing.CropForSpacingd`; about 30 % less work on a full-size scan).
+        check_inputs: load through :class:`~hirescam_ext.utils.ct_checks.LoadCTd`: an unreadable file, a DICOM
+            folder with missing, duplicated or mixed slices, a 2D/4D, NaN, constant or non-HU image raises an
+            ``InputError`` naming the file (label maps: readable 3D volumes only); ``False``: plain ``LoadImaged``.
 
     Returns:
         a ``monai.transforms.Compose`` whose spatial steps are invertible.
@@ -125,12 +138,14 @@ def ct_preprocessing(
     chain: list = []
     if load:
         # dtype=None keeps the file's int16: the cast to float happens inside the (cropped) resampling
-        chain.append(_loader(keys, reader, image_only=True, ensure_channel_first=True, dtype=None))
+        chain.append(_loader(keys, reader, check_inputs, True, image_only=True, ensure_channel_first=True, dtype=None))
         if label_map_keys:
             chain.append(
                 _loader(
                     label_map_keys,
                     reader,
+                    check_inputs,
+                    False,
                     image_only=True,
                     ensure_channel_first=True,
                     dtype=label_dtype,
