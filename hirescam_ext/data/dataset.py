@@ -14,9 +14,10 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from enum import Enum
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -70,6 +71,28 @@ class SafePersistentDataset(PersistentDataset):
 
     def _pre_transform(self, item_transformed: Any) -> Any:
         return make_cache_safe(super()._pre_transform(item_transformed))
+
+    def _cache_file(self, item_transformed: Any) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        return Path(self.cache_dir) / f"{self.hash_func(item_transformed).decode('utf-8')}{self.transform_hash}.pt"
+
+    def _cachecheck(self, item_transformed: Any) -> Any:
+        """MONAI's cache lookup, plus: a cache file that does not load (truncated by a crash while it was copied
+        into place) is deleted and recomputed instead of failing the epoch; other errors propagate unchanged."""
+        try:
+            return super()._cachecheck(item_transformed)
+        except Exception:
+            hashfile = self._cache_file(item_transformed)
+            if hashfile is None or not hashfile.is_file():
+                raise
+            try:
+                torch.load(hashfile, weights_only=self.weights_only)
+            except Exception as exc:  # noqa: BLE001 - any unreadable cache file is rebuilt
+                warnings.warn(f"unreadable cache file {hashfile} ({type(exc).__name__}); deleting and recomputing")
+                hashfile.unlink(missing_ok=True)
+                return super()._cachecheck(item_transformed)
+            raise
 
 
 def make_dataset(

@@ -155,7 +155,7 @@ def write_radchestct_npz(path: str | os.PathLike, volume_srs: np.ndarray, key: s
 def _read_csv_rows(path: str | os.PathLike) -> tuple[list[str], list[list[str]]]:
     path = os.fspath(path)
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a byte order mark (Excel) is dropped
             rows = [row for row in csv.reader(f) if any(cell.strip() for cell in row)]
     except OSError as exc:
         raise InputError(path, f"cannot read the file ({exc.strerror or exc})") from exc
