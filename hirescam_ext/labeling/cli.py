@@ -32,7 +32,7 @@ from pathlib import Path
 
 from hirescam_ext.labels import LABEL_NAMES
 from hirescam_ext.utils.errors import InputError
-from hirescam_ext.utils.io import atomic_write, write_text_atomic
+from hirescam_ext.utils.io import atomic_write, ensure_writable_dir, write_text_atomic
 
 __all__ = ["main", "build_parser", "read_reports"]
 
@@ -128,12 +128,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hirescam label: error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    (out / "locations").mkdir(parents=True, exist_ok=True)
+    try:
+        ensure_writable_dir(out / "locations")
+    except InputError as exc:
+        print(f"hirescam label: error: {exc}", file=sys.stderr)
+        return 2
 
     failures: list[tuple[str, str]] = []
     warnings: list[tuple[str, str]] = []
     good: list[tuple[str, str]] = []
     used: dict[str, int] = {}
+    seen: set[str] = set()
+    keep = []
     for acc, text, problem in items:
         if text is None:
             failures.append((acc, problem or "no text"))
@@ -141,6 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not text.strip():
             failures.append((acc, "empty report"))
             continue
+        if acc in seen:  # labels.csv holds one row per accession; a second report would make it unusable
+            failures.append((acc, "duplicated accession: only its first report was labelled"))
+            continue
+        seen.add(acc)
+        keep.append((acc, text))
         if problem:
             warnings.append((acc, problem))
             print(f"hirescam label: warning: {acc}: {problem}", file=sys.stderr)
@@ -152,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             used[name] = 0
         good.append((acc, name))
 
-    texts = [t for _, t, _ in items if t is not None and t.strip()]
+    texts = [t for _, t in keep]
     label_rows = io.StringIO()
     writer = csv.writer(label_rows, lineterminator="\n")
     writer.writerow(["accession", *LABEL_NAMES])
