@@ -122,11 +122,11 @@ def _load_labeler() -> Any:
 
 def _segment(scan: dict, out_path: str, segment: Callable[..., Any]) -> dict:
     import nibabel as nib
-    from monai.transforms import LoadImage
 
-    from hirescam_ext.transforms.loading import default_ct_readers
+    from hirescam_ext.utils.ct_checks import load_ct
 
-    image = LoadImage(reader=default_ct_readers(), image_only=True)(scan["image"])
+    # unreadable files and DICOM series faults raise an InputError naming the file; values are the segmenter's job
+    image = load_ct(scan["image"], check_values=False, min_voxels=1)
     affine = np.asarray(image.affine, dtype=float)
     volume = np.asarray(image.as_tensor().numpy(), dtype=np.float32)
     if volume.ndim != 3:

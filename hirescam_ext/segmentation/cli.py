@@ -4,7 +4,8 @@ For every input (any file MONAI ``LoadImage`` reads, or a DICOM series folder) i
 ``--out``: ``<name>_organs.nii.gz`` (uint8, the scan's own grid and affine; 0 bg, 1 right lung,
 2 heart/mediastinum, 3 left lung) and ``<name>_organs.json`` (quality flags: ``ok``, ``reasons``, ``fallback``,
 ``notes``, volumes). A batch goes on past unreadable inputs; they are listed on stderr and in
-``segment_summary.json``, and the exit status is 1 when any input failed. The method is the HU-only segmentation
+``segment_summary.json``, and the exit status is 1 when any input failed. A re-run keeps the outputs of inputs that
+were already segmented (both files present and loadable) unless ``--overwrite``. The method is the HU-only segmentation
 of :func:`hirescam_ext.segmentation.segment_organs` (organ regions of Draelos & Carin, HiResCAM,
 arXiv:2011.08891).
 
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from hirescam_ext.utils.errors import InputError
-from hirescam_ext.utils.io import atomic_write, write_json_atomic
+from hirescam_ext.utils.io import atomic_write, ensure_writable_dir, write_json_atomic
 
 __all__ = ["main", "segment_file", "scan_name"]
 
@@ -43,20 +44,13 @@ def scan_name(path: str | os.PathLike) -> str:
 
 
 def _load(path: str) -> tuple[np.ndarray, np.ndarray]:
-    from monai.transforms import LoadImage
+    """Read a CT with the project's checked loader: unreadable files, DICOM series faults, 2D/4D, NaN, blank or
+    non-HU images raise an ``InputError`` naming the file."""
+    from hirescam_ext.utils.ct_checks import load_ct
 
-    if not os.path.exists(path):
-        raise InputError(path, "no such file or folder")
-    try:
-        img = LoadImage(image_only=True)(path)
-    except Exception as exc:  # MONAI raises several types for unreadable files
-        raise InputError(path, f"cannot be read as an image ({type(exc).__name__}: {exc})") from exc
-    arr = np.asarray(img.detach().cpu().numpy() if hasattr(img, "detach") else img)
-    if arr.ndim == 4 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim != 3:
-        raise InputError(path, f"expected a 3D CT volume, got an array of shape {arr.shape}")
-    affine = np.asarray(img.affine.detach().cpu().numpy(), dtype=float) if hasattr(img, "affine") else np.eye(4)
+    img = load_ct(path, hounsfield=True, min_voxels=1)
+    arr = np.asarray(img.detach().cpu().numpy())
+    affine = np.asarray(img.affine.detach().cpu().numpy(), dtype=float)
     return arr, affine
 
 
@@ -87,6 +81,24 @@ def segment_file(path: str | os.PathLike, out_dir: str | os.PathLike, name: str 
     return record
 
 
+def _finished(path: str, out_dir: str, name: str) -> dict | None:
+    """The summary record of an input already segmented by an earlier run (both outputs present and loadable)."""
+    import json
+
+    import nibabel as nib
+
+    seg_path = os.path.join(out_dir, f"{name}_organs.nii.gz")
+    json_path = os.path.join(out_dir, f"{name}_organs.json")
+    try:
+        with open(json_path, encoding="utf-8") as f:
+            record = json.load(f)
+        if record.get("input") != path or nib.load(seg_path).ndim != 3:
+            return None
+    except Exception:  # noqa: BLE001 - anything missing or unreadable is simply redone
+        return None
+    return {"input": path, "organs": seg_path, "ok": record.get("ok"), "reasons": record.get("reasons", [])}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``hirescam segment``; returns 0 when every input was segmented, 1 otherwise."""
     parser = argparse.ArgumentParser(
@@ -98,12 +110,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--working-spacing", type=float, default=2.4, help="internal grid spacing in mm (2.4)")
     parser.add_argument("--lung-hu", type=float, default=-450.0, help="lung/air threshold in HU (-450)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--overwrite", action="store_true", help="redo inputs whose outputs already exist and load")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every quality note")
     args = parser.parse_args(list(argv) if argv is not None else None)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     from tqdm import tqdm
 
-    os.makedirs(args.out, exist_ok=True)
+    try:
+        ensure_writable_dir(args.out)
+    except InputError as exc:
+        print(f"hirescam segment: error: {exc}", file=sys.stderr)
+        return 2
     done: list[dict] = []
     failed: list[dict] = []
     used: dict[str, int] = {}
@@ -112,11 +129,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         used[name] = used.get(name, 0) + 1
         if used[name] > 1:
             name = f"{name}_{used[name]}"
+        kept = None if args.overwrite else _finished(path, args.out, name)
+        if kept is not None:
+            done.append({**kept, "kept": True})
+            continue
         try:
             rec = segment_file(path, args.out, name, working_spacing=args.working_spacing, lung_hu=args.lung_hu)
         except InputError as exc:
             failed.append({"input": path, "error": str(exc)})
             logger.error("skipped %s", exc)
+            continue
+        except Exception as exc:  # noqa: BLE001 - one scan's failure must not stop the batch
+            failed.append({"input": path, "error": f"{path}: segmentation failed ({type(exc).__name__}: {exc})"})
+            logger.exception("skipped %s", path)
             continue
         done.append({"input": path, "organs": rec["organs"], "ok": rec["ok"], "reasons": rec["reasons"]})
         if not rec["ok"]:
