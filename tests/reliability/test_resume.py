@@ -145,3 +145,23 @@ def test_resume_with_a_checkpoint_of_another_network_loads_nothing(tmp_path: Pat
         engine.run([0], max_epochs=1)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert ckpt.optimizer.param_groups[0]["lr"] == 0.1
+
+
+def test_training_on_a_dataset_with_a_nan_scan_stops_naming_the_file(tiny_synthetic: Path, tmp_path: Path) -> None:
+    import json
+
+    import nibabel as nib
+    import numpy as np
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_synthetic, data)
+    image = data / json.loads((data / "datalist.json").read_text())["training"][2]["image"]
+    original = nib.load(image)
+    values = np.asarray(original.dataobj).astype(np.float32)
+    values[10:12, 10:12, 10:12] = np.nan
+    nib.save(nib.Nifti1Image(values, original.affine), image)
+    root = tmp_path / "run"
+    proc = run_training(root, data, 1)
+    assert proc.returncode != 0
+    assert f"InputError: {image}: 8 of 196608 voxels are NaN or infinite" in proc.stdout + proc.stderr
+    assert not (root / "models" / "last.pt").exists()
