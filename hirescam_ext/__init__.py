@@ -94,6 +94,8 @@ _register("hirescam_ext.data.synthetic", "SyntheticCase", "SynthConfig", "PROFIL
 _register("hirescam_ext.segmentation", "segment_organs", "SegmentOrgansd", "OrganSegmentation")
 _register("hirescam_ext.labeling", "ReportLabeler", "LabelResult", "load_vocabulary")
 _register("hirescam_ext.utils.errors", "InputError")
+_register("hirescam_ext.utils.ct_checks", "LoadCTd", "load_ct", "check_ct_array", "check_dicom_series", "check_ct_source")
+_register("hirescam_ext.utils.io", "atomic_write", "ensure_writable_dir")
 
 __all__ = ["__version__", "LABEL_NAMES", "LOCATION_NAMES", "ORGAN_LABELS", "label_table", *sorted(_LAZY)]
 
