@@ -11,23 +11,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from hirescam_ext.utils.errors import InputError
+from hirescam_ext.utils.io import is_dicom_file
 
 __all__ = ["VOLUME_SUFFIXES", "find_ct_inputs", "is_dicom_file", "scan_name", "unique_scan_names"]
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".npz")
-
-
-def is_dicom_file(path: str | os.PathLike) -> bool:
-    """True for a file with the DICOM preamble (``DICM`` at byte 128) or a ``.dcm`` suffix."""
-    path = Path(path)
-    if path.suffix.lower() == ".dcm":
-        return True
-    try:
-        with open(path, "rb") as f:
-            f.seek(128)
-            return f.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 def scan_name(path: str | os.PathLike) -> str:

@@ -32,6 +32,7 @@ import torch
 from monai.transforms import LoadImaged
 
 from hirescam_ext.utils.errors import InputError
+from hirescam_ext.utils.io import is_dicom_file
 
 __all__ = [
     "DicomSlice",
@@ -49,17 +50,6 @@ logger = logging.getLogger(__name__)
 AIR_BELOW_HU = -500.0
 #: AxialNet groups axial slices in triplets: fewer than 3 voxels along an axis cannot be processed
 MIN_VOXELS_PER_AXIS = 3
-
-
-def _is_dicom(path: Path) -> bool:
-    if path.suffix.lower() == ".dcm":
-        return True
-    try:
-        with open(path, "rb") as f:
-            f.seek(128)
-            return f.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 class DicomSlice:
@@ -112,7 +102,7 @@ def check_dicom_series(folder: str | os.PathLike, spacing_tolerance: float = 0.1
     check of :func:`check_ct_array` then decides.
     """
     folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and _is_dicom(p))
+    files = sorted(p for p in folder.iterdir() if p.is_file() and is_dicom_file(p))
     if not files:
         raise InputError(folder, "no DICOM files in this folder")
     slices = [_read_dicom_header(p) for p in files]

@@ -15,7 +15,13 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["atomic_write", "ensure_writable_dir", "write_text_atomic", "write_json_atomic"]
+__all__ = [
+    "atomic_write",
+    "ensure_writable_dir",
+    "is_dicom_file",
+    "write_text_atomic",
+    "write_json_atomic",
+]
 
 
 @contextlib.contextmanager
@@ -76,3 +82,15 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
     """Write ``obj`` as JSON to ``path`` atomically."""
     write_text_atomic(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def is_dicom_file(path: str | os.PathLike) -> bool:
+    """True for a file with the DICOM preamble (``DICM`` at byte 128) or a ``.dcm`` suffix."""
+    if os.fspath(path).lower().endswith(".dcm"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            f.seek(128)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False
