@@ -19,7 +19,7 @@ import numpy as np
 
 from hirescam_ext.reproduce.profiles import MODELS
 from hirescam_ext.reproduce.summary import GROUPS
-from hirescam_ext.utils.io import write_text_atomic
+from hirescam_ext.utils.io import atomic_write, write_text_atomic
 
 __all__ = ["TABLES", "FIGURES", "build_tables", "write_tables", "write_figures", "write_report_md"]
 
@@ -163,7 +163,8 @@ def write_figures(agg: Mapping[str, Mapping[str, Any]], sanity_blocks: Sequence[
     def save(fig: Any, name: str) -> None:
         fig.tight_layout()
         path = folder / f"{name}.png"
-        fig.savefig(path, dpi=90)
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
         plt.close(fig)
         paths.append(str(path))
 
