@@ -19,13 +19,11 @@ from typing import Any
 
 import torch
 from ignite.engine import Engine
-from ignite.exceptions import NotComputableError
-from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced
 
 from hirescam_ext.handlers._extract import lookup_nested
+from hirescam_ext.handlers.base import DetailedMetricHandler
 from hirescam_ext.metrics.auroc import AUROCResult, MultiLabelAUROC
-from hirescam_ext.utils.io import write_json_atomic
 
 __all__ = ["MultiLabelAUROCHandler", "default_auroc_transform"]
 
@@ -51,7 +49,7 @@ def default_auroc_transform(
     return scores, labels
 
 
-class MultiLabelAUROCHandler(Metric):
+class MultiLabelAUROCHandler(DetailedMetricHandler):
     """Mean (or median) per-label AUROC over the labels where both classes occur.
 
     Args:
@@ -82,20 +80,8 @@ class MultiLabelAUROCHandler(Metric):
         if statistic not in ("mean", "median"):
             raise ValueError(f"statistic must be 'mean' or 'median', got {statistic!r}")
         self.pred_key, self.label_key, self.statistic = pred_key, label_key, statistic
-        self.user_transform = output_transform
-        self.save_details = save_details
-        self.details_path = details_path
         self.metric = MultiLabelAUROC(label_names=label_names)
-        self.last_result: AUROCResult | None = None
-        self._engine: Engine | None = None
-        self._name: str | None = None
-        self._updated = False
-        super().__init__(output_transform=lambda x: x, device=device)
-
-    @reinit__is_reduced
-    def reset(self) -> None:
-        self.metric.reset()
-        self._updated = False
+        super().__init__(output_transform, save_details, details_path, device)
 
     @reinit__is_reduced
     def update(self, output: Sequence[Any]) -> None:
@@ -104,32 +90,10 @@ class MultiLabelAUROCHandler(Metric):
         self.metric(torch.as_tensor(scores).detach().float(), torch.as_tensor(labels).detach().float())
         self._updated = True
 
-    def iteration_completed(self, engine: Engine) -> None:
-        if self.user_transform is not None:
-            extracted = self.user_transform(engine.state.output)
-        else:
-            extracted = default_auroc_transform(
-                engine.state.output, getattr(engine.state, "batch", None), self.pred_key, self.label_key
-            )
-        self.update(extracted)
+    def extract(self, engine: Engine) -> tuple[Any, Any]:
+        return default_auroc_transform(
+            engine.state.output, getattr(engine.state, "batch", None), self.pred_key, self.label_key
+        )
 
-    def compute(self) -> float:
-        if not self._updated:
-            raise NotComputableError("MultiLabelAUROCHandler must have at least one update before compute")
-        result = self.metric.aggregate()
-        self.last_result = result
-        details = result.to_dict()
-        if self.save_details and self._engine is not None and self._name is not None:
-            if not hasattr(self._engine.state, "metric_details"):
-                self._engine.state.metric_details = {}  # type: ignore[attr-defined]
-            self._engine.state.metric_details[self._name] = details  # type: ignore[attr-defined]
-        if self.details_path is not None:
-            write_json_atomic(self.details_path, details)
+    def value(self, result: AUROCResult) -> float:
         return float(result.mean if self.statistic == "mean" else result.median)
-
-    def attach(self, engine: Engine, name: str, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        """Attach to ``engine`` under ``name`` and remember both for ``metric_details``."""
-        super().attach(engine, name, *args, **kwargs)
-        self._engine, self._name = engine, name
-        if self.save_details and not hasattr(engine.state, "metric_details"):
-            engine.state.metric_details = {}  # type: ignore[attr-defined]

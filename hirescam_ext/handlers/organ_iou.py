@@ -20,13 +20,11 @@ from typing import Any
 
 import torch
 from ignite.engine import Engine
-from ignite.exceptions import NotComputableError
-from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced
 
 from hirescam_ext.handlers._extract import lookup, lookup_nested
+from hirescam_ext.handlers.base import DetailedMetricHandler
 from hirescam_ext.metrics.organ_iou import THRESHOLDS, OrganIoU, OrganIoUResult, save_thresholds
-from hirescam_ext.utils.io import write_json_atomic
 
 __all__ = ["OrganIoUHandler", "default_organ_iou_transform"]
 
@@ -73,7 +71,7 @@ def default_organ_iou_transform(
     return maps, regions, labels
 
 
-class OrganIoUHandler(Metric):
+class OrganIoUHandler(DetailedMetricHandler):
     """Mean OrganIoU over all (scan, truly present abnormality) pairs of an evaluation run.
 
     The metric value (``engine.state.metrics[name]``) is :attr:`OrganIoUResult.mean`; the full result (per label,
@@ -120,23 +118,11 @@ class OrganIoUHandler(Metric):
         device: str | torch.device = "cpu",
     ) -> None:
         self.map_key, self.regions_key, self.label_key = map_key, regions_key, label_key
-        self.user_transform = output_transform
-        self.save_details = save_details
-        self.details_path = details_path
         self.thresholds_path = thresholds_path
         self.metric = OrganIoU(
             label_names=label_names, thresholds=grid, original_quirk=original_quirk, label_thresholds=thresholds
         )
-        self.last_result: OrganIoUResult | None = None
-        self._engine: Engine | None = None
-        self._name: str | None = None
-        self._updated = False
-        super().__init__(output_transform=lambda x: x, device=device)
-
-    @reinit__is_reduced
-    def reset(self) -> None:
-        self.metric.reset()
-        self._updated = False
+        super().__init__(output_transform, save_details, details_path, device)
 
     @reinit__is_reduced
     def update(self, output: Sequence[Any]) -> None:
@@ -147,43 +133,23 @@ class OrganIoUHandler(Metric):
         self.metric(maps, regions, labels=labels)
         self._updated = True
 
-    def iteration_completed(self, engine: Engine) -> None:
-        """Extract ``(maps, regions, labels)`` from the engine (see ``output_transform``) and update."""
-        if self.user_transform is not None:
-            extracted = self.user_transform(engine.state.output)
-        else:
-            extracted = default_organ_iou_transform(
-                engine.state.output,
-                getattr(engine.state, "batch", None),
-                map_key=self.map_key,
-                regions_key=self.regions_key,
-                label_key=self.label_key,
-            )
-        self.update(extracted)
+    def extract(self, engine: Engine) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(maps, regions, labels)`` by :func:`default_organ_iou_transform`."""
+        return default_organ_iou_transform(
+            engine.state.output,
+            getattr(engine.state, "batch", None),
+            map_key=self.map_key,
+            regions_key=self.regions_key,
+            label_key=self.label_key,
+        )
 
-    def compute(self) -> float:
-        if not self._updated:
-            raise NotComputableError("OrganIoUHandler must have at least one update before compute")
-        result = self.metric.aggregate()
-        self.last_result = result
+    def on_result(self, result: OrganIoUResult) -> None:
         if result.n_pairs == 0:
             warnings.warn("OrganIoUHandler: no (scan, present abnormality) pair was seen; OrganIoU is NaN")
-        details = result.to_dict()
-        if self.save_details and self._engine is not None and self._name is not None:
-            if not hasattr(self._engine.state, "metric_details"):
-                self._engine.state.metric_details = {}  # type: ignore[attr-defined]
-            self._engine.state.metric_details[self._name] = details  # type: ignore[attr-defined]
-        if self.details_path is not None:
-            write_json_atomic(self.details_path, details)
         if self.thresholds_path is not None:
             save_thresholds(
                 self.thresholds_path, result.thresholds, n_pairs=result.per_label_count, grid=self.metric.thresholds
             )
-        return float(result.mean)
 
-    def attach(self, engine: Engine, name: str, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        """Attach to ``engine`` under ``name`` and remember both for ``metric_details``."""
-        super().attach(engine, name, *args, **kwargs)
-        self._engine, self._name = engine, name
-        if self.save_details and not hasattr(engine.state, "metric_details"):
-            engine.state.metric_details = {}  # type: ignore[attr-defined]
+    def value(self, result: OrganIoUResult) -> float:
+        return float(result.mean)
