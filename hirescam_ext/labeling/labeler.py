@@ -444,6 +444,14 @@ class ReportLabeler:
             cues = parts.get("neg", [])
             sent_locs = parts.get("loc", [])
             sizes = None
+            def evidence_at(m: Any, **fields: Any) -> Evidence:
+                """Evidence for match ``m`` of the current sentence (span, term and sentence filled in)."""
+                start, end = char_start(m.start), char_end(m.end - 1)
+                return Evidence(
+                    term=text[start:end], start=start, end=end, sentence_index=len(sentences) - 1,
+                    sentence=sent_text, sentence_start=info.start, sentence_end=info.end, **fields,
+                )
+
             for m in parts["abn"]:
                 term = m.value
                 if term.modifier and any(
@@ -521,16 +529,10 @@ class ReportLabeler:
                     )
                     if verdict is None:
                         other.append(
-                            Evidence(
+                            evidence_at(
+                                m,
                                 abnormality="lymph_node",
                                 labels=[],
-                                term=text[char_start(m.start) : char_end(m.end - 1)],
-                                start=char_start(m.start),
-                                end=char_end(m.end - 1),
-                                sentence_index=len(sentences) - 1,
-                                sentence=sent_text,
-                                sentence_start=info.start,
-                                sentence_end=info.end,
                                 locations=sorted(self._resolve_locations(sent_locs), key=_LOCATION_INDEX.get),
                                 rule="not_enlarged",
                             )
@@ -573,16 +575,10 @@ class ReportLabeler:
                     if name not in info.abnormalities:
                         info.abnormalities.append(name)
                     evidence.append(
-                        Evidence(
+                        evidence_at(
+                            m,
                             abnormality=name,
                             labels=hit_labels,
-                            term=text[char_start(m.start) : char_end(m.end - 1)],
-                            start=char_start(m.start),
-                            end=char_end(m.end - 1),
-                            sentence_index=len(sentences) - 1,
-                            sentence=sent_text,
-                            sentence_start=info.start,
-                            sentence_end=info.end,
                             locations=sorted(all_locs, key=_LOCATION_INDEX.get),
                             uncertain=uncertain,
                             rule=rule,
