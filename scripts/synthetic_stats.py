@@ -1,6 +1,6 @@
 """Per split of a synthetic dataset: scans, prevalence of the confounded label, and its correlation with fat.
 
-Usage: python scripts/synthetic_stats.py data/synthetic_demo
+Usage: python scripts/synthetic_stats.py data/synthetic_demo_v1.2.0   (any synthetic dataset folder)
 """
 
 from __future__ import annotations
@@ -27,4 +27,6 @@ def main(folder: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "data/synthetic_demo")
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    main(sys.argv[1])
