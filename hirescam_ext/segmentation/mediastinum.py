@@ -70,9 +70,26 @@ def slice_convex_hull(mask: np.ndarray) -> np.ndarray:
 
 
 def find_spine(
-    hu: np.ndarray, lungs: np.ndarray, body: np.ndarray, spacing: Sequence[float], bone_hu: float = 400.0
+    hu: np.ndarray,
+    lungs: np.ndarray,
+    body: np.ndarray,
+    spacing: Sequence[float],
+    bone_hu: float = 400.0,
+    close_z_mm: float = 40.0,
 ) -> np.ndarray:
-    """The vertebral column: midline bright components reaching behind the lungs' most posterior row (may be empty)."""
+    """The vertebral column: midline bright components reaching behind the lungs' most posterior row (may be empty).
+
+    Args:
+        hu: CT in HU, RAS ``[X, Y, Z]``.
+        lungs: both lungs.
+        body: body hull.
+        spacing: voxel size (mm).
+        bone_hu: cortical-bone threshold of the seed components.
+        close_z_mm: half-length of the closing along z that bridges discs and recesses of the column's front.
+
+    Returns:
+        Boolean mask of the column (bodies mirrored about the neural arch, closed along z).
+    """
     zs = np.flatnonzero(lungs.any(axis=(0, 1)))
     if zs.size == 0:
         return np.zeros(hu.shape, bool)
@@ -107,12 +124,37 @@ def find_spine(
     grow[0, :, 0] = True
     it = max(1, int(round(50.0 / float(spacing[1]))))
     spine = ndi.binary_dilation(spine, structure=grow, iterations=it, mask=(hu > 150.0) & body) | spine
-    # bridge the intervertebral discs (soft tissue between vertebral bodies) with a closing along z
-    zit = max(1, int(round(6.0 / float(spacing[2]))))
+    # a vertebra is bilaterally symmetric: soft tissue pressed against one side of the body (aorta, oesophagus)
+    # or a partial-volume edge must not move its outline there
+    spine |= _mirror_about_arch(spine)
+    # the anterior surface of the column is smooth along z: bridge the discs and any stretch where the front of
+    # the bodies is not seen as bone (partial volume, osteopenia, heart or aorta abutting it) with a z closing
+    zit = max(1, int(round(close_z_mm / float(spacing[2]))))
     zline = np.ones((1, 1, 3), bool)
     closed = ndi.binary_dilation(spine, zline, iterations=zit)
     closed = ndi.binary_erosion(closed, zline, iterations=zit, border_value=1)
     return closed | spine
+
+
+def _mirror_about_arch(spine: np.ndarray) -> np.ndarray:
+    """Mirror image of ``spine`` in each axial slice about the x-centroid of its posterior half (the neural arch).
+
+    The posterior elements (canal, laminae, spinous process) mark the vertebra's midline; the anterior body may
+    have lost one side to the threshold. Slices without spine stay empty.
+    """
+    nx, ny = spine.shape[:2]
+    xs, ys = np.arange(nx, dtype=float), np.arange(ny, dtype=float)
+    count = spine.sum(axis=(0, 1)).astype(float)
+    yc = (spine.sum(axis=0) * ys[:, None]).sum(axis=0) / np.maximum(count, 1)
+    post = spine & (ys[None, :, None] < yc[None, None, :])
+    npost = post.sum(axis=(0, 1)).astype(float)
+    xc = (post.sum(axis=1) * xs[:, None]).sum(axis=0) / np.maximum(npost, 1)
+    src = np.rint(2.0 * xc[None, :] - xs[:, None]).astype(int)  # [x, z]: source column of each mirrored column
+    valid = (src >= 0) & (src < nx) & (npost[None, :] > 0)
+    out = np.zeros_like(spine)
+    xi, zi = np.nonzero(valid)
+    out[xi, :, zi] = spine[src[xi, zi], :, zi]
+    return out
 
 
 def _dome_fit(base: np.ndarray, has: np.ndarray, spacing: Sequence[float]) -> np.ndarray | None:
@@ -169,6 +211,36 @@ def _below_diaphragm(right: np.ndarray, left: np.ndarray, spacing: Sequence[floa
     return np.arange(nz)[None, None, :] < floor[:, :, None]
 
 
+def heart_below_floor(
+    hu: np.ndarray,
+    region: np.ndarray,
+    below: np.ndarray,
+    spacing: Sequence[float],
+    fat_hu: float = -40.0,
+    depth_mm: float = 40.0,
+) -> np.ndarray:
+    """The part of the heart that dips under the diaphragm estimate, down to the fat that lines its inferior wall.
+
+    The lung bases give the diaphragm where lung lies on it; the heart sits lower, on the central tendon, and its
+    inferior wall is lined by epicardial/pericardial fat. In each (x, y) column whose first voxel above the floor
+    (``below`` is ``z < floor``) is non-fat tissue of ``region``, the voxels from the highest fat voxel
+    (< ``fat_hu``) within ``depth_mm`` under the floor up to the floor are returned; a column without such fat
+    (liver or spleen directly under the floor) gets nothing.
+    """
+    nz = hu.shape[2]
+    floor = below.sum(axis=2)  # index of the first slice above the floor (below is a prefix along z)
+    inside = (floor > 0) & (floor < nz)
+    fz = np.clip(floor, 0, nz - 1)[:, :, None]
+    fat = hu < fat_hu
+    start = np.take_along_axis(region & ~fat, fz, axis=2)[:, :, 0] & inside
+    zz = np.arange(nz)[None, None, :]
+    depth = max(1, int(round(depth_mm / float(spacing[2]))))
+    cand = fat & below & (zz >= floor[:, :, None] - depth)
+    found = cand.any(axis=2) & start
+    top_fat = nz - 1 - np.argmax(cand[:, :, ::-1], axis=2)
+    return below & found[:, :, None] & (zz >= top_fat[:, :, None])
+
+
 def mediastinum_region(
     hu: np.ndarray,
     right: np.ndarray,
@@ -206,7 +278,10 @@ def mediastinum_region(
     if ok_l.any() and ok_r.any():
         env_l = np.interp(rows, rows[ok_l], env_l[ok_l])
         env_r = np.interp(rows, rows[ok_r], env_r[ok_r])
-        between &= (xs[:, None, None] > env_l[None, :, None]) & (xs[:, None, None] < env_r[None, :, None])
+        inside_env = (xs[:, None, None] > env_l[None, :, None]) & (xs[:, None, None] < env_r[None, :, None])
+        # only the slices below the top of the central band (the apices have no domes to guard against)
+        below_top = np.arange(lungs.shape[2]) < central.stop
+        between &= inside_env | ~below_top[None, None, :]
     # anterior limit: the most anterior lung row of the scan; cranio-caudal limit: the lungs' extent
     ys = np.flatnonzero(lungs.any(axis=(0, 2)))
     limits = np.zeros(lungs.shape, bool)
@@ -222,7 +297,10 @@ def mediastinum_region(
     yy = np.arange(rows_yz.shape[0])[:, None]
     ap_extent = (yy >= first[None, :]) & (yy <= last[None, :]) & one_sided[None, :]
     hull |= ap_extent[None, :, :]
-    region = between & limits & hull & ~lungs & body & ~_below_diaphragm(right, left, spacing)
+    allowed = between & limits & hull & ~lungs & body
+    below = _below_diaphragm(right, left, spacing)
+    region = allowed & ~below
+    region |= heart_below_floor(hu, region, below, spacing) & allowed
     spine = find_spine(hu, lungs, body, spacing, bone_hu)
     if spine.any():
         behind = np.flip(np.logical_or.accumulate(np.flip(spine, 1), axis=1), 1)
