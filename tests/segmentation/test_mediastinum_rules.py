@@ -1,0 +1,85 @@
+"""Unit rules of the heart/mediastinum region: heart under the lung-base floor, spine outline, apex envelope."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hirescam_ext.segmentation.mediastinum import find_spine, heart_below_floor, mediastinum_region
+
+SPACING = (3.0, 3.0, 3.0)
+
+
+def _floor_case(fat_z: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One column of heart tissue above a floor at z=10; a fat voxel at ``fat_z`` under it (or none)."""
+    hu = np.full((5, 5, 20), 40.0, np.float32)
+    if fat_z is not None:
+        hu[:, :, fat_z] = -95.0
+    below = np.zeros(hu.shape, bool)
+    below[:, :, :10] = True
+    region = ~below
+    return hu, region, below
+
+
+def test_heart_below_floor_extends_down_to_the_fat_lining_its_inferior_wall():
+    hu, region, below = _floor_case(fat_z=6)
+    ext = heart_below_floor(hu, region, below, SPACING)
+    assert ext[2, 2, 6:10].all()  # the fat voxel and the myocardium above it
+    assert not ext[2, 2, :6].any()  # nothing under the fat
+    assert not (ext & ~below).any()
+
+
+def test_heart_below_floor_adds_nothing_without_fat_within_the_depth():
+    hu, region, below = _floor_case(fat_z=None)  # liver-like tissue straight under the floor
+    assert not heart_below_floor(hu, region, below, SPACING).any()
+    hu, region, below = _floor_case(fat_z=0)  # fat 30 mm under the floor, deeper than depth_mm=20
+    assert not heart_below_floor(hu, region, below, SPACING, depth_mm=20.0).any()
+
+
+def test_heart_below_floor_needs_region_tissue_right_above_the_floor():
+    hu, region, below = _floor_case(fat_z=6)
+    region[:, :, 10] = False  # the column above the floor is not heart region here
+    assert not heart_below_floor(hu, region, below, SPACING).any()
+
+
+def _spine_case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A vertebral body (x 20..30) with its neural arch behind the lungs, the lungs on both sides."""
+    shape = (51, 40, 30)
+    hu = np.full(shape, 40.0, np.float32)
+    hu[20:31, 10:20, :] = 250.0  # cancellous body
+    hu[20:31, 19, :] = 700.0  # anterior cortex
+    hu[20:31, 8:10, :] = 700.0  # neural arch (pedicles and laminae), behind the lungs' most posterior row
+    hu[24:27, 2:8, :] = 700.0  # spinous process
+    lungs = np.zeros(shape, bool)
+    lungs[2:15, 6:35, :] = True
+    lungs[36:49, 6:35, :] = True
+    body = np.ones(shape, bool)
+    return hu, lungs, body
+
+
+def test_spine_side_lost_to_abutting_soft_tissue_is_restored_by_symmetry():
+    hu, lungs, body = _spine_case()
+    hu[20:23, 10:20, :] = 45.0  # the aorta painted over the left edge of the body
+    spine = find_spine(hu, lungs, body, SPACING)
+    assert spine[21, 15, 15] and spine[29, 15, 15]
+
+
+def test_spine_front_recess_along_z_is_bridged_by_the_z_closing():
+    hu, lungs, body = _spine_case()
+    hu[20:31, 16:20, 10:20] = 40.0  # 30 mm of the bodies' front not seen as bone
+    assert find_spine(hu, lungs, body, SPACING)[25, 18, 15]
+    assert not find_spine(hu, lungs, body, SPACING, close_z_mm=6.0)[25, 18, 15]
+
+
+def test_apex_slices_are_not_narrowed_by_the_central_slice_envelope():
+    shape = (41, 30, 40)
+    right = np.zeros(shape, bool)
+    left = np.zeros(shape, bool)
+    right[24:34, 5:25, 2:38] = True
+    left[6:16, 5:25, 2:38] = True
+    # above the central band (top 15 % of the lung height) the medial edges move apart
+    right[24:27, 5:25, 34:38] = False
+    left[13:16, 5:25, 34:38] = False
+    hu = np.zeros(shape, np.float32)
+    region = mediastinum_region(hu, right, left, np.ones(shape, bool), SPACING)
+    assert region[14:26, 15, 36].all()  # the apex slice keeps the full width between its lungs
+    assert region[16:24, 15, 20].all() and not region[14, 15, 20]  # central slice: between its lungs only
