@@ -78,6 +78,15 @@ _LUNG_SIDE_LOBES = {
 _LOBE_SIDE = {v: k[0] for k, v in _LUNG_SIDE_LOBES.items()}
 
 
+_NEGATORS = {"no", "not", "without"}
+_PASSIVE_FINDING_VERBS = {"detected", "observed", "seen", "noted", "found", "identified"}
+
+
+def _is_increase_word(word: str) -> bool:
+    """Whether a lower-case token says 'more' (``increase``, ``increased``, ``increment``)."""
+    return word.startswith(("increas", "increment"))
+
+
 def measurements_mm(text: str) -> list[tuple[int, int, list[float], bool]]:
     """All measurements in ``text`` as ``(start, end, dimensions_in_mm, says_short_axis)``.
 
@@ -362,7 +371,15 @@ class ReportLabeler:
             else:
                 groups[group].append(_Span(start, end, kind, value, window))
         abn, seen_abn = [], set()
-        composites = self._composites(groups["comp"], groups["abn"], plain["term"], groups["neg"])
+        # 'no increase' is a pseudo-negation ('no increase in the nodule'), except for a finding that is the increase
+        denied_increase = [
+            (c.start, c.end) for c in groups["neg"]
+            if c.kind == "pseudo" and doc[c.start].lower_ in _NEGATORS
+            and any(_is_increase_word(tok.lower_) for tok in doc[c.start : c.end])
+        ]
+        composites = self._composites(
+            groups["comp"], groups["abn"], plain["term"], groups["neg"], [end for _, end in denied_increase]
+        )
         for sp in _longest_first(groups["abn"]) + composites:
             if (sp.start, sp.end, sp.value.abnormality) not in seen_abn:
                 seen_abn.add((sp.start, sp.end, sp.value.abnormality))
@@ -371,6 +388,7 @@ class ReportLabeler:
         neg = [s for s in _longest_first(groups["neg"]) if s.kind != "pseudo"]
         lns = _longest_first(groups["ln"])
         covered = {i for s in plain["interp"] for i in range(s[0], s[1])}  # 'with' of 'consistent with'
+        interp_pos = sorted(s[0] for s in plain["interp"])
         term_pos = sorted(s[0] for s in plain["term"] if s[0] not in covered)
         main_term_pos = sorted(s[0] for s in plain["term"] if s[2] not in _RELATIVE and s[0] not in covered)
         rel_pos = sorted(s[0] for s in plain["term"] if s[2] in _RELATIVE)
@@ -378,7 +396,6 @@ class ReportLabeler:
         brk_pos = sorted(s[0] for s in plain["brk"])
         unc_pos = sorted(s[0] for s in plain["unc"])
         inc_pos = sorted(s[0] for s in plain["inc"])
-        interp_pos = sorted(s[0] for s in plain["interp"])
 
         info_ = doc.user_data.get("report_sentences")
         if info_ is None:  # a Doc made elsewhere: fall back to spaCy's sentence API
@@ -452,6 +469,7 @@ class ReportLabeler:
                     sentence=sent_text, sentence_start=info.start, sentence_end=info.end, **fields,
                 )
 
+            bare_or = self._bare_disjunction(parts["abn"], tok_texts, s_start, s_end, cues, unc_pos)
             for m in parts["abn"]:
                 term = m.value
                 if term.modifier and any(
@@ -472,12 +490,12 @@ class ReportLabeler:
                     continue  # 'sequelae density', 'micronodular opacities': the specific modifier names it
                 if self.vocab.abnormalities[term.abnormality].generic and any(
                     p.start >= m.end
-                    and not self.vocab.abnormalities[p.value.abnormality].generic
+                    and term.abnormality in self.vocab.abnormalities[p.value.abnormality].refines
                     and any_in(interp_pos, m.end, p.start)
                     and not any_in(term_pos, m.end, p.start)
                     for p in parts["abn"]
                 ):
-                    continue  # 'haziness that may represent ground-glass': the interpretation names the finding
+                    continue  # 'haziness that may represent ground-glass': the interpretation names the pattern
                 if term.requires == "increase":
                     k = bisect.bisect_left(inc_pos, max(s_start, m.start - 6))
                     near = [q for q in inc_pos[k:] if q < min(s_end, m.end + 6)]
@@ -485,8 +503,8 @@ class ReportLabeler:
                         not any_in(term_pos, min(q, m.end), max(q, m.start)) for q in near if q < m.start or q >= m.end
                     ):
                         continue
-                negated = False
-                for c in cues:
+                negated = m.start in bare_or or any(d0 < m.start < d1 for d0, d1 in denied_increase)
+                for c in () if negated else cues:
                     if c.start < m.start < c.end and c.kind in ("neg_pre", "neg_post"):
                         negated = True  # the cue phrase contains the finding ('not enlarged', 'no pathological node')
                         break
@@ -560,8 +578,8 @@ class ReportLabeler:
                     chosen = self._organ_labels(name, near_locs)
                     if chosen is None:
                         chosen = self._organ_labels(name, all_locs)
-                    if chosen is None:
-                        chosen = self._organ_labels(name, set(), fallback=True) or []
+                    if chosen is None:  # no organ named: the default organ, unless the phrase needs a location
+                        chosen = [] if term.located else self._organ_labels(name, set(), fallback=True) or []
                     hit_labels = []
                     labels_hit.update(lab for _, lab in chosen)
                     for organ, label in chosen:
@@ -591,16 +609,29 @@ class ReportLabeler:
 
     # ------------------------------------------------------------------ rule helpers
     def _composites(
-        self, comp: list[_Span], abn: list[_Span], terms: list[tuple], neg: list[_Span] = ()
+        self,
+        comp: list[_Span],
+        abn: list[_Span],
+        terms: list[tuple],
+        neg: Sequence[_Span] = (),
+        denied_increase_ends: Sequence[int] = (),
     ) -> list[_Span]:
         """Mentions made of an anchor and a change word ('peribronchial ... thickness increase').
 
-        A terminator or a negation cue between the two words keeps them apart ('effusion - no thickening').
+        A terminator or a negation cue between the two words keeps them apart ('effusion - no thickening'). A change
+        word that belongs to another organ-specific finding is not borrowed ('peribronchial area and interlobular
+        septal thickenings' is septal thickening only). A denied increase right before the pair negates it: ``no
+        increase`` is a pseudo-negation for a finding that is present ('no increase in the nodule'), but when the
+        increase is the change itself ('no increase in peribronchial wall thickness') nothing is thickened.
         """
         if not comp:
             return []
         out: list[_Span] = []
         term_pos = sorted([t[0] for t in terms] + [c.start for c in neg if c.kind != "pseudo"])
+        owned = [
+            s for s in abn if s.value.abnormality in self.vocab.abnormalities
+            and self.vocab.abnormalities[s.value.abnormality].implied
+        ]
         for name, spec in self.vocab.composites.items():
             anchors = [s for s in comp if s.kind == "comp_a" and s.value == name]
             changes = [s for s in comp if s.kind == "comp_c" and s.value == name]
@@ -611,12 +642,48 @@ class ReportLabeler:
                         gap = max(c.start - a.end, a.start - c.end)
                         k = bisect.bisect_left(term_pos, lo)
                         blocked = k < len(term_pos) and term_pos[k] < hi
+                        if any(end <= lo <= end + 2 for end in denied_increase_ends):
+                            continue  # 'no increase in peribronchial wall thickness'
+                        if any(
+                            s.value.abnormality != name and s.start <= c.start and c.end <= s.end
+                            and not (s.start < a.end and a.start < s.end)
+                            for s in owned
+                        ):
+                            continue  # the change word is part of another finding ('interlobular septal thickenings')
                         if gap <= spec["window"] and not blocked:
                             if not any(s.value.abnormality == name and s.start < hi and lo < s.end for s in abn):
                                 info = self._composite_terms.setdefault(name, TermInfo(abnormality=name, text=name))
                                 out.append(_Span(lo, hi, "abn", info))
                                 break
         return out
+
+    @staticmethod
+    def _bare_disjunction(
+        mentions: list[_Span], tok_texts: Sequence[str], s_start: int, s_end: int, cues: list[_Span],
+        unc_pos: list[int],
+    ) -> set[int]:
+        """Starts of the findings of an unhedged 'A or B was detected' statement (a negation lost in translation).
+
+        Findings joined by ``or`` are alternatives: a report states them as a differential (``consistent with A or
+        B``, hedged) or denies them together (``no A or B was detected``). ``A or B was detected`` with neither a
+        negation nor a hedge in the sentence is the negative template with its negation lost, so both are negated.
+        """
+        if cues or len(mentions) < 2:
+            return set()
+        ordered = sorted(mentions, key=lambda s: s.start)
+        for a, b in zip(ordered, ordered[1:]):
+            if any(s_start <= q < b.end + 2 and tok_texts[q].lower() != "or" for q in unc_pos):
+                continue  # hedged: a differential diagnosis stays positive (uncertain)
+            between = [w.lower() for w in tok_texts[a.end : b.start]]
+            after = [w.lower() for w in tok_texts[b.end : min(b.end + 2, s_end)]]
+            if (
+                between == ["or"]
+                and len(after) == 2
+                and after[0] in ("is", "was", "are", "were")
+                and after[1] in _PASSIVE_FINDING_VERBS
+            ):
+                return {a.start, b.start}
+        return set()
 
     def _by_organ(
         self, term, sent_locs: list[_Span], m: _Span, s_start: int, s_end: int, mentions: list[_Span]

@@ -51,7 +51,11 @@ _CUE_KEYS = (
 
 @dataclass(frozen=True)
 class TermInfo:
-    """One abnormality phrase: the abnormality it names, extra abnormalities it implies, implied locations, rule."""
+    """One abnormality phrase: the abnormality it names, extra abnormalities it implies, implied locations, rule.
+
+    ``located`` marks a phrase whose wording belongs to solid organs as much as to the lung (``hypodense nodule``):
+    it gives an organ label only when its locations name the organ, never the abnormality's default organ.
+    """
 
     abnormality: str
     text: str
@@ -61,11 +65,17 @@ class TermInfo:
     modifier: bool | str = False
     by_organ: tuple[tuple[str, str], ...] = ()
     requires: str | None = None
+    located: bool = False
 
 
 @dataclass(frozen=True)
 class Abnormality:
-    """An organ-agnostic abnormality: ``organs`` maps an organ group to its label (first entry = default organ)."""
+    """An organ-agnostic abnormality: ``organs`` maps an organ group to its label (first entry = default organ).
+
+    ``refines`` lists the generic descriptors this finding is a pattern of (ground glass and consolidation are kinds
+    of opacity): a descriptor interpreted as such a pattern (``haziness that may represent ground-glass``) is that
+    pattern, while a descriptor interpreted as a process (``density consistent with atelectasis``) stays as well.
+    """
 
     name: str
     organs: dict[str, str]
@@ -74,6 +84,7 @@ class Abnormality:
     generic: bool = False
     terms: tuple[TermInfo, ...] = ()
     extra_locations: tuple[str, ...] = ()
+    refines: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -162,6 +173,7 @@ def _parse_terms(name: str, raw: list[Any], origin: str) -> tuple[TermInfo, ...]
                     else bool(item.get("modifier", False)),
                     by_organ=tuple(item.get("by_organ", {}).items()),
                     requires=item.get("requires"),
+                    located=bool(item.get("located", False)),
                 )
             )
     return tuple(out)
@@ -193,9 +205,13 @@ def load_vocabulary(vocab_dir: str | os.PathLike | None = None) -> Vocabulary:
             derived=bool(spec.get("derived", False)),
             generic=bool(spec.get("generic", False)),
             extra_locations=tuple(spec.get("extra_locations", ())),
+            refines=tuple(spec.get("refines", ())),
             terms=_parse_terms(name, spec.get("terms", []), abn_origin),
         )
     for abn in abnormalities.values():
+        for generic in abn.refines:
+            if generic not in abnormalities:
+                raise InputError(abn_origin, f"abnormality {abn.name!r}: 'refines' names unknown {generic!r}")
         for term in abn.terms:
             for organ, target in term.by_organ:
                 if organ not in ORGANS or target not in abnormalities:

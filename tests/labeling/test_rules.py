@@ -136,3 +136,56 @@ def test_label_many_matches_label(labeler):
     texts = ["No effusion.", "Cardiomegaly.", ""]
     many = [r.positive_labels for r in labeler.label_many(texts)]
     assert many == [labeler.label(t).positive_labels for t in texts]
+
+
+def test_denied_increase_in_wall_thickness_negates_the_thickening(labeler):
+    result = labeler.label("There was no increase in peribronchial wall thickness.")
+    assert "lung_bronchial_wall_thickening" not in positives(result)
+
+
+def test_denied_increase_in_density_negates_the_density(labeler):
+    assert "lung_density" not in positives(labeler.label("No increase in density was seen in the right lung."))
+
+
+def test_no_increase_in_a_nodule_keeps_the_nodule(labeler):
+    assert "lung_nodule" in positives(labeler.label("No increase in the size of the nodule in the right upper lobe."))
+
+
+def test_composite_does_not_borrow_the_change_word_of_another_finding(labeler):
+    result = labeler.label("Ground-glass areas along the peribronchial area and interlobular septal thickenings.")
+    assert "lung_septal_thickening" in positives(result)
+    assert "lung_bronchial_wall_thickening" not in positives(result)
+
+
+def test_parenchymal_band_is_a_fibrotic_sequela(labeler):
+    assert "lung_fibrosis" in positives(labeler.label("There is a parenchymal band in the right middle lobe."))
+
+
+def test_hypodense_nodule_without_a_location_gives_no_lung_label(labeler):
+    result = labeler.label("There are hypodense nodules.")
+    assert "lung_nodule" not in positives(result)
+    assert result.abnormalities["nodule"] == 1
+
+
+def test_hypodense_nodule_in_the_lung_is_a_lung_nodule(labeler):
+    assert "lung_nodule" in positives(labeler.label("A hypodense nodule is seen in the left lower lobe."))
+
+
+def test_density_interpreted_as_a_process_stays_an_opacity(labeler):
+    result = labeler.label("Linear density increase consistent with atelectasis in the left lower lobe.")
+    assert {"lung_density", "lung_atelectasis"} <= positives(result)
+
+
+def test_density_interpreted_as_an_opacity_pattern_is_that_pattern(labeler):
+    result = labeler.label("Subtle haziness in the right upper lobe may represent ground-glass.")
+    assert positives(result) == {"lung_groundglass"}
+
+
+def test_unhedged_disjunction_statement_is_a_lost_negation(labeler):
+    result = labeler.label("Active infiltration or mass lesion was detected in both lungs.")
+    assert positives(result) == set()
+
+
+def test_hedged_disjunction_stays_positive(labeler):
+    result = labeler.label("Density consistent with atelectasis or consolidation is observed in the left lower lobe.")
+    assert {"lung_atelectasis", "lung_consolidation"} <= positives(result)
