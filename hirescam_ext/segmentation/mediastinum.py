@@ -3,7 +3,8 @@
 The original HiResCAM code (Draelos & Carin, arXiv:2011.08891) took every non-lung voxel of the lungs' bounding
 box, narrowed left-right by fixed fractions of the lung span. Here (RAS ``[X, Y, Z]``):
 
-``heart/mediastinum = hull & between & limits & ~lungs & body & ~behind_spine``
+``heart/mediastinum = (hull & between & limits & ~lungs & body) & (~below_diaphragm | heart_below_floor)
+& ~behind_spine``
 
 * ``hull``: per axial slice, the 2D convex hull of both lungs (empty in slices without lung; in slices with only
   one of the two lungs, the rows of that slice's anterior-posterior lung extent);
@@ -11,15 +12,19 @@ box, narrowed left-right by fixed fractions of the lung span. Here (RAS ``[X, Y,
   left-lung voxel and the first right-lung voxel); a row lacking one lung takes that lung's medial edge from the
   nearest row that has it, preferring the same ``y`` in the nearest slice. This keeps the liver and stomach under
   the diaphragm domes (which the hull of crescent-shaped lung bases covers) out of the region; in addition, per
-  row ``y``, x must lie within the widest medial-edge span seen in the lung slices from 30 % to 85 % of the
-  lungs' height (above the domes);
+  row ``y`` and in the slices below the top of that band, x must lie within the widest medial-edge span seen in
+  the lung slices from 30 % to 85 % of the lungs' height (above the domes; the apices are not narrowed);
 * ``limits``: slices within the lungs' cranio-caudal extent, rows not anterior to the most anterior lung row;
 * ``body``: the body hull of :mod:`hirescam_ext.segmentation.lungs`;
+* ``below_diaphragm``: under the floor fitted to the lung bases (:func:`_below_diaphragm`);
+  ``heart_below_floor``: the heart's inferior part under that floor, down to the fat lining its inferior wall
+  (:func:`heart_below_floor`);
 * ``behind_spine``: in each (x, z) column, everything at or posterior to the most anterior voxel of the spine.
   The spine is the set of cortical-bone (> ``bone_hu``, 400 HU: above most contrast-filled blood) 3D components
   near the body midline that reach behind the lungs' most posterior row (vertebral arches do; aorta and heart
-  do not), grown anteriorly within their own (x, z) columns through bone > 150 HU (the vertebral bodies) and closed
-  along z across the discs.
+  do not), grown anteriorly within their own (x, z) columns through bone > 150 HU (the vertebral bodies),
+  mirrored about the neural arch (vertebrae are bilaterally symmetric) and closed along z over 40 mm (discs, and
+  stretches where the front of the bodies is not seen as bone).
 
 Air inside the region (trachea, main bronchi, oesophagus) belongs to it: extrapulmonary airways are mediastinum.
 
