@@ -38,6 +38,10 @@ TRAINED_FILE = "trained.json"
 ANALYSIS_VERSION = 2
 
 
+#: how the report names each optimizer of configs/train.json
+_OPTIMIZER_TITLES = {"sgd": "SGD (momentum 0.99, the paper's)", "adam": "Adam", "adamw": "AdamW"}
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -105,12 +109,13 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _fit(workflow: Any) -> dict[str, Any]:
-    """Training-split AUROC of the evaluated network, preprocessed like validation (no augmentation)."""
+def _fit(workflow: Any, n_scans: int | None = None) -> dict[str, Any]:
+    """Training-split AUROC of the evaluated network on its first ``n_scans`` training scans (``None``: all),
+    preprocessed like validation (no augmentation)."""
     from hirescam_ext.reproduce import analysis, workflows
 
     pre = workflow.parser.get_parsed_content("validate#preprocessing")
-    data = workflow.parser.get_parsed_content("train#datalist")
+    data = workflow.parser.get_parsed_content("train#datalist")[:n_scans]
     return analysis.training_fit(workflows.network_of(workflow), [pre(dict(d)) for d in data])
 
 
@@ -140,7 +145,7 @@ def run_one(spec_name: str, seed: int, profile: ReproProfile, dataset_dir: Path,
         if "fit" not in old:  # records written before the fit check: add it from the checkpoint
             t = time.perf_counter()
             wf = workflows.evaluation_workflow(overrides)
-            old["fit"] = _fit(wf)
+            old["fit"] = _fit(wf, profile.fit_scans)
             old.setdefault("seconds", {})["fit"] = time.perf_counter() - t
             write_json_atomic(record_path, old)
             del wf
@@ -161,9 +166,10 @@ def run_one(spec_name: str, seed: int, profile: ReproProfile, dataset_dir: Path,
     results, wf = workflows.evaluate_model(overrides)
     t2 = time.perf_counter()
     record: dict[str, Any] = {"model": spec_name, "seed": seed, "overrides": overrides,
-                              "command_train": workflows.equivalent_command(["configs/train.json"], overrides),
+                              "command_train": workflows.equivalent_command(["configs/train.json"],
+                                                                          workflows.training_overrides(overrides)),
                               "evaluation": results["results"]}
-    record["fit"] = _fit(wf)
+    record["fit"] = _fit(wf, profile.fit_scans)
     if spec.has_cam:
         network = workflows.network_of(wf).eval()
         explainers = analysis.make_explainers(network)
@@ -260,8 +266,9 @@ def write_outputs(profile: ReproProfile, runs: dict[str, dict[int, dict[str, Any
         f"shape {list(profile.spatial_size)}); splits training / validation / test / test_shifted; the confounder "
         "(atherosclerosis tied to subcutaneous fat) is reversed in test_shifted",
         f"networks: trunk `{profile.trunk}`, custom-conv padding {profile.custom_conv_padding}, 3D-conv padding "
-        f"{profile.conv_padding}; {profile.max_epochs} epochs (early stopping as in configs/train.json), SGD lr "
-        f"{profile.learning_rate}",
+        f"{profile.conv_padding}; {profile.max_epochs} epochs (early stopping as in configs/train.json), "
+        f"{_OPTIMIZER_TITLES.get(profile.optimizer_name, profile.optimizer_name)} lr {profile.learning_rate}, "
+        f"batch size {profile.batch_size}, validation every {profile.val_interval} epoch(s)",
         f"allowed regions G_true: mode `{profile.region_mode}`"
         + (f", area threshold {profile.area_threshold}" if profile.region_mode == "area" else "")
         + " (at coarse grids `nearest` samples one voxel per cell and leaves most organs without a cell)",

@@ -85,7 +85,12 @@ class ReproProfile:
         conv_padding: padding of the 3D convs of CTNet, BodyConv and 3DConv.
         sanity_scans: test scans used by the randomization sanity check.
         sanity_models: models whose layers are randomized.
-        learning_rate: SGD learning rate (the paper: 1e-3).
+        fit_scans: training scans (the first ones of the split) used by the fit check; ``None``: all.
+        optimizer_name: ``"sgd"`` (the paper's: momentum 0.99), ``"adam"`` or ``"adamw"`` (configs/train.json's
+            ``optimizer_name``).
+        learning_rate: learning rate (the paper: SGD with 1e-3).
+        batch_size: training volumes per step (the paper: 1).
+        val_interval: validate every this many epochs (best checkpoint and early stopping follow validation).
         device: ``"cpu"``, ``"cuda"`` or ``None`` (the bundle's choice).
         cache: ``"disk"`` (preprocessed volumes shared by all runs of one grid), ``"memory"`` or ``"none"``.
         synth_workers: processes generating the benchmark (0: one per CPU, at most 8).
@@ -117,7 +122,11 @@ class ReproProfile:
     conv_padding: int = 1
     sanity_scans: int = 8
     sanity_models: tuple[str, ...] = ("axialnet", "axialnet_mask")
+    fit_scans: int | None = 300
+    optimizer_name: str = "sgd"
     learning_rate: float = 1e-3
+    batch_size: int = 1
+    val_interval: int = 1
     device: str | None = None
     cache: str = "disk"
     synth_workers: int = 1
@@ -148,16 +157,19 @@ PROFILES: dict[str, ReproProfile] = {
     "quick": ReproProfile(
         name="quick",
         synth_profile="tiny",
-        n_scans=200,
+        n_scans=2000,
         spatial_size=(64, 64, 48),
         trunk="small",
-        max_epochs=6,
+        max_epochs=8,
         seeds=(0, 1, 2),
         region_mode="area",
         area_threshold=0.1,
         sanity_scans=8,
+        optimizer_name="adam",
+        batch_size=8,
         device="cpu",
-        note="about 30 minutes on 2 CPU cores: 64x64x48 volumes, small trunk, 6 epochs, 3 seeds",
+        synth_workers=2,
+        note="about 30 minutes on 2 CPU cores: 2000 scans of 64x64x48, small trunk, Adam, 8 epochs, 3 seeds",
     ),
     "full": ReproProfile(
         name="full",

@@ -219,6 +219,8 @@ def _claims(runs: Mapping[str, Mapping[int, Mapping[str, Any]]], base: str, mask
     bds, mds = summarize(bd), summarize(md)
     if bds["mean"] is None or mds["mean"] is None:
         status, text = NOT_EVALUABLE, "confounded label has no AUROC on test or test_shifted"
+        if not runs.get(base) or not runs.get(mask):
+            text = "baseline model missing" if not runs.get(base) else "mask-loss model missing"
     elif bds["mean"] <= 0:
         status = NOT_EVALUABLE
         text = (f"the baseline shows no AUROC drop for {CONFOUNDED_LABEL} (test - test_shifted = "

@@ -113,7 +113,10 @@ def bundle_overrides(
         "trunk": profile.trunk,
         "seed": int(seed),
         "cache": ("memory" if profile.cache == "disk" else profile.cache) if cache_dir is None else "disk",
+        "optimizer_name": profile.optimizer_name,
         "learning_rate": float(profile.learning_rate),
+        "batch_size": int(profile.batch_size),
+        "val_interval": int(profile.val_interval),
         "custom_conv_padding": int(profile.custom_conv_padding),
         "region_mode": profile.region_mode,
         f"{_REGIONS_TRANSFORM}#area_threshold": float(profile.area_threshold),
@@ -157,6 +160,17 @@ def bundle_overrides(
     return ov
 
 
+def training_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` for the training run: per-epoch validation computes the loss and AUROC only.
+
+    The best checkpoint and early stopping follow the validation loss (configs/train.json), which needs no
+    explanation maps; the maps and OrganIoU are computed once, by the evaluation after training. Skipping them
+    every epoch makes training several times faster on a CPU.
+    """
+    auroc = {"_target_": "hirescam_ext.handlers.MultiLabelAUROCHandler"}
+    return {**overrides, "validate#explainers": {}, "validate#additional_metrics": {"val_mean_auroc": auroc}}
+
+
 def equivalent_command(config_files: list[str], overrides: dict[str, Any]) -> str:
     """The ``python -m monai.bundle run`` command line with the same configs and overrides."""
     files = config_files[0] if len(config_files) == 1 else str(config_files)
@@ -189,7 +203,7 @@ def _workflow(config_files: list[str], overrides: dict[str, Any]) -> Any:
 
 def train_model(overrides: dict[str, Any]) -> Path:
     """Run ``configs/train.json`` with ``overrides``; return the best checkpoint's path."""
-    wf = _workflow([str(configs_dir() / "train.json")], overrides)
+    wf = _workflow([str(configs_dir() / "train.json")], training_overrides(overrides))
     wf.initialize()
     try:
         wf.run()

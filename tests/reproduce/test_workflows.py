@@ -83,3 +83,33 @@ def test_full_profile_uses_the_papers_grid_and_regions() -> None:
     assert region_grid(MODELS["axialnet"], full) == (135, 6, 6)
     assert bundle_overrides(MODELS["axialnet"], full, "d", "r", 0)["region_mode"] == "nearest"
     assert bundle_overrides(MODELS["axialnet"], full, "d", "r", 0)["cache"] == "none"
+
+
+def test_profile_optimizer_batch_size_and_val_interval_reach_the_bundle() -> None:
+    p = get_profile("tiny", optimizer_name="adam", batch_size=4, val_interval=2)
+    ov = bundle_overrides(MODELS["axialnet"], p, "d", "r", 0)
+    assert (ov["optimizer_name"], ov["batch_size"], ov["val_interval"]) == ("adam", 4, 2)
+
+
+def test_full_profile_keeps_the_papers_sgd_and_batch_of_one() -> None:
+    ov = bundle_overrides(MODELS["axialnet"], get_profile("full"), "d", "r", 0)
+    assert (ov["optimizer_name"], ov["learning_rate"], ov["batch_size"]) == ("sgd", 1e-3, 1)
+
+
+def test_training_validation_computes_no_explanation_maps_but_evaluation_does() -> None:
+    from hirescam_ext.reproduce.workflows import training_overrides
+
+    ov = bundle_overrides(MODELS["axialnet_mask"], get_profile("tiny"), "d", "r", 0)
+    train = training_overrides(ov)
+    assert train["validate#explainers"] == {}
+    assert set(train["validate#additional_metrics"]) == {"val_mean_auroc"}
+    assert "validate#explainers" not in ov  # the evaluation keeps the config's HiResCAM and Grad-CAM
+
+
+def test_bundle_batch_size_parameter_drives_the_training_loader() -> None:
+    import json
+    from pathlib import Path
+
+    cfg = json.loads((Path(__file__).resolve().parents[2] / "configs" / "train.json").read_text())
+    assert cfg["batch_size"] == 1  # the paper's
+    assert cfg["train"]["dataloader"]["batch_size"] == "@batch_size"
