@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hirescam_ext.engines.checkpoint import TrainingCheckpointer, load_network_weights, randomizable_transforms
-from hirescam_ext.engines.evaluator import ExplanationEvaluator, resize_maps_to
+from hirescam_ext.engines.evaluator import ExplanationEvaluator, resize_maps_to, to_region_layout
 from hirescam_ext.engines.optim import OPTIMIZERS, build_optimizer
 from hirescam_ext.engines.guards import NonFiniteLossError, NonFiniteLossGuard, describe_batch
 from hirescam_ext.engines.prepare_batch import PrepareBatchWithRegions
@@ -22,4 +22,5 @@ __all__ = [
     "load_network_weights",
     "randomizable_transforms",
     "resize_maps_to",
+    "to_region_layout",
 ]

@@ -18,7 +18,7 @@ from monai.engines import SupervisedEvaluator
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys
 
-__all__ = ["ERROR_KEY", "ExplanationEvaluator", "resize_maps_to"]
+__all__ = ["ERROR_KEY", "ExplanationEvaluator", "resize_maps_to", "to_region_layout"]
 
 #: batch key of a load failure report (the item is skipped, the run goes on)
 ERROR_KEY = "error"
@@ -30,6 +30,18 @@ def resize_maps_to(maps: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
         return maps
     mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(shape)]
     return F.interpolate(maps.float(), size=tuple(shape), mode=mode, align_corners=False)
+
+
+def to_region_layout(maps: torch.Tensor, explainer: Any) -> torch.Tensor:
+    """Maps ``[B, M, *grid]`` of ``explainer`` in the allowed regions' axis order ``[B, M, H, D1, D2]``.
+
+    AxialNet, per-slice layers and BodyConv explain a grid whose first axis runs along the slices (``H``), like
+    the regions. A 3D model such as 3DConv declares ``cam_layout = ("B", "F", "X", "Y", "Z")`` (its CAM has
+    ``volume_layout`` set): its maps are permuted ``[X', Y', Z'] -> [Z', X', Y']`` so that depth meets depth.
+    """
+    if getattr(explainer, "volume_layout", False) and maps.ndim == 5:
+        return maps.permute(0, 1, 4, 2, 3)
+    return maps
 
 
 class ExplanationEvaluator(SupervisedEvaluator):
@@ -45,9 +57,9 @@ class ExplanationEvaluator(SupervisedEvaluator):
     Args:
         explainers: ``{name: explainer}``; an explainer is called as ``explainer(image, upsample=False)`` and
             returns normalized maps ``[B, M, *grid]`` (``hirescam_ext.HiResCAM`` and ``hirescam_ext.GradCAM`` do).
-            When the batch has regions ``[B, M, H, D1, D2]``, maps must come in the same axis order (AxialNet and
-            per-slice layers do); other grids are resampled trilinearly by shape, so a model whose maps are in the
-            image's ``[X', Y', Z']`` order needs an explainer that permutes them to ``[Z', X', Y']`` first.
+            When the batch has regions ``[B, M, H, D1, D2]``, maps are brought to that axis order
+            (:func:`to_region_layout`: a 3D model's ``[X', Y', Z']`` maps become ``[Z', X', Y']``) and other grid
+            sizes are resampled trilinearly (the paper's route for models with another grid).
         loss_function: optional, called as ``loss_function(pred, target)`` where ``pred`` is
             ``{"logits", "attention"}`` for networks with ``forward_all`` (so the validation loss includes the
             mask term), else the logits.
@@ -120,7 +132,7 @@ class ExplanationEvaluator(SupervisedEvaluator):
                     with torch.enable_grad():  # engine.mode is no_grad; generic CAMs need autograd
                         maps = explainer(inputs, upsample=False).detach()
                 if regions is not None:
-                    maps = resize_maps_to(maps, regions.shape[2:])
+                    maps = resize_maps_to(to_region_layout(maps, explainer), regions.shape[2:])
                 output[name] = maps
         if regions is not None:
             output[engine.regions_key] = regions

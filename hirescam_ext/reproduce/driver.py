@@ -276,8 +276,8 @@ def write_outputs(profile: ReproProfile, runs: dict[str, dict[int, dict[str, Any
         "the test split",
         "MaxPool: maps are the faithful HiResCAM/Grad-CAM of the max-pooled score (the paper evaluated its weights "
         "with mean pooling)",
-        "3DConv maps are permuted from [X, Y, Z] to the [H, D1, D2] grid before OrganIoU "
-        "(hirescam_ext.reproduce.workflows.AxialLayout)",
+        "3DConv maps are permuted from [X, Y, Z] to the [H, D1, D2] grid before OrganIoU and the analyses "
+        "(hirescam_ext.engines.to_region_layout, applied by the bundle's evaluator)",
         "localization: pointing game on the attention grid (the maximum cell touches the lesion), mass share on "
         "the trilinearly upsampled map; chance = uniform map",
         "confounder shares: every test_shifted scan, maps of the confounded label upsampled to the volume; body "

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hirescam_ext.engines.evaluator import to_region_layout
 from hirescam_ext.reproduce.profiles import ModelSpec, ReproProfile
 from hirescam_ext.utils.errors import InputError
 
@@ -48,9 +49,9 @@ _TENSORBOARD_HANDLERS = ("train#handlers#6", "validate#handlers#1")
 class AxialLayout:
     """Wrap an explainer whose maps come out ``[B, K, X', Y', Z']`` so they come out ``[B, K, Z', X', Y']``.
 
-    :class:`~hirescam_ext.engines.ExplanationEvaluator` resizes maps to the allowed-region grid ``[H, D1, D2]``
-    by shape alone; 3DConv's maps keep the input's axis order (``cam_layout = (B, F, X, Y, Z)``), so they must be
-    permuted first or depth and width get mixed up.
+    The analyses (localization, confounder attention, sanity check) compare maps with the allowed-region grid
+    ``[H, D1, D2]``; 3DConv's maps keep the input's axis order (``cam_layout = (B, F, X, Y, Z)``). Same permutation
+    as :func:`hirescam_ext.engines.evaluator.to_region_layout`, which the bundle's evaluator applies itself.
     """
 
     def __init__(self, explainer: Any) -> None:
@@ -58,11 +59,10 @@ class AxialLayout:
         self.nn_module = getattr(explainer, "nn_module", None)
 
     def __call__(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        maps = self.explainer(x, *args, **kwargs)
-        return maps.permute(0, 1, 4, 2, 3)
+        return to_region_layout(self.explainer(x, *args, **kwargs), self.explainer)
 
     def compute_raw(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        return self.explainer.compute_raw(x, *args, **kwargs).permute(0, 1, 4, 2, 3)
+        return to_region_layout(self.explainer.compute_raw(x, *args, **kwargs), self.explainer)
 
 
 def configs_dir() -> Path:
@@ -141,11 +141,6 @@ def bundle_overrides(
         ov["train#network"] = "@network"  # no forward_all: plain logits, classification loss only
         if spec.mask_loss:
             raise InputError(None, f"model {spec.name!r}: the mask loss needs AxialNet attention")
-    if spec.network == "threedconv":
-        ov["validate#explainers"] = {
-            "hirescam": "$hirescam_ext.reproduce.workflows.AxialLayout(hirescam_ext.HiResCAM(@network))",
-            "gradcam": "$hirescam_ext.reproduce.workflows.AxialLayout(hirescam_ext.GradCAM(@network))",
-        }
     if not spec.has_cam:
         ov["validate#explainers"] = {}
         auroc = {"_target_": "hirescam_ext.handlers.MultiLabelAUROCHandler"}

@@ -172,6 +172,8 @@ class CAMBase:
         # upsampled like AxialNet's; ``cam_layout`` names the axes of that layer's activations
         layout = tuple(getattr(nn_module, "cam_layout", ()))
         self.axial_layout = target_layers == default_layer and layout[2:] == ("H", "D1", "D2")
+        # maps of a 3D target layer laid out [B, F, X, Y, Z] (e.g. 3DConv): the slice axis is last, not first
+        self.volume_layout = target_layers == default_layer and layout[2:] == ("X", "Y", "Z")
         modules = dict(nn_module.named_modules())
         if target_layers not in modules:
             names = [n for n in modules if n][-12:]

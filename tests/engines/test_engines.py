@@ -88,6 +88,24 @@ def test_evaluator_maps_equal_the_explainers_own_maps() -> None:
     assert out["slice_scores"].shape == (2, M, 4) and torch.isfinite(out["loss"])
 
 
+def test_evaluator_brings_3d_model_maps_to_the_region_layout() -> None:
+    from hirescam_ext import ThreeDConv
+
+    torch.manual_seed(0)
+    net = ThreeDConv(n_classes=M, volume_size=(96, 128, 192), channels=(4, 4, 4, 4), reduce_channels=(4, 4),
+                     conv_padding=1)
+    x = torch.rand(1, 1, 96, 128, 192)
+    grid = HiResCAM(net.eval())(x, upsample=False).shape[2:]  # [X', Y', Z'], depth last
+    assert grid[2] != grid[0]  # a grid where mixing depth and width would show
+    regions = torch.zeros(M, grid[2], grid[0], grid[1])  # [M, H, D1, D2]: depth first
+    items = [{"image": x[0], "label": torch.tensor([1.0, 0.0, 1.0, 0.0]), "regions": regions}]
+    evaluator = ExplanationEvaluator(device="cpu", val_data_loader=DataLoader(items, batch_size=1), network=net,
+                                     prepare_batch=PrepareBatchWithRegions(), explainers={"hirescam": HiResCAM(net)})
+    evaluator.run()
+    expected = HiResCAM(net.eval())(x, upsample=False).permute(0, 1, 4, 2, 3)
+    assert torch.allclose(evaluator.state.output["hirescam"], expected, atol=1e-6)
+
+
 def test_nan_loss_stops_training_before_the_step_and_names_the_scan() -> None:
     net = _net()
     before = {k: v.detach().clone() for k, v in net.named_parameters()}
