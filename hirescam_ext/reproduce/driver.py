@@ -30,7 +30,7 @@ from hirescam_ext.reproduce.profiles import MODELS, PROFILES, ReproProfile, get_
 from hirescam_ext.utils.errors import InputError
 from hirescam_ext.utils.io import write_json_atomic
 
-__all__ = ["prepare_dataset", "run_one", "run_reproduction", "write_outputs", "main"]
+__all__ = ["prepare_dataset", "run_one", "run_reproduction", "write_outputs", "profile_from_args", "main"]
 
 RUN_FILE = "run.json"
 TRAINED_FILE = "trained.json"
@@ -344,9 +344,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", default=None, choices=sorted(MODELS), help="subset of models")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds")
     p.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    p.add_argument("--scans", type=int, default=None, help="override the profile's scan count (all four splits)")
+    p.add_argument("--optimizer", default=None, choices=("sgd", "adam", "adamw"),
+                   help="override the profile's optimizer (the paper's: sgd)")
+    p.add_argument("--lr", type=float, default=None, help="override the profile's learning rate")
     p.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
     p.add_argument("--verbose", action="store_true", help="show the bundle's training logs")
     return p
+
+
+def profile_from_args(args: argparse.Namespace) -> ReproProfile:
+    """The profile named on the command line with its overrides; the note records what was overridden."""
+    profile = get_profile(args.profile, models=tuple(args.models) if args.models else None,
+                          seeds=tuple(args.seeds) if args.seeds else None, max_epochs=args.epochs,
+                          device=args.device, n_scans=args.scans, optimizer_name=args.optimizer,
+                          learning_rate=args.lr)
+    changed = {"epochs": args.epochs, "models": args.models, "seeds": args.seeds, "device": args.device,
+               "scans": args.scans, "optimizer": args.optimizer, "lr": args.lr}
+    changed = {k: v for k, v in changed.items() if v is not None}
+    if changed:
+        profile = replace(profile, note=f"{profile.note} [overridden on the command line: {changed}]")
+    return profile
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -358,13 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         logging.disable(logging.INFO)
     try:
-        profile = get_profile(args.profile, models=tuple(args.models) if args.models else None,
-                              seeds=tuple(args.seeds) if args.seeds else None, max_epochs=args.epochs,
-                              device=args.device)
-        changed = {"epochs": args.epochs, "models": args.models, "seeds": args.seeds, "device": args.device}
-        changed = {k: v for k, v in changed.items() if v is not None}
-        if changed:
-            profile = replace(profile, note=f"{profile.note} [overridden on the command line: {changed}]")
+        profile = profile_from_args(args)
         out = Path(args.out or f"results/{profile.name}")
         work = Path(args.work_dir or f"outputs/reproduce/{profile.name}")
         command = "hirescam reproduce " + " ".join(sys.argv[1:] if argv is None else list(argv))

@@ -116,3 +116,18 @@ def test_bundle_batch_size_parameter_drives_the_training_loader() -> None:
     cfg = json.loads((Path(__file__).resolve().parents[2] / "configs" / "train.json").read_text())
     assert cfg["batch_size"] == 1  # the paper's
     assert cfg["train"]["dataloader"]["batch_size"] == "@batch_size"
+
+
+def test_command_line_overrides_reach_the_profile_and_its_note() -> None:
+    from hirescam_ext.reproduce.driver import _parser, profile_from_args
+
+    args = _parser().parse_args(["--profile", "quick", "--scans", "400", "--optimizer", "sgd", "--lr", "0.01"])
+    p = profile_from_args(args)
+    assert (p.n_scans, p.optimizer_name, p.learning_rate) == (400, "sgd", 0.01)
+    assert "'scans': 400" in p.note and "'optimizer': 'sgd'" in p.note
+
+
+def test_command_line_without_overrides_keeps_the_profile() -> None:
+    from hirescam_ext.reproduce.driver import _parser, profile_from_args
+
+    assert profile_from_args(_parser().parse_args(["--profile", "quick"])) == get_profile("quick")
