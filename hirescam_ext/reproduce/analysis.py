@@ -70,10 +70,8 @@ def make_explainers(network: nn.Module) -> dict[str, Any]:
     """``{"gradcam": GradCAM, "hirescam": HiResCAM}`` for ``network``, maps laid out ``[B, K, H, D1, D2]``."""
     from hirescam_ext.reproduce.workflows import AxialLayout
 
-    out: dict[str, Any] = {"gradcam": GradCAM(network), "hirescam": HiResCAM(network)}
-    if tuple(getattr(network, "cam_layout", ()))[2:] == ("X", "Y", "Z"):
-        out = {k: AxialLayout(v) for k, v in out.items()}
-    return out
+    cams: dict[str, Any] = {"gradcam": GradCAM(network), "hirescam": HiResCAM(network)}
+    return {name: AxialLayout(cam) if cam.volume_layout else cam for name, cam in cams.items()}
 
 
 def _fit(array: np.ndarray, size: Sequence[int]) -> np.ndarray:

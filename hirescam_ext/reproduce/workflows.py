@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shlex
@@ -44,6 +45,8 @@ __all__ = [
 _REGIONS_TRANSFORM = "deterministic_transforms#transforms#2"
 #: handlers of configs/train.json that only write TensorBoard files (disabled: nothing reads them here)
 _TENSORBOARD_HANDLERS = ("train#handlers#6", "validate#handlers#1")
+#: per-epoch validation metrics without explanation maps (models without a CAM; training runs)
+_AUROC_ONLY_VALIDATION = {"val_mean_auroc": {"_target_": "hirescam_ext.handlers.MultiLabelAUROCHandler"}}
 
 
 class AxialLayout:
@@ -143,8 +146,7 @@ def bundle_overrides(
             raise InputError(None, f"model {spec.name!r}: the mask loss needs AxialNet attention")
     if not spec.has_cam:
         ov["validate#explainers"] = {}
-        auroc = {"_target_": "hirescam_ext.handlers.MultiLabelAUROCHandler"}
-        ov["validate#additional_metrics"] = {"val_mean_auroc": auroc}
+        ov["validate#additional_metrics"] = copy.deepcopy(_AUROC_ONLY_VALIDATION)
         for split in ("validation", "test", "test_shifted"):
             ov[f"{split}#metrics"] = {
                 "auroc": {
@@ -162,8 +164,7 @@ def training_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     explanation maps; the maps and OrganIoU are computed once, by the evaluation after training. Skipping them
     every epoch makes training several times faster on a CPU.
     """
-    auroc = {"_target_": "hirescam_ext.handlers.MultiLabelAUROCHandler"}
-    return {**overrides, "validate#explainers": {}, "validate#additional_metrics": {"val_mean_auroc": auroc}}
+    return {**overrides, "validate#explainers": {}, "validate#additional_metrics": copy.deepcopy(_AUROC_ONLY_VALIDATION)}
 
 
 def equivalent_command(config_files: list[str], overrides: dict[str, Any]) -> str:

@@ -126,3 +126,41 @@ def test_nan_loss_stops_training_before_the_step_and_names_the_scan() -> None:
         trainer.run()
     assert steps == []
     assert all(torch.equal(before[k], v) for k, v in net.named_parameters())  # no optimizer step was taken
+
+
+def test_training_with_batches_of_several_scans_and_a_short_last_batch() -> None:
+    from hirescam_ext.handlers import LossComponentsHandler
+
+    net = _net()
+    loss = ClassificationMaskLoss(mask_weight=1.0 / 3.0)
+    trainer = SupervisedTrainer(
+        device="cpu",
+        max_epochs=1,
+        train_data_loader=DataLoader(_items(n=5), batch_size=3),  # batches of 3 and 2 scans
+        network=WithAttention(net),
+        optimizer=torch.optim.SGD(net.parameters(), lr=0.01),
+        loss_function=loss,
+        prepare_batch=PrepareBatchWithRegions(),
+        decollate=False,
+    )
+    LossComponentsHandler(loss).attach(trainer)
+    sizes = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: sizes.append(e.state.batch["image"].shape[0]))
+    trainer.run()
+    assert sizes == [3, 2]
+    assert {"class_loss", "mask_loss"} <= set(trainer.state.metrics)
+    assert all(torch.isfinite(torch.as_tensor(trainer.state.metrics[k])) for k in ("class_loss", "mask_loss"))
+
+
+def test_batched_classification_loss_is_the_mean_over_scans() -> None:
+    net = _net().eval()
+    items = _items(n=3)
+    x = torch.stack([i["image"] for i in items])
+    target = {"label": torch.stack([i["label"] for i in items]), "regions": torch.stack([i["regions"] for i in items])}
+    loss = ClassificationMaskLoss(use_mask_loss=False)
+    with torch.no_grad():
+        out = WithAttention(net)(x)
+        batched = loss(out, target)
+        single = [loss({k: v[i : i + 1] for k, v in out.items()}, {k: v[i : i + 1] for k, v in target.items()})
+                  for i in range(3)]
+    assert torch.allclose(batched, torch.stack(single).mean(), atol=1e-6)
