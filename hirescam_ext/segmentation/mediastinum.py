@@ -17,8 +17,8 @@ box, narrowed left-right by fixed fractions of the lung span. Here (RAS ``[X, Y,
 * ``limits``: slices within the lungs' cranio-caudal extent, rows not anterior to the most anterior lung row;
 * ``body``: the body hull of :mod:`hirescam_ext.segmentation.lungs`;
 * ``below_diaphragm``: under the floor fitted to the lung bases (:func:`_below_diaphragm`);
-  ``heart_below_floor``: the heart's inferior part under that floor, down to the fat lining its inferior wall
-  (:func:`heart_below_floor`);
+  ``heart_below_floor``: the heart's inferior part under that floor, down to the fat (-190..-40 HU; air is not
+  fat) lining its inferior wall (:func:`heart_below_floor`);
 * ``behind_spine``: in each (x, z) column, everything at or posterior to the most anterior voxel of the spine.
   The spine is the set of cortical-bone (> ``bone_hu``, 400 HU: above most contrast-filled blood) 3D components
   near the body midline that reach behind the lungs' most posterior row (vertebral arches do; aorta and heart
@@ -223,21 +223,28 @@ def heart_below_floor(
     spacing: Sequence[float],
     fat_hu: float = -40.0,
     depth_mm: float = 40.0,
+    fat_min_hu: float = -190.0,
 ) -> np.ndarray:
     """The part of the heart that dips under the diaphragm estimate, down to the fat that lines its inferior wall.
 
     The lung bases give the diaphragm where lung lies on it; the heart sits lower, on the central tendon, and its
     inferior wall is lined by epicardial/pericardial fat. In each (x, y) column whose first voxel above the floor
-    (``below`` is ``z < floor``) is non-fat tissue of ``region``, the voxels from the highest fat voxel
-    (< ``fat_hu``) within ``depth_mm`` under the floor up to the floor are returned; a column without such fat
-    (liver or spleen directly under the floor) gets nothing.
+    (``below`` is ``z < floor``) is soft tissue (>= ``fat_hu``) of ``region``, the voxels from the highest fat
+    voxel (``fat_min_hu`` < HU < ``fat_hu``: -190..-40 HU by default; adipose tissue is about -190..-30 HU)
+    within ``depth_mm`` under the floor up to the floor are returned; a column without such fat (liver or spleen
+    directly under the floor) gets nothing. Air under the floor (gastric fundus or bowel gas, lung: about
+    -1000 HU) is not fat and does not count as the heart's lining. Partial-volume voxels at an air/tissue edge
+    can still fall in the fat band.
     """
     nz = hu.shape[2]
+    if nz == 0:
+        return np.zeros(hu.shape, bool)
     floor = below.sum(axis=2)  # index of the first slice above the floor (below is a prefix along z)
     inside = (floor > 0) & (floor < nz)
     fz = np.clip(floor, 0, nz - 1)[:, :, None]
-    fat = hu < fat_hu
-    start = np.take_along_axis(region & ~fat, fz, axis=2)[:, :, 0] & inside
+    fat = (hu > fat_min_hu) & (hu < fat_hu)
+    # the column starts on soft tissue (heart), neither fat nor air
+    start = np.take_along_axis(region & (hu >= fat_hu), fz, axis=2)[:, :, 0] & inside
     zz = np.arange(nz)[None, None, :]
     depth = max(1, int(round(depth_mm / float(spacing[2]))))
     cand = fat & below & (zz >= floor[:, :, None] - depth)

@@ -41,6 +41,31 @@ def test_heart_below_floor_needs_region_tissue_right_above_the_floor():
     assert not heart_below_floor(hu, region, below, SPACING).any()
 
 
+def test_heart_below_floor_does_not_take_air_under_the_floor_for_the_fat_lining():
+    # gastric fundus (or bowel) gas at z=5..6 under the floor at z=10, soft tissue in between: no fat lining
+    hu, region, below = _floor_case(fat_z=None)
+    hu[:, :, 5:7] = -1000.0
+    assert not heart_below_floor(hu, region, below, SPACING).any()
+    # real fat at z=8 above the air: the heart reaches down to the fat, not to the air
+    hu[:, :, 8] = -95.0
+    ext = heart_below_floor(hu, region, below, SPACING)
+    assert ext[2, 2, 8:10].all()
+    assert not ext[2, 2, :8].any()
+
+
+def test_heart_below_floor_fat_band_bounds_are_settable():
+    hu, region, below = _floor_case(fat_z=6)
+    hu[:, :, 6] = -250.0  # below the default -190 HU lower bound: not fat
+    assert not heart_below_floor(hu, region, below, SPACING).any()
+    assert heart_below_floor(hu, region, below, SPACING, fat_min_hu=-300.0)[2, 2, 6:10].all()
+
+
+def test_heart_below_floor_handles_a_volume_without_slices():
+    hu = np.zeros((4, 4, 0), np.float32)
+    ext = heart_below_floor(hu, np.zeros(hu.shape, bool), np.zeros(hu.shape, bool), SPACING)
+    assert ext.shape == hu.shape and not ext.any()
+
+
 def _spine_case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A vertebral body (x 20..30) with its neural arch behind the lungs, the lungs on both sides."""
     shape = (51, 40, 30)
