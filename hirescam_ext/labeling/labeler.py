@@ -22,7 +22,7 @@ Rules, in order, for every abnormality phrase of a sentence:
 5. **organ** -- the locations named in the phrase's clause (else sentence) choose among the abnormality's organs;
    a phrase whose only locations belong to organs the abnormality cannot have (a cyst in the liver) yields no
    label; with no location the abnormality's default organ is used. Lobes give their side's lung, ``lingula``
-   is the left mid lung, ``bilateral`` names both sides.
+   is the left mid lung, ``bilateral`` names both sides, ``both lungs`` both lungs.
 
 Example:
     >>> from hirescam_ext.labeling import ReportLabeler
@@ -78,13 +78,18 @@ _LUNG_SIDE_LOBES = {
 _LOBE_SIDE = {v: k[0] for k, v in _LUNG_SIDE_LOBES.items()}
 
 
-_NEGATORS = {"no", "not", "without"}
-_PASSIVE_FINDING_VERBS = {"detected", "observed", "seen", "noted", "found", "identified"}
-
-
 def _is_increase_word(word: str) -> bool:
     """Whether a lower-case token says 'more' (``increase``, ``increased``, ``increment``)."""
     return word.startswith(("increas", "increment"))
+
+
+_COORDINATORS = {"and", "or", "and/or", ",", "/", "&"}
+
+
+def _coordinated(words: Sequence[str], a: _Span, b: _Span) -> bool:
+    """Whether span ``a`` is joined to span ``b`` right after it by coordinators only ('peribronchial and ...')."""
+    between = words[a.end : b.start] if a.end <= b.start <= len(words) else ()
+    return bool(between) and all(w in _COORDINATORS for w in between)
 
 
 def measurements_mm(text: str) -> list[tuple[int, int, list[float], bool]]:
@@ -259,6 +264,12 @@ class ReportLabeler:
             headers=self.vocab.cue_texts("section_headers"),
         )
         self._composite_terms: dict[str, TermInfo] = {}
+        # one-word pre-negation cues of cues.json ('no', 'not', 'without'...): a pseudo cue opened by one of them and
+        # holding an increase word is a denied increase ('no increase')
+        self._negators = frozenset(
+            text.lower() for text, window in self.vocab.cues["negation_pre"]
+            if window is None and len(self.nlp.make_doc(text)) == 1
+        )
         self._build_matcher()
 
     # ------------------------------------------------------------------ vocabulary -> matcher
@@ -283,9 +294,17 @@ class ReportLabeler:
         for loc in self.vocab.locations.values():
             for text in loc.terms:
                 add(f"L|{loc.name}", "loc", loc.name, text)
+        # a side phrase holding a lung word ('both lungs', 'bilateral lungs') names the lungs, not only the sides
+        lung_words = {
+            text.lower() for loc in self.vocab.locations.values() if "lung" in loc.organs for text in loc.terms
+            if len(self.nlp.make_doc(text)) == 1
+        }
         for side, texts in self.vocab.sides.items():
             for text in texts:
-                add(f"S|{side}", "side", side, text)
+                if any(tok.lower_ in lung_words for tok in self.nlp.make_doc(text)):
+                    add(f"S|{side}|lung", "side_lung", side, text)
+                else:
+                    add(f"S|{side}", "side", side, text)
         for lobe, texts in self.vocab.lobes.items():
             for text in texts:
                 add(f"B|{lobe}", "lobe", lobe, text)
@@ -311,9 +330,10 @@ class ReportLabeler:
                 else:
                     add(f"C|{kind}|{window}", kind, None, text, window)
         self._group_of = {
-            "abn": "abn", "loc": "loc", "side": "loc", "lobe": "loc", "neg_pre": "neg", "neg_post": "neg",
-            "pseudo": "neg", "ln_big": "ln", "ln_ok": "ln", "comp_a": "comp", "comp_c": "comp", "unc": "unc",
-            "term": "term", "verb": "verb", "brk": "brk", "inc": "inc", "normal": "normal", "interp": "interp",
+            "abn": "abn", "loc": "loc", "side": "loc", "side_lung": "loc", "lobe": "loc",
+            "neg_pre": "neg", "neg_post": "neg", "pseudo": "neg", "ln_big": "ln", "ln_ok": "ln",
+            "comp_a": "comp", "comp_c": "comp", "unc": "unc", "term": "term", "verb": "verb", "brk": "brk",
+            "inc": "inc", "normal": "normal", "interp": "interp",
         }
         make = self.nlp.make_doc
         for key, texts in patterns.items():
@@ -374,11 +394,12 @@ class ReportLabeler:
         # 'no increase' is a pseudo-negation ('no increase in the nodule'), except for a finding that is the increase
         denied_increase = [
             (c.start, c.end) for c in groups["neg"]
-            if c.kind == "pseudo" and doc[c.start].lower_ in _NEGATORS
+            if c.kind == "pseudo" and doc[c.start].lower_ in self._negators
             and any(_is_increase_word(tok.lower_) for tok in doc[c.start : c.end])
         ]
         composites = self._composites(
-            groups["comp"], groups["abn"], plain["term"], groups["neg"], [end for _, end in denied_increase]
+            groups["comp"], groups["abn"], plain["term"], groups["neg"], [end for _, end in denied_increase],
+            words=[tok.lower_ for tok in doc] if groups["comp"] else (),
         )
         for sp in _longest_first(groups["abn"]) + composites:
             if (sp.start, sp.end, sp.value.abnormality) not in seen_abn:
@@ -469,7 +490,6 @@ class ReportLabeler:
                     sentence=sent_text, sentence_start=info.start, sentence_end=info.end, **fields,
                 )
 
-            bare_or = self._bare_disjunction(parts["abn"], tok_texts, s_start, s_end, cues, unc_pos)
             for m in parts["abn"]:
                 term = m.value
                 if term.modifier and any(
@@ -503,7 +523,7 @@ class ReportLabeler:
                         not any_in(term_pos, min(q, m.end), max(q, m.start)) for q in near if q < m.start or q >= m.end
                     ):
                         continue
-                negated = m.start in bare_or or any(d0 < m.start < d1 for d0, d1 in denied_increase)
+                negated = any(d0 < m.start < d1 for d0, d1 in denied_increase)
                 for c in () if negated else cues:
                     if c.start < m.start < c.end and c.kind in ("neg_pre", "neg_post"):
                         negated = True  # the cue phrase contains the finding ('not enlarged', 'no pathological node')
@@ -615,12 +635,15 @@ class ReportLabeler:
         terms: list[tuple],
         neg: Sequence[_Span] = (),
         denied_increase_ends: Sequence[int] = (),
+        words: Sequence[str] = (),
     ) -> list[_Span]:
         """Mentions made of an anchor and a change word ('peribronchial ... thickness increase').
 
         A terminator or a negation cue between the two words keeps them apart ('effusion - no thickening'). A change
         word that belongs to another organ-specific finding is not borrowed ('peribronchial area and interlobular
-        septal thickenings' is septal thickening only). A denied increase right before the pair negates it: ``no
+        septal thickenings' is septal thickening only), unless the anchor is coordinated directly with that finding's
+        modifier and so shares its head noun ('peribronchial and interlobular septal thickenings' is both; ``words``
+        are the lower-case tokens of the report). A denied increase right before the pair negates it: ``no
         increase`` is a pseudo-negation for a finding that is present ('no increase in the nodule'), but when the
         increase is the change itself ('no increase in peribronchial wall thickness') nothing is thickened.
         """
@@ -644,11 +667,12 @@ class ReportLabeler:
                         blocked = k < len(term_pos) and term_pos[k] < hi
                         if any(end <= lo <= end + 2 for end in denied_increase_ends):
                             continue  # 'no increase in peribronchial wall thickness'
-                        if any(
-                            s.value.abnormality != name and s.start <= c.start and c.end <= s.end
+                        owners = [
+                            s for s in owned
+                            if s.value.abnormality != name and s.start <= c.start and c.end <= s.end
                             and not (s.start < a.end and a.start < s.end)
-                            for s in owned
-                        ):
+                        ]
+                        if owners and not any(_coordinated(words, a, s) for s in owners):
                             continue  # the change word is part of another finding ('interlobular septal thickenings')
                         if gap <= spec["window"] and not blocked:
                             if not any(s.value.abnormality == name and s.start < hi and lo < s.end for s in abn):
@@ -656,34 +680,6 @@ class ReportLabeler:
                                 out.append(_Span(lo, hi, "abn", info))
                                 break
         return out
-
-    @staticmethod
-    def _bare_disjunction(
-        mentions: list[_Span], tok_texts: Sequence[str], s_start: int, s_end: int, cues: list[_Span],
-        unc_pos: list[int],
-    ) -> set[int]:
-        """Starts of the findings of an unhedged 'A or B was detected' statement (a negation lost in translation).
-
-        Findings joined by ``or`` are alternatives: a report states them as a differential (``consistent with A or
-        B``, hedged) or denies them together (``no A or B was detected``). ``A or B was detected`` with neither a
-        negation nor a hedge in the sentence is the negative template with its negation lost, so both are negated.
-        """
-        if cues or len(mentions) < 2:
-            return set()
-        ordered = sorted(mentions, key=lambda s: s.start)
-        for a, b in zip(ordered, ordered[1:]):
-            if any(s_start <= q < b.end + 2 and tok_texts[q].lower() != "or" for q in unc_pos):
-                continue  # hedged: a differential diagnosis stays positive (uncertain)
-            between = [w.lower() for w in tok_texts[a.end : b.start]]
-            after = [w.lower() for w in tok_texts[b.end : min(b.end + 2, s_end)]]
-            if (
-                between == ["or"]
-                and len(after) == 2
-                and after[0] in ("is", "was", "are", "were")
-                and after[1] in _PASSIVE_FINDING_VERBS
-            ):
-                return {a.start, b.start}
-        return set()
 
     def _by_organ(
         self, term, sent_locs: list[_Span], m: _Span, s_start: int, s_end: int, mentions: list[_Span]
@@ -752,17 +748,19 @@ class ReportLabeler:
         out: set[str] = set()
         sides: set[str] = set()
         lobes: set[str] = set()
+        side_lung = False
         for s in spans:
             if s.kind == "loc":
                 out.add(s.value)
                 if s.value in _LOBE_SIDE:
                     out.add(f"{_LOBE_SIDE[s.value]}_lung")
-            elif s.kind == "side":
+            elif s.kind in ("side", "side_lung"):
                 sides.update(("right", "left") if s.value == "both" else (s.value,))
+                side_lung = side_lung or s.kind == "side_lung"  # 'both lungs'
             else:
                 lobes.add(s.value)
         sided_lobes = {loc for loc in out if loc in _LOBE_SIDE}
-        lungish = bool(lobes) or any(
+        lungish = side_lung or bool(lobes) or any(
             loc in _LOBE_SIDE or "lung" in self.vocab.locations[loc].organs for loc in out
         )
         for side in sides:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from hirescam_ext.labels import LABEL_NAMES, LOCATION_NAMES
 
@@ -181,9 +182,47 @@ def test_density_interpreted_as_an_opacity_pattern_is_that_pattern(labeler):
     assert positives(result) == {"lung_groundglass"}
 
 
-def test_unhedged_disjunction_statement_is_a_lost_negation(labeler):
-    result = labeler.label("Active infiltration or mass lesion was detected in both lungs.")
-    assert positives(result) == set()
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        ("Atelectasis or consolidation is seen in the left lower lobe.", {"lung_atelectasis", "lung_consolidation"}),
+        ("Nodules or masses were seen in both lungs.", {"lung_nodule", "lung_mass"}),
+        ("Emphysema or bullae are seen in both upper lobes.", {"lung_emphysema"}),
+        ("Pneumothorax or pleural effusion was detected.", {"lung_pneumothorax", "lung_pleural_effusion"}),
+        ("A nodule or lymph node was seen in the right hilum.", {"lung_nodule"}),
+    ],
+)
+def test_unhedged_disjunction_statement_stays_positive(labeler, sentence, expected):
+    assert expected <= positives(labeler.label(sentence))
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "Hypodense nodules in both lungs.",
+        "Hypodense nodules in bilateral lungs.",
+        "Hypodense nodules are seen bilaterally in the lungs.",
+        "Hypodense nodules in the right lung.",
+    ],
+)
+def test_hypodense_nodule_in_both_lungs_is_a_lung_nodule(labeler, sentence):
+    result = labeler.label(sentence)
+    assert "lung_nodule" in positives(result)
+    assert {"right_lung"} <= set(result.location_rows()["lung_nodule"])
+
+
+def test_both_lungs_names_both_lung_columns(labeler):
+    result = labeler.label("Hypodense nodules in both lungs.")
+    assert result.location_rows()["lung_nodule"] == ["right_lung", "left_lung"]
+
+
+def test_hypodense_nodule_in_both_kidneys_gives_no_lung_label(labeler):
+    assert "lung_nodule" not in positives(labeler.label("Hypodense nodules in both kidneys."))
+
+
+def test_coordinated_anchor_shares_the_change_word(labeler):
+    result = labeler.label("Peribronchial and interlobular septal thickenings are observed.")
+    assert {"lung_bronchial_wall_thickening", "lung_septal_thickening"} <= positives(result)
 
 
 def test_hedged_disjunction_stays_positive(labeler):
