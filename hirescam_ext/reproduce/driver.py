@@ -99,7 +99,10 @@ _LOCATION_KEYS = ("bundle_root", "dataset_dir", "cache_dir")
 
 
 def _experiment(overrides: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in json.loads(json.dumps(overrides)).items() if k not in _LOCATION_KEYS}
+    """What identifies a run: its overrides without locations and without handler switches (``...#_disabled_``:
+    logging handlers that change nothing trained or measured, and whose list positions may move)."""
+    return {k: v for k, v in json.loads(json.dumps(overrides)).items()
+            if k not in _LOCATION_KEYS and not k.endswith("#_disabled_")}
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

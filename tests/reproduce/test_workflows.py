@@ -74,6 +74,15 @@ def test_finished_runs_are_matched_by_experiment_not_by_location() -> None:
     assert _experiment(a) != _experiment(c)
 
 
+def test_finished_runs_are_matched_regardless_of_logging_handler_switches() -> None:
+    from hirescam_ext.reproduce.driver import _experiment
+
+    a = bundle_overrides(MODELS["axialnet"], get_profile("tiny"), "data", "runs/a", 0)
+    moved = {k: v for k, v in a.items() if not k.endswith("#_disabled_")}
+    moved["train#handlers#9#_disabled_"] = True  # the TensorBoard handler at another list position
+    assert _experiment(a) == _experiment(moved)
+
+
 def test_imagenet_model_passes_the_weights_to_the_bundle() -> None:
     ov = bundle_overrides(MODELS["axialnet_imagenet"], get_profile("full"), "d", "r", 0, pretrained="w.pth")
     assert ov["pretrained"] == "w.pth" and ov["trunk"] == "resnet18"
