@@ -169,7 +169,7 @@ PROFILES: dict[str, ReproProfile] = {
         batch_size=8,
         device="cpu",
         synth_workers=2,
-        note="about 30 minutes on 2 CPU cores: 2000 scans of 64x64x48, small trunk, Adam, 8 epochs, 3 seeds",
+        note="about 50 minutes on 2 CPU cores: 2000 scans of 64x64x48, small trunk, Adam, 8 epochs, 3 seeds",
     ),
     "full": ReproProfile(
         name="full",
