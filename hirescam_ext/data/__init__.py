@@ -19,6 +19,7 @@ from hirescam_ext.data.datalist import (
     make_datalist,
 )
 from hirescam_ext.data.dataset import CACHE_MODES, make_dataset
+from hirescam_ext.data.failures import collate_skipping_failures, failures_in_batch, is_failed_item
 from hirescam_ext.data.radchestct import (
     NPZ_KEY,
     RADCHESTCT_SPACING,
@@ -43,6 +44,9 @@ __all__ = [
     "make_datalist",
     "CACHE_MODES",
     "make_dataset",
+    "collate_skipping_failures",
+    "failures_in_batch",
+    "is_failed_item",
     "NPZ_KEY",
     "RADCHESTCT_SPACING",
     "RadChestCTNpzReader",

@@ -25,7 +25,17 @@ import torch
 from monai.data import CacheDataset, Dataset, MetaTensor, PersistentDataset
 from monai.transforms import Compose
 
-__all__ = ["CACHE_MODES", "make_cache_safe", "SafePersistentDataset", "make_dataset"]
+from hirescam_ext.data.failures import failed_item, is_failed_item
+
+__all__ = [
+    "CACHE_MODES",
+    "make_cache_safe",
+    "SafePersistentDataset",
+    "SkipFailuresCacheDataset",
+    "SkipFailuresDataset",
+    "SkipFailuresPersistentDataset",
+    "make_dataset",
+]
 
 CACHE_MODES = ("none", "memory", "disk")
 
@@ -95,6 +105,98 @@ class SafePersistentDataset(PersistentDataset):
             raise
 
 
+class SkipFailuresDataset(Dataset):
+    """``Dataset`` that returns ``{"error": message, "source": path}`` for an item whose transforms raise.
+
+    Args:
+        data: items (dictionaries); ``source_key`` names the scan in the report.
+        transform: the loading/preprocessing transform.
+        source_key: item key that identifies the scan (default ``"image"``, the input path).
+    """
+
+    def __init__(self, data: Sequence, transform: Callable | None = None, source_key: str = "image") -> None:
+        super().__init__(data, transform)
+        self.source_key = source_key
+
+    def _transform(self, index: int) -> Any:
+        try:
+            return super()._transform(index)
+        except Exception as exc:  # noqa: BLE001 - the failure becomes a report; the run continues
+            return failed_item(self.data[index], exc, self.source_key)
+
+
+class SkipFailuresCacheDataset(CacheDataset):
+    """``CacheDataset`` whose failing items become reports, both while the cache is filled (at construction) and
+    in the random transforms after it. The report of a failed item is what the cache holds for it, so the item is
+    loaded (and reported) once.
+
+    Args:
+        data: items (dictionaries).
+        transform: a ``Compose`` (deterministic prefix cached, the rest run per access).
+        source_key: item key that identifies the scan.
+        kwargs: everything ``CacheDataset`` takes.
+    """
+
+    def __init__(self, data: Sequence, transform: Callable, source_key: str = "image", **kwargs: Any) -> None:
+        self.source_key = source_key
+        super().__init__(data, transform, **kwargs)
+
+    def _load_cache_item(self, idx: int) -> Any:
+        try:
+            return super()._load_cache_item(idx)
+        except Exception as exc:  # noqa: BLE001 - a scan that does not load is cached as its report
+            return failed_item(self.data[idx], exc, self.source_key)
+
+    def _cached(self, index: int) -> Any:
+        """The cache entry of ``index`` (``None`` when it is not cached or not computed yet)."""
+        if self._cache is None or not len(self):
+            return None
+        if self.hash_as_key:
+            key = self.hash_func(self.data[index])
+            return self._cache[self._hash_keys.index(key)] if key in self._hash_keys else None
+        return self._cache[index % len(self)] if index % len(self) < self.cache_num else None
+
+    def _transform(self, index: int) -> Any:
+        cached = self._cached(index)
+        if is_failed_item(cached):
+            return dict(cached)
+        try:
+            result = super()._transform(index)
+        except Exception as exc:  # noqa: BLE001 - a failing random transform also becomes a report
+            return failed_item(self.data[index], exc, self.source_key)
+        return result
+
+
+class SkipFailuresPersistentDataset(SafePersistentDataset):
+    """:class:`SafePersistentDataset` whose failing items become reports; a failure is not cached, so a scan that
+    was fixed is loaded again on the next access.
+
+    Args:
+        data: items (dictionaries).
+        transform: a ``Compose``.
+        cache_dir: folder of the disk cache.
+        source_key: item key that identifies the scan.
+        kwargs: everything ``PersistentDataset`` takes.
+    """
+
+    def __init__(
+        self,
+        data: Sequence,
+        transform: Callable | None,
+        cache_dir: str | os.PathLike,
+        source_key: str = "image",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(data, transform, cache_dir=cache_dir, **kwargs)
+        self.source_key = source_key
+
+    def _transform(self, index: int) -> Any:
+        try:
+            return super()._transform(index)
+        except Exception as exc:  # noqa: BLE001 - the failure becomes a report; the run continues
+            return failed_item(self.data[index], exc, self.source_key)
+
+
 def make_dataset(
     data: Sequence[dict],
     transform: Callable | None,
@@ -103,6 +205,8 @@ def make_dataset(
     num_workers: int | None = 0,
     cache_rate: float = 1.0,
     progress: bool = False,
+    skip_failures: bool = False,
+    source_key: str = "image",
 ) -> Dataset:
     """Return a ``Dataset`` (``"none"``), ``CacheDataset`` (``"memory"``) or :class:`SafePersistentDataset`
     (``"disk"``).
@@ -115,6 +219,12 @@ def make_dataset(
         num_workers: threads filling the memory cache (``None``/0/1: one thread).
         cache_rate: fraction of items kept in the memory cache.
         progress: show a progress bar while filling the memory cache.
+        skip_failures: an item whose transforms raise (missing or truncated file, a volume our checks refuse)
+            becomes ``{"error": message, "source": path}`` instead of an exception, with every cache mode (the
+            memory cache holds the report); collate with
+            :func:`hirescam_ext.data.failures.collate_skipping_failures` and report with
+            :class:`hirescam_ext.engines.FailedItemsHandler`.
+        source_key: item key that names the scan in a report.
     """
     if cache not in CACHE_MODES:
         raise ValueError(f"cache must be one of {CACHE_MODES}, got {cache!r}")
@@ -123,18 +233,22 @@ def make_dataset(
         # MONAI caches up to the first Randomizable transform and a nested Compose counts as one: flatten it so
         # the cache reaches the end of the deterministic prefix (for example ct_preprocessing inside a Compose).
         transform = transform.flatten()
+    skip = {"source_key": source_key} if skip_failures else {}
     if cache == "none":
-        return Dataset(data, transform)
+        return SkipFailuresDataset(data, transform, **skip) if skip_failures else Dataset(data, transform)
     if cache == "memory":
-        return CacheDataset(
+        return (SkipFailuresCacheDataset if skip_failures else CacheDataset)(
             data,
             transform,
             cache_rate=cache_rate,
             num_workers=max(1, int(num_workers or 1)),
             progress=progress,
             copy_cache=True,
+            **skip,
         )
     if cache_dir is None:
         raise ValueError("cache='disk' needs a cache_dir")
     os.makedirs(cache_dir, exist_ok=True)
-    return SafePersistentDataset(data, transform, cache_dir=cache_dir)
+    return (SkipFailuresPersistentDataset if skip_failures else SafePersistentDataset)(
+        data, transform, cache_dir=cache_dir, **skip
+    )

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from hirescam_ext.engines.checkpoint import TrainingCheckpointer, load_network_weights, randomizable_transforms
-from hirescam_ext.engines.evaluator import ExplanationEvaluator, resize_maps_to, to_region_layout
+from hirescam_ext.engines.evaluator import ExplanationEvaluator, SkipFailedEpochWise, resize_maps_to, to_region_layout
+from hirescam_ext.engines.failures import (
+    FailedItemsHandler,
+    FailureLog,
+    FaultTolerantTrainer,
+    TooManyFailedItemsError,
+    is_skipped_output,
+    loss_value,
+)
 from hirescam_ext.engines.optim import OPTIMIZERS, build_optimizer
 from hirescam_ext.engines.guards import NonFiniteLossError, NonFiniteLossGuard, describe_batch
 from hirescam_ext.engines.prepare_batch import PrepareBatchWithRegions
@@ -11,6 +19,13 @@ from hirescam_ext.engines.wrappers import WithAttention
 
 __all__ = [
     "ExplanationEvaluator",
+    "FailedItemsHandler",
+    "FailureLog",
+    "FaultTolerantTrainer",
+    "SkipFailedEpochWise",
+    "TooManyFailedItemsError",
+    "is_skipped_output",
+    "loss_value",
     "OPTIMIZERS",
     "build_optimizer",
     "NonFiniteLossError",

@@ -14,11 +14,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from ignite.engine import Engine, Events
+from ignite.metrics.metric import MetricUsage
 from monai.engines import SupervisedEvaluator
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys
 
-__all__ = ["ERROR_KEY", "ExplanationEvaluator", "resize_maps_to", "to_region_layout"]
+__all__ = ["ERROR_KEY", "ExplanationEvaluator", "SkipFailedEpochWise", "resize_maps_to", "to_region_layout"]
 
 #: batch key of a load failure report (the item is skipped, the run goes on)
 ERROR_KEY = "error"
@@ -44,6 +46,34 @@ def to_region_layout(maps: torch.Tensor, explainer: Any) -> torch.Tensor:
     return maps
 
 
+def _has_good_output(engine: Engine, event: int) -> bool:
+    output = engine.state.output
+    return not (isinstance(output, Mapping) and output.get(ERROR_KEY) is not None)
+
+
+class SkipFailedEpochWise(MetricUsage):
+    """Ignite's epoch-wise metric usage, except that an iteration whose batch failed to load (output with an
+    ``error`` entry) does not update the metric."""
+
+    usage_name: str = "epoch_wise_skip_failed"
+
+    def __init__(self) -> None:
+        super().__init__(
+            started=Events.EPOCH_STARTED,
+            completed=Events.EPOCH_COMPLETED,
+            iteration_completed=Events.ITERATION_COMPLETED(event_filter=_has_good_output),
+        )
+
+
+def _attach_skipping_failures(attach: Callable[..., Any]) -> Callable[..., Any]:
+    def attach_with_usage(engine: Engine, name: str, *args: Any, **kwargs: Any) -> Any:
+        if not args and "usage" not in kwargs:
+            kwargs["usage"] = SkipFailedEpochWise()
+        return attach(engine, name, *args, **kwargs)
+
+    return attach_with_usage
+
+
 class ExplanationEvaluator(SupervisedEvaluator):
     """``SupervisedEvaluator`` that also stores explanation maps in ``engine.state.output``.
 
@@ -52,7 +82,9 @@ class ExplanationEvaluator(SupervisedEvaluator):
     (sigmoid), ``slice_scores`` (``[B, M, H]``, AxialNet-style networks), ``regions``
     (``[B, M, H, D1, D2]`` when the batch has them), one entry per explainer name (normalized maps on the regions
     grid, or the explainer's own grid when there are no regions) and ``loss`` when a loss function is given.
-    A batch carrying an ``error`` entry (a scan that failed to load) yields ``{"error", "source"}`` only.
+    A batch carrying an ``error`` entry (no scan of it loaded, see
+    :func:`hirescam_ext.data.failures.collate_skipping_failures`) yields ``{"error", "source"}`` only, and the
+    key and additional metrics skip that iteration (:class:`SkipFailedEpochWise`).
 
     Args:
         explainers: ``{name: explainer}``; an explainer is called as ``explainer(image, upsample=False)`` and
@@ -88,6 +120,20 @@ class ExplanationEvaluator(SupervisedEvaluator):
         self.explainers = dict(explainers or {})
         self.loss_function = loss_function
         self.regions_key = regions_key
+
+    def _register_metrics(self, k_metric: dict, add_metrics: dict | None = None) -> None:
+        """MONAI's registration, with every metric attached so that skipped (failed) batches do not update it."""
+        attach_plain: dict[int, Callable] = {}
+        for metric in [*k_metric.values(), *(add_metrics or {}).values()]:
+            if id(metric) not in attach_plain and callable(getattr(metric, "attach", None)):
+                attach_plain[id(metric)] = metric.attach
+                metric.attach = _attach_skipping_failures(metric.attach)  # type: ignore[method-assign]
+        try:
+            super()._register_metrics(k_metric, add_metrics)
+        finally:
+            for metric in [*k_metric.values(), *(add_metrics or {}).values()]:
+                if id(metric) in attach_plain:
+                    del metric.attach  # back to the class method
 
     def _iteration(self, engine: ExplanationEvaluator, batchdata: dict[str, torch.Tensor]) -> dict:  # type: ignore
         if batchdata is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ignite.engine import Engine, Events
+from monai.utils import CommonKeys
 
 __all__ = ["LossComponentsHandler"]
 
@@ -51,6 +52,9 @@ class LossComponentsHandler:
         self._count = 0
 
     def _record(self, engine: Engine) -> None:
+        output = engine.state.output
+        if isinstance(output, dict) and CommonKeys.LOSS in output and output[CommonKeys.LOSS] is None:
+            return  # a skipped batch (no scan of it loaded): the loss function's last components are stale
         parts = getattr(self.loss_fn, "last_components", {}) or {}
         values = {k: float(parts[k].mean()) for k in self.keys if k in parts}
         if not values:

@@ -9,29 +9,11 @@ from typing import Any
 
 from monai.data import Dataset
 
-from hirescam_ext.utils.errors import InputError
+from hirescam_ext.utils.errors import error_message
 
 __all__ = ["SkipBadItems", "error_message"]
 
 logger = logging.getLogger(__name__)
-
-
-def error_message(exc: BaseException) -> str:
-    """The most useful message of an exception chain (MONAI wraps transform errors several times).
-
-    The first :class:`~hirescam_ext.utils.errors.InputError` of the chain when there is one (it names the file and
-    the problem), else the innermost message.
-    """
-    messages = []
-    current: BaseException | None = exc
-    while current is not None:
-        if isinstance(current, InputError):
-            return str(current).splitlines()[0] if str(current).strip() else type(current).__name__
-        text = str(current).strip()
-        if text:
-            messages.append(f"{type(current).__name__}: {text.splitlines()[0]}")
-        current = current.__cause__ or current.__context__
-    return messages[-1] if messages else type(exc).__name__
 
 
 class SkipBadItems(Dataset):

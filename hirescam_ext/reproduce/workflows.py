@@ -44,7 +44,7 @@ __all__ = [
 #: index of the AllowedRegionsd transform in ``deterministic_transforms`` of configs/train.json
 _REGIONS_TRANSFORM = "deterministic_transforms#transforms#2"
 #: handlers of configs/train.json that only write TensorBoard files (disabled: nothing reads them here)
-_TENSORBOARD_HANDLERS = ("train#handlers#6", "validate#handlers#1")
+_TENSORBOARD_HANDLERS = ("train#handlers#7", "validate#handlers#2")
 #: per-epoch validation metrics without explanation maps (models without a CAM; training runs)
 _AUROC_ONLY_VALIDATION = {"val_mean_auroc": {"_target_": "hirescam_ext.handlers.MultiLabelAUROCHandler"}}
 

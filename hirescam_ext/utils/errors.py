@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["InputError", "input_error"]
+__all__ = ["InputError", "error_message", "input_error"]
 
 
 class InputError(ValueError):
@@ -24,3 +24,21 @@ class InputError(ValueError):
 def input_error(path: str | os.PathLike | None, problem: str) -> InputError:
     """Build an :class:`InputError` (handy in ``raise input_error(...) from exc``)."""
     return InputError(path, problem)
+
+
+def error_message(exc: BaseException) -> str:
+    """The most useful message of an exception chain (MONAI wraps transform errors several times).
+
+    The first :class:`InputError` of the chain when there is one (it names the file and the problem), else the
+    innermost message.
+    """
+    messages = []
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, InputError):
+            return str(current).splitlines()[0] if str(current).strip() else type(current).__name__
+        text = str(current).strip()
+        if text:
+            messages.append(f"{type(current).__name__}: {text.splitlines()[0]}")
+        current = current.__cause__ or current.__context__
+    return messages[-1] if messages else type(exc).__name__

@@ -147,7 +147,7 @@ def test_resume_with_a_checkpoint_of_another_network_loads_nothing(tmp_path: Pat
     assert ckpt.optimizer.param_groups[0]["lr"] == 0.1
 
 
-def test_training_on_a_dataset_with_a_nan_scan_stops_naming_the_file(tiny_synthetic: Path, tmp_path: Path) -> None:
+def test_training_with_too_many_nan_scans_stops_naming_the_file(tiny_synthetic: Path, tmp_path: Path) -> None:
     import json
 
     import nibabel as nib
@@ -163,5 +163,7 @@ def test_training_on_a_dataset_with_a_nan_scan_stops_naming_the_file(tiny_synthe
     root = tmp_path / "run"
     proc = run_training(root, data, 1)
     assert proc.returncode != 0
-    assert f"InputError: {image}: 8 of 196608 voxels are NaN or infinite" in proc.stdout + proc.stderr
+    text = proc.stdout + proc.stderr
+    assert "TooManyFailedItemsError: 1 of 7 training scans failed to load" in text  # 1 of 7 > max_failed_fraction
+    assert f"{image}: 8 of 196608 voxels are NaN or infinite" in text
     assert not (root / "models" / "last.pt").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -140,3 +142,14 @@ def test_command_line_without_overrides_keeps_the_profile() -> None:
     from hirescam_ext.reproduce.driver import _parser, profile_from_args
 
     assert profile_from_args(_parser().parse_args(["--profile", "quick"])) == get_profile("quick")
+
+
+def test_disabled_tensorboard_handlers_are_the_configs_tensorboard_handlers() -> None:
+    import json
+
+    from hirescam_ext.reproduce.workflows import _TENSORBOARD_HANDLERS
+
+    config = json.loads((Path(__file__).resolve().parents[2] / "configs" / "train.json").read_text())
+    for ref in _TENSORBOARD_HANDLERS:
+        section, _, index = ref.split("#")
+        assert config[section]["handlers"][int(index)]["_target_"] == "TensorBoardStatsHandler", ref
