@@ -105,7 +105,20 @@ class SafePersistentDataset(PersistentDataset):
             raise
 
 
-class SkipFailuresDataset(Dataset):
+class _FailuresAsReports:
+    """Mixin for MONAI datasets: an item whose transforms raise becomes ``{"error": message, "source": path}``."""
+
+    data: Sequence
+    source_key: str = "image"
+
+    def _transform(self, index: int) -> Any:
+        try:
+            return super()._transform(index)  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - the failure becomes a report; the run continues
+            return failed_item(self.data[index], exc, self.source_key)
+
+
+class SkipFailuresDataset(_FailuresAsReports, Dataset):
     """``Dataset`` that returns ``{"error": message, "source": path}`` for an item whose transforms raise.
 
     Args:
@@ -117,12 +130,6 @@ class SkipFailuresDataset(Dataset):
     def __init__(self, data: Sequence, transform: Callable | None = None, source_key: str = "image") -> None:
         super().__init__(data, transform)
         self.source_key = source_key
-
-    def _transform(self, index: int) -> Any:
-        try:
-            return super()._transform(index)
-        except Exception as exc:  # noqa: BLE001 - the failure becomes a report; the run continues
-            return failed_item(self.data[index], exc, self.source_key)
 
 
 class SkipFailuresCacheDataset(CacheDataset):
@@ -167,7 +174,7 @@ class SkipFailuresCacheDataset(CacheDataset):
         return result
 
 
-class SkipFailuresPersistentDataset(SafePersistentDataset):
+class SkipFailuresPersistentDataset(_FailuresAsReports, SafePersistentDataset):
     """:class:`SafePersistentDataset` whose failing items become reports; a failure is not cached, so a scan that
     was fixed is loaded again on the next access.
 
@@ -189,12 +196,6 @@ class SkipFailuresPersistentDataset(SafePersistentDataset):
     ) -> None:
         super().__init__(data, transform, cache_dir=cache_dir, **kwargs)
         self.source_key = source_key
-
-    def _transform(self, index: int) -> Any:
-        try:
-            return super()._transform(index)
-        except Exception as exc:  # noqa: BLE001 - the failure becomes a report; the run continues
-            return failed_item(self.data[index], exc, self.source_key)
 
 
 def make_dataset(
