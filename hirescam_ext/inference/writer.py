@@ -44,7 +44,11 @@ def pending_inputs(sources: Sequence[str], output_dir: str | os.PathLike, skip_d
     items = [{"image": str(s), "scan": n} for s, n in zip(sources, unique_scan_names(sources))]
     if not skip_done:
         return items
-    return [item for item in items if not (out / item["scan"] / DONE_MARKER).is_file()]
+    pending = [item for item in items if not (out / item["scan"] / DONE_MARKER).is_file()]
+    if len(pending) < len(items):
+        logger.info("%d of %d scans already have results in %s and are skipped (skip_done=false redoes them); "
+                    "%d to do", len(items) - len(pending), len(items), out, len(pending))
+    return pending
 
 
 def _save_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:

@@ -36,6 +36,18 @@ def test_pending_inputs_skips_only_finished_scans(tmp_path: Path) -> None:
     assert len(pending_inputs(sources, out, skip_done=False)) == 2
 
 
+def test_pending_inputs_says_how_many_finished_scans_it_skips(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "ct.nii.gz").write_bytes(b"")
+    sources = find_ct_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    (out / "ct").mkdir(parents=True)
+    (out / "ct" / "done.json").write_text("{}")
+    with caplog.at_level("INFO", logger="hirescam_ext.inference.writer"):
+        assert pending_inputs(sources, out) == []
+    assert "1 of 1 scans already have results" in caplog.text
+
+
 def test_find_ct_inputs_names_a_missing_path(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
         find_ct_inputs(tmp_path / "nope")
