@@ -9,7 +9,6 @@ from hirescam_ext.engines.failures import (
     FailureLog,
     FaultTolerantTrainer,
     TooManyFailedItemsError,
-    is_skipped_output,
     loss_value,
 )
 from hirescam_ext.engines.optim import OPTIMIZERS, build_optimizer
@@ -24,7 +23,6 @@ __all__ = [
     "FaultTolerantTrainer",
     "SkipFailedEpochWise",
     "TooManyFailedItemsError",
-    "is_skipped_output",
     "loss_value",
     "OPTIMIZERS",
     "build_optimizer",

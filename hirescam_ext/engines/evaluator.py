@@ -20,10 +20,10 @@ from monai.engines import SupervisedEvaluator
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys
 
+from hirescam_ext.data.failures import ERROR_KEY, SOURCE_KEY, is_failed_item
+
 __all__ = ["ERROR_KEY", "ExplanationEvaluator", "SkipFailedEpochWise", "resize_maps_to", "to_region_layout"]
 
-#: batch key of a load failure report (the item is skipped, the run goes on)
-ERROR_KEY = "error"
 
 
 def resize_maps_to(maps: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
@@ -47,8 +47,7 @@ def to_region_layout(maps: torch.Tensor, explainer: Any) -> torch.Tensor:
 
 
 def _has_good_output(engine: Engine, event: int) -> bool:
-    output = engine.state.output
-    return not (isinstance(output, Mapping) and output.get(ERROR_KEY) is not None)
+    return not is_failed_item(engine.state.output)
 
 
 class SkipFailedEpochWise(MetricUsage):
@@ -138,9 +137,9 @@ class ExplanationEvaluator(SupervisedEvaluator):
     def _iteration(self, engine: ExplanationEvaluator, batchdata: dict[str, torch.Tensor]) -> dict:  # type: ignore
         if batchdata is None:
             raise ValueError("Must provide batch data for current iteration.")
-        if isinstance(batchdata, Mapping) and batchdata.get(ERROR_KEY) is not None:
+        if is_failed_item(batchdata):
             # an item that failed to load (see hirescam_ext.inference.SkipBadItems): pass the report on, skip the rest
-            engine.state.output = {ERROR_KEY: batchdata[ERROR_KEY], "source": batchdata.get("source")}
+            engine.state.output = {ERROR_KEY: batchdata[ERROR_KEY], SOURCE_KEY: batchdata.get(SOURCE_KEY)}
             return engine.state.output
         batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
         inputs, target = batch[0], batch[1]

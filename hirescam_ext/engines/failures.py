@@ -41,7 +41,6 @@ __all__ = [
     "FailureLog",
     "FaultTolerantTrainer",
     "TooManyFailedItemsError",
-    "is_skipped_output",
     "loss_value",
 ]
 
@@ -62,11 +61,6 @@ def _distributed() -> bool:
 
 def _rank() -> int:
     return torch.distributed.get_rank() if _distributed() else 0
-
-
-def is_skipped_output(output: Any) -> bool:
-    """True for the output of an iteration whose batch had no good item (it carries the ``error`` reports)."""
-    return isinstance(output, Mapping) and output.get(ERROR_KEY) is not None
 
 
 def loss_value(output: Any) -> float | None:
