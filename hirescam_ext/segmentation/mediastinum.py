@@ -17,8 +17,9 @@ box, narrowed left-right by fixed fractions of the lung span. Here (RAS ``[X, Y,
 * ``limits``: slices within the lungs' cranio-caudal extent, rows not anterior to the most anterior lung row;
 * ``body``: the body hull of :mod:`hirescam_ext.segmentation.lungs`;
 * ``below_diaphragm``: under the floor fitted to the lung bases (:func:`_below_diaphragm`);
-  ``heart_below_floor``: the heart's inferior part under that floor, down to the fat (-190..-40 HU; air is not
-  fat) lining its inferior wall (:func:`heart_below_floor`);
+  ``heart_below_floor``: what rests on the diaphragm under that floor: the heart down to the fat (-190..-40 HU;
+  air is not fat) lining its inferior wall, and mediastinal fat down to the end of its fat run
+  (:func:`heart_below_floor`);
 * ``behind_spine``: in each (x, z) column, everything at or posterior to the most anterior voxel of the spine.
   The spine is the set of cortical-bone (> ``bone_hu``, 400 HU: above most contrast-filled blood) 3D components
   near the body midline that reach behind the lungs' most posterior row (vertebral arches do; aorta and heart
@@ -225,16 +226,21 @@ def heart_below_floor(
     depth_mm: float = 40.0,
     fat_min_hu: float = -190.0,
 ) -> np.ndarray:
-    """The part of the heart that dips under the diaphragm estimate, down to the fat that lines its inferior wall.
+    """The heart and mediastinal fat that lie under the diaphragm estimate, down to where the abdomen begins.
 
-    The lung bases give the diaphragm where lung lies on it; the heart sits lower, on the central tendon, and its
-    inferior wall is lined by epicardial/pericardial fat. In each (x, y) column whose first voxel above the floor
-    (``below`` is ``z < floor``) is soft tissue (>= ``fat_hu``) of ``region``, the voxels from the highest fat
-    voxel (``fat_min_hu`` < HU < ``fat_hu``: -190..-40 HU by default; adipose tissue is about -190..-30 HU)
-    within ``depth_mm`` under the floor up to the floor are returned; a column without such fat (liver or spleen
-    directly under the floor) gets nothing. Air under the floor (gastric fundus or bowel gas, lung: about
-    -1000 HU) is not fat and does not count as the heart's lining. Partial-volume voxels at an air/tissue edge
-    can still fall in the fat band.
+    The lung bases give the diaphragm where lung lies on it; between the domes the diaphragm (central tendon) is
+    lower, and the heart and the cardiophrenic fat pads rest on it. ``below`` is ``z < floor`` per (x, y) column;
+    the column's first voxel above the floor decides:
+
+    * soft tissue (>= ``fat_hu``) of ``region`` (heart): the voxels from the highest fat voxel within ``depth_mm``
+      under the floor up to the floor (the epicardial/pericardial fat lining the heart's inferior wall); a column
+      without such fat (liver or spleen directly under the floor) gets nothing;
+    * fat of ``region`` (mediastinal fat): the fat run continuing down from the floor, within ``depth_mm``; it
+      stops at the first voxel that is not fat (diaphragm muscle, liver, stomach wall, air).
+
+    Fat is ``fat_min_hu`` < HU < ``fat_hu`` (-190..-40 HU by default; adipose tissue is about -190..-30 HU). Air
+    under the floor (gastric fundus or bowel gas, lung: about -1000 HU) is not fat and neither lines the heart
+    nor continues a fat run. Partial-volume voxels at an air/tissue edge can still fall in the fat band.
     """
     nz = hu.shape[2]
     if nz == 0:
@@ -243,14 +249,20 @@ def heart_below_floor(
     inside = (floor > 0) & (floor < nz)
     fz = np.clip(floor, 0, nz - 1)[:, :, None]
     fat = (hu > fat_min_hu) & (hu < fat_hu)
-    # the column starts on soft tissue (heart), neither fat nor air
-    start = np.take_along_axis(region & (hu >= fat_hu), fz, axis=2)[:, :, 0] & inside
     zz = np.arange(nz)[None, None, :]
     depth = max(1, int(round(depth_mm / float(spacing[2]))))
-    cand = fat & below & (zz >= floor[:, :, None] - depth)
-    found = cand.any(axis=2) & start
+    within = below & (zz >= floor[:, :, None] - depth)
+    # heart columns: the column starts on soft tissue (neither fat nor air); down to the highest fat voxel
+    on_heart = np.take_along_axis(region & (hu >= fat_hu), fz, axis=2)[:, :, 0] & inside
+    cand = fat & within
     top_fat = nz - 1 - np.argmax(cand[:, :, ::-1], axis=2)
-    return below & found[:, :, None] & (zz >= top_fat[:, :, None])
+    heart = (on_heart & cand.any(axis=2))[:, :, None] & within & (zz >= top_fat[:, :, None])
+    # fat columns: the fat run under the floor, down to the first voxel that is not fat
+    on_fat = np.take_along_axis(region & fat, fz, axis=2)[:, :, 0] & inside
+    stop = below & ~fat
+    top_stop = np.where(stop.any(axis=2), nz - 1 - np.argmax(stop[:, :, ::-1], axis=2), -1)
+    fat_run = on_fat[:, :, None] & within & (zz > top_stop[:, :, None])
+    return heart | fat_run
 
 
 def mediastinum_region(

@@ -60,6 +60,34 @@ def test_heart_below_floor_fat_band_bounds_are_settable():
     assert heart_below_floor(hu, region, below, SPACING, fat_min_hu=-300.0)[2, 2, 6:10].all()
 
 
+def test_heart_below_floor_continues_mediastinal_fat_down_its_fat_run():
+    # mediastinal fat above the floor at z=10 and under it down to z=7; diaphragm muscle (soft tissue) at z=6
+    hu, region, below = _floor_case(fat_z=None)
+    hu[:, :, 7:12] = -95.0
+    ext = heart_below_floor(hu, region, below, SPACING)
+    assert ext[2, 2, 7:10].all()
+    assert not ext[2, 2, :7].any()  # the run stops at the first voxel that is not fat
+
+
+def test_heart_below_floor_fat_run_stops_at_air_and_at_the_depth():
+    hu, region, below = _floor_case(fat_z=None)
+    hu[:, :, :12] = -95.0
+    hu[:, :, 8] = -1000.0  # gas under the floor ends the run
+    ext = heart_below_floor(hu, region, below, SPACING)
+    assert ext[2, 2, 9] and not ext[2, 2, :9].any()
+    hu[:, :, 8] = -95.0  # fat all the way down: only depth_mm (9 mm = 3 slices) under the floor
+    ext = heart_below_floor(hu, region, below, SPACING, depth_mm=9.0)
+    assert ext[2, 2, 7:10].all() and not ext[2, 2, :7].any()
+
+
+def test_heart_below_floor_fat_run_needs_region_fat_right_above_the_floor():
+    hu, region, below = _floor_case(fat_z=None)
+    hu[:, :, 7:11] = -95.0  # a fat run across the floor at z=10
+    assert heart_below_floor(hu, region, below, SPACING)[2, 2, 7:10].all()
+    region[:, :, 10] = False  # the same fat above the floor, but outside the region (lateral or subcutaneous)
+    assert not heart_below_floor(hu, region, below, SPACING).any()
+
+
 def test_heart_below_floor_handles_a_volume_without_slices():
     hu = np.zeros((4, 4, 0), np.float32)
     ext = heart_below_floor(hu, np.zeros(hu.shape, bool), np.zeros(hu.shape, bool), SPACING)
