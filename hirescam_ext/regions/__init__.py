@@ -3,6 +3,8 @@
 :class:`AllowedRegionsd` builds per-abnormality masks on the attention grid from an organ map, the labels and the
 location table; :class:`ToAttentionLayoutd` permutes them to AxialNet's ``[M, H, D1, D2]``. The ``hirescam
 regions`` command (:mod:`hirescam_ext.regions.cli`) precomputes organ maps and location tables for a dataset.
+:func:`lesion_coverage` measures how much of a lesion its G_true allows (``scripts/eval_allowed_regions.py``,
+docs/ALLOWED_REGIONS.md).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from hirescam_ext.regions.allowed import (
     lung_sides,
     organ_masks_on_grid,
 )
+from hirescam_ext.regions.coverage import allowed_fraction, lesion_cells, lesion_coverage
 from hirescam_ext.regions.layout import (
     SLICES_PER_TRIPLET,
     ToAttentionLayoutd,
@@ -40,9 +43,12 @@ __all__ = [
     "AllowedRegionsd",
     "AllowedRegionsD",
     "AllowedRegionsDict",
+    "allowed_fraction",
     "allowed_regions",
     "attention_grid_size",
     "label_organs",
+    "lesion_cells",
+    "lesion_coverage",
     "location_rows_from_matrix",
     "lung_sides",
     "organ_masks_on_grid",

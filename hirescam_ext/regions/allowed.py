@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
@@ -39,6 +40,8 @@ from monai.transforms import MapTransform
 from hirescam_ext.data.radchestct import read_location_table
 from hirescam_ext.labels import LABEL_NAMES, LOCATION_NAMES, ORGAN_LABELS, label_table
 from hirescam_ext.regions.layout import SLICES_PER_TRIPLET
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "RIGHT_LUNG_LOCATIONS",
@@ -199,9 +202,36 @@ def organ_masks_on_grid(
                 raise ValueError(f"area_threshold must lie in (0, 1], got {area_threshold}")
             fraction = F.adaptive_avg_pool3d(binary[None], (d1, d2, h))[0]
             masks = fraction >= area_threshold - 1e-6
+    if mode != "full":
+        _warn_lost_organs(binary, masks, mode, grid, area_threshold, dilation)
     if dilation:
         masks = _dilate(masks, dilation)
     return masks
+
+
+_LOST_WARNED: set[tuple] = set()
+
+
+def _warn_lost_organs(binary: torch.Tensor, masks: torch.Tensor, mode: str, grid: Sequence[int], area_threshold: float,
+                      dilation: int) -> None:
+    """Log once per setting when downsampling drops an organ that the organ map has (its G_true becomes empty).
+
+    Nearest resizing samples one point per cell: on a coarse grid (2 x 2, or a small organ on 4 x 4) every sample
+    can miss the organ, and the mask loss then penalises all attention for that organ's labels.
+    """
+    for k, name in enumerate(_ORGAN_ORDER):
+        if bool(binary[k].any()) and not bool(masks[k].any()):
+            key = (name, mode, tuple(int(g) for g in grid), float(area_threshold), int(dilation))
+            if key in _LOST_WARNED:
+                continue
+            _LOST_WARNED.add(key)
+            how = "area_threshold" if mode == "area" else "nearest sampling"
+            logger.warning(
+                "allowed regions: the %s of the organ map has no cell on the %s grid (mode %r, %s): every label of "
+                "that organ gets an empty G_true, so the mask loss penalises all its attention; use mode='area' with "
+                "a lower area_threshold (e.g. 0.1) or dilation (docs/ALLOWED_REGIONS.md)",
+                name.replace("_", " "), "x".join(str(int(g)) for g in grid), mode, how,
+            )
 
 
 def allowed_regions(

@@ -1,0 +1,113 @@
+"""Does G_true hold the lesions? Lesion coverage of the allowed regions on the attention grid; prints JSON.
+
+For every rendered finding of the synthetic benchmark (``hirescam_ext.data.synthetic.generate_case``, which knows
+each lesion's voxels), G_true of the finding's label is built with ``hirescam_ext.regions.allowed_regions`` from
+the true labels and location table, once from the generator's organ map ("truth") and once from our HU
+segmentation ("ours"), for several grids and downsampling settings. Reported per label, for the lung and the
+heart groups and overall:
+
+* ``coverage``: fraction of the lesion's grid cells that G_true allows (1.0: the mask loss never penalises
+  attention on the lesion; ``hirescam_ext.regions.coverage.lesion_coverage``);
+* ``allowed``: fraction of the grid G_true allows for that label (how loose the constraint is).
+
+Usage:
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/eval_allowed_regions.py [--cases 40] [--seed 0]
+        [--grids 6x6,4x4,2x2] [--settings nearest,nearest+1,area0.5,area0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from hirescam_ext.labels import LABEL_NAMES
+from hirescam_ext.regions.allowed import allowed_regions
+from hirescam_ext.regions.coverage import allowed_fraction, lesion_coverage
+from hirescam_ext.regions.layout import SLICES_PER_TRIPLET
+
+
+def parse_setting(text: str) -> dict[str, Any]:
+    """``nearest``, ``nearest+1`` (one cell of dilation), ``area0.5`` (area mode, threshold 0.5), ``area0.1+1``."""
+    base, _, dil = text.partition("+")
+    kw: dict[str, Any] = {"dilation": int(dil) if dil else 0}
+    if base == "nearest":
+        kw["mode"] = "nearest"
+    elif base.startswith("area"):
+        kw["mode"] = "area"
+        kw["area_threshold"] = float(base[4:] or 0.5)
+    else:
+        raise ValueError(f"unknown setting {text!r}: use nearest[+k] or area<threshold>[+k]")
+    return kw
+
+
+def summarize(values: list[float]) -> dict[str, float] | None:
+    vals = [v for v in values if np.isfinite(v)]
+    return {"mean": round(float(np.mean(vals)), 4), "n": len(vals)} if vals else None
+
+
+def evaluate(n_cases: int, seed: int, grids: list[tuple[int, int]], settings: list[str]) -> dict[str, Any]:
+    from hirescam_ext.data.synthetic import generate_case
+    from hirescam_ext.segmentation import segment_organs
+
+    index = {name: i for i, name in enumerate(LABEL_NAMES)}
+    cov: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    loose: dict[tuple, list[float]] = defaultdict(list)
+    n_findings = 0
+    for i in range(n_cases):
+        case = generate_case(i, seed)
+        if not case.findings:
+            continue
+        organs = {"truth": case.organs, "ours": segment_organs(case.image, affine=case.affine).organs}
+        h = case.image.shape[2] // SLICES_PER_TRIPLET
+        for source, organ_map in organs.items():
+            for d1, d2 in grids:
+                for setting in settings:
+                    g_true = allowed_regions(organ_map, case.label, case.locations, grid=(d1, d2, h),
+                                             **parse_setting(setting))
+                    key = (source, f"{d1}x{d2}", setting)
+                    for k, finding in enumerate(case.findings):
+                        lesion = case.lesions[..., k] > 0
+                        if finding.label not in index or not lesion.any():
+                            continue
+                        region = g_true[index[finding.label]] > 0.5
+                        cov[key][finding.label].append(lesion_coverage(region, lesion))
+                        loose[key].append(allowed_fraction(region))
+        n_findings += sum(1 for k in range(len(case.findings)) if case.lesions[..., k].any())
+        print(f"case {i + 1}/{n_cases}", file=sys.stderr, flush=True)
+    out: dict[str, Any] = {"cases": n_cases, "seed": seed, "findings": n_findings, "results": {}}
+    for (source, grid, setting), per_label in sorted(cov.items()):
+        lung = [v for name, vs in per_label.items() if name.startswith("lung_") for v in vs]
+        heart = [v for name, vs in per_label.items() if not name.startswith("lung_") for v in vs]
+        out["results"].setdefault(source, {}).setdefault(grid, {})[setting] = {
+            "coverage_all": summarize(lung + heart),
+            "coverage_lung": summarize(lung),
+            "coverage_heart": summarize(heart),
+            "allowed": summarize(loose[(source, grid, setting)]),
+            "coverage_by_label": {name: summarize(vs) for name, vs in sorted(per_label.items())},
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--grids", default="6x6,4x4,2x2", help="in-plane attention grids D1xD2 (H = slices // 3)")
+    parser.add_argument("--settings", default="nearest,nearest+1,area0.5,area0.1")
+    args = parser.parse_args(argv)
+    grids = [tuple(int(v) for v in g.lower().split("x")) for g in args.grids.split(",") if g]
+    settings = [s for s in args.settings.split(",") if s]
+    for s in settings:
+        parse_setting(s)
+    json.dump(evaluate(args.cases, args.seed, grids, settings), sys.stdout, indent=1)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
