@@ -9,9 +9,10 @@ box, narrowed left-right by fixed fractions of the lung span. Here (RAS ``[X, Y,
 * ``hull``: per axial slice, the 2D convex hull of both lungs (empty in slices without lung; in slices with only
   one of the two lungs, the rows of that slice's anterior-posterior lung extent);
 * ``between``: along every left-right row ``(y, z)``, x strictly between the *medial edges* of the lungs (the last
-  left-lung voxel and the first right-lung voxel); a row lacking one lung takes that lung's medial edge from the
-  nearest row that has it, preferring the same ``y`` in the nearest slice. This keeps the liver and stomach under
-  the diaphragm domes (which the hull of crescent-shaped lung bases covers) out of the region; in addition, per
+  left-lung voxel and the first right-lung voxel); a row lacking one lung takes that lung's medial edge
+  interpolated along ``y`` between the rows of the same slice that have it (held beyond the first and last such
+  row), and a slice lacking that lung entirely takes the nearest slice's edges. This keeps the liver and stomach
+  under the diaphragm domes (which the hull of crescent-shaped lung bases covers) out of the region; in addition, per
   row ``y`` and in the slices below the top of that band, x must lie within the widest medial-edge span seen in
   the lung slices from 30 % to 85 % of the lungs' height (above the domes; the apices are not narrowed);
 * ``limits``: slices within the lungs' cranio-caudal extent, rows not anterior to the most anterior lung row;
@@ -265,6 +266,21 @@ def heart_below_floor(
     return heart | fat_run
 
 
+def _fill_medial_edges(edge: np.ndarray, has: np.ndarray) -> np.ndarray:
+    """Medial-edge x for every row ``(y, z)``: rows lacking the lung are interpolated along y within their slice
+    (held constant beyond the first and last lung row) and slices lacking it copy the nearest slice that has it."""
+    out = edge.astype(float)
+    rows = np.arange(edge.shape[0])
+    with_lung = np.flatnonzero(has.any(axis=0))
+    if with_lung.size == 0:
+        return out
+    for z in with_lung:
+        h = has[:, z]
+        out[:, z] = np.interp(rows, rows[h], edge[h, z])
+    nearest = with_lung[np.abs(np.arange(edge.shape[1])[:, None] - with_lung[None, :]).argmin(axis=1)]
+    return out[:, nearest]
+
+
 def mediastinum_region(
     hu: np.ndarray,
     right: np.ndarray,
@@ -284,12 +300,10 @@ def mediastinum_region(
     has_r, has_l = right.any(axis=0), left.any(axis=0)
     x_r = x_r_raw = np.where(has_r, np.argmax(right, axis=0), nx)
     x_l = x_l_raw = np.where(has_l, nx - 1 - np.argmax(left[::-1], axis=0), -1)
-    # rows without that lung take the medial edge of the nearest row that has it (in mm on the y-z plane)
-    sampling = (50.0 * float(spacing[1]), float(spacing[2]))  # prefer the same row y in a nearby slice
-    _, (iy, iz) = ndi.distance_transform_edt(~has_r, sampling=sampling, return_indices=True)
-    x_r = x_r[iy, iz]
-    _, (iy, iz) = ndi.distance_transform_edt(~has_l, sampling=sampling, return_indices=True)
-    x_l = x_l[iy, iz]
+    # rows without that lung take the medial edge interpolated between the rows of the same slice that have it;
+    # slices without that lung take the edges of the nearest slice that has it
+    x_r = _fill_medial_edges(x_r_raw, has_r)
+    x_l = _fill_medial_edges(x_l_raw, has_l)
     between = (xs[:, None, None] > x_l[None]) & (xs[:, None, None] < x_r[None])
     # envelope per row y from the central slices: lung bases curving round the diaphragm domes have their inner
     # edge far lateral, so a dome slice may not widen the region beyond the widest central-slice mediastinum

@@ -136,3 +136,18 @@ def test_apex_slices_are_not_narrowed_by_the_central_slice_envelope():
     region = mediastinum_region(hu, right, left, np.ones(shape, bool), SPACING)
     assert region[14:26, 15, 36].all()  # the apex slice keeps the full width between its lungs
     assert region[16:24, 15, 20].all() and not region[14, 15, 20]  # central slice: between its lungs only
+
+
+def test_medial_edges_of_rows_without_lung_are_interpolated_within_the_slice():
+    from hirescam_ext.segmentation.mediastinum import _fill_medial_edges
+
+    edge = np.zeros((5, 3))
+    has = np.zeros((5, 3), bool)
+    edge[0, 1], edge[4, 1] = 10.0, 20.0  # slice 1: lung in rows 0 and 4 only
+    has[[0, 4], 1] = True
+    edge[2, 2] = 7.0  # slice 2: lung in row 2 only
+    has[2, 2] = True
+    out = _fill_medial_edges(edge, has)
+    assert out[:, 1].tolist() == [10.0, 12.5, 15.0, 17.5, 20.0]  # linear between the rows of the slice
+    assert out[:, 2].tolist() == [7.0] * 5  # held beyond the only row
+    assert out[:, 0].tolist() == out[:, 1].tolist()  # slice 0 has no lung: copies the nearest slice (1)
