@@ -19,8 +19,8 @@ Organ truth map (``hirescam_ext.labels.ORGAN_LABELS``): 1 right lung, 2 heart/me
   cranio-caudal extent, x strictly between the left lung's and the right lung's medial borders of each row ``y``
   and y within that slice's anterior-posterior lung extent and (slices with both lungs) the convex hull of both
   lungs; a row or slice lacking a lung borrows its medial border from the nearest row of the slice, or the
-  nearest slice. Above the diaphragm (the heart keeps its whole pericardial sac), excluding bone and everything
-  at or behind the vertebral body's anterior surface. It holds the heart with its pericardium, great vessels,
+  nearest slice. Above the diaphragm surface (the heart keeps its whole pericardial sac), excluding bone and
+  everything at or behind the vertebral body's anterior surface. It holds the heart with its pericardium, great vessels,
   mediastinal fat, oesophagus, and the trachea and main bronchi (extrapulmonary airways count as mediastinum,
   never as lung; above the lung apices they are background). The upper abdomen and tissue anterior or posterior
   to the lungs' extent are never labelled.
@@ -578,9 +578,9 @@ def build_phantom(grid: Grid, anatomy: Anatomy, rng: np.random.Generator) -> Pha
     z_lo, z_hi = int(zs[0]), int(zs[-1])
     zrange = np.zeros(grid.shape[2], bool)
     zrange[z_lo : z_hi + 1] = True
-    # mediastinum stops at the diaphragm (the upper abdomen under the domes is background); the heart keeps its
-    # whole pericardial sac even where it dips below the central diaphragm surface
-    above = Z > z_d - 3.0
+    # mediastinum stops at the diaphragm surface (the diaphragm under the lung bases and the upper abdomen under the
+    # domes are background); the heart keeps its whole pericardial sac even where it dips below that surface
+    above = Z > z_d
     if sl_h is not None:
         above = np.broadcast_to(above, grid.shape).copy()
         above[sl_h] |= q_h <= q_peri
@@ -599,12 +599,13 @@ def build_phantom(grid: Grid, anatomy: Anatomy, rng: np.random.Generator) -> Pha
     stomach_air = abdomen & ~right_half & (Z > z_d - 18.0) & (Y > ccy + 0.1 * bc0) & (X < mx - 0.35 * ac0)
     pt.paint(stomach_air, HU["air"])
 
-    # mediastinum: fat, then heart, vessels, airways
-    pt.paint(M & cavity & ~lungs & ~vert & (Z > z_d - 5.0), HU["fat"])
-    pt.paint(M & cavity & (Z <= z_d - 5.0) & ~vert, HU["soft"])
+    # mediastinum: fat above the diaphragm (soft tissue below it), then heart, vessels, airways
+    pt.paint(M & cavity & ~lungs & ~vert & (Z > z_d), HU["fat"])
+    pt.paint(M & cavity & (Z <= z_d) & ~vert, HU["soft"])
     if sl_h is not None:
         heart_view = pt.hu[sl_h]
         inside_c = cavity[sl_h] if cavity.shape == grid.shape else np.broadcast_to(cavity, grid.shape)[sl_h]
+        inside_c = inside_c & ~np.broadcast_to(vert, grid.shape)[sl_h]  # soft tissue never over the vertebral body
         shell_peri = (q_h > q_eff) & (q_h <= q_peri) & inside_c
         heart_view[(q_h <= q_eff) & (q_h > q_myo) & inside_c] = HU["fat"]
         heart_view[shell_peri] = 30.0
@@ -624,6 +625,7 @@ def build_phantom(grid: Grid, anatomy: Anatomy, rng: np.random.Generator) -> Pha
         if sl is None:
             continue
         inside = (dist <= r) & np.broadcast_to(cavity, grid.shape)[sl] & ~lungs[sl]
+        inside &= ~np.broadcast_to(vert, grid.shape)[sl]  # vessels and oesophagus beside the vertebra, not over it
         view = pt.hu[sl]
         view[inside & (dist > r - 1.5)] = 40.0
         view[inside & (dist <= r - 1.5)] = hu_t

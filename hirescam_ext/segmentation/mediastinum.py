@@ -4,7 +4,7 @@ The original HiResCAM code (Draelos & Carin, arXiv:2011.08891) took every non-lu
 box, narrowed left-right by fixed fractions of the lung span. Here (RAS ``[X, Y, Z]``):
 
 ``heart/mediastinum = (hull & between & limits & ~lungs & body) & (~below_diaphragm | heart_below_floor)
-& ~behind_spine``
+& ~under_lowest_fat & ~behind_spine``
 
 * ``hull``: per axial slice, the 2D convex hull of both lungs (empty in slices without lung; in slices with only
   one of the two lungs, the rows of that slice's anterior-posterior lung extent);
@@ -12,21 +12,24 @@ box, narrowed left-right by fixed fractions of the lung span. Here (RAS ``[X, Y,
   left-lung voxel and the first right-lung voxel); a row lacking one lung takes that lung's medial edge
   interpolated along ``y`` between the rows of the same slice that have it (held beyond the first and last such
   row), and a slice lacking that lung entirely takes the nearest slice's edges. This keeps the liver and stomach
-  under the diaphragm domes (which the hull of crescent-shaped lung bases covers) out of the region; in addition, per
-  row ``y`` and in the slices below the top of that band, x must lie within the widest medial-edge span seen in
+  under the diaphragm domes (which the hull of crescent-shaped lung bases covers) out of the region; in addition,
+  per row ``y`` and in the slices below the top of that band, x must lie within the widest medial-edge span seen in
   the lung slices from 30 % to 85 % of the lungs' height (above the domes; the apices are not narrowed);
 * ``limits``: slices within the lungs' cranio-caudal extent, rows not anterior to the most anterior lung row;
 * ``body``: the body hull of :mod:`hirescam_ext.segmentation.lungs`;
-* ``below_diaphragm``: under the floor fitted to the lung bases (:func:`_below_diaphragm`);
+* ``below_diaphragm``: more than 2 mm under the floor fitted to the lung bases (:func:`_below_diaphragm`);
   ``heart_below_floor``: what rests on the diaphragm under that floor: the heart down to the fat (-190..-40 HU;
   air is not fat) lining its inferior wall, and mediastinal fat down to the end of its fat run
-  (:func:`heart_below_floor`);
+  (:func:`heart_below_floor`); ``under_lowest_fat``: only when no floor can be fitted because one lung does not
+  reach the diaphragm, the tissue under the lowest fat lining of a column near the region's bottom
+  (:func:`under_lowest_fat`);
 * ``behind_spine``: in each (x, z) column, everything at or posterior to the most anterior voxel of the spine.
   The spine is the set of cortical-bone (> ``bone_hu``, 400 HU: above most contrast-filled blood) 3D components
   near the body midline that reach behind the lungs' most posterior row (vertebral arches do; aorta and heart
-  do not), grown anteriorly within their own (x, z) columns through bone > 150 HU (the vertebral bodies),
-  mirrored about the neural arch (vertebrae are bilaterally symmetric) and closed along z over 40 mm (discs, and
-  stretches where the front of the bodies is not seen as bone).
+  do not), grown anteriorly within their own (x, z) columns through bone > 150 HU (the vertebral bodies), made
+  symmetric about the neural arch (the seeds are completed by their mirror image; the growth is kept only where
+  its mirror image grew too, so a contrast-filled aorta against one side is not bone) and closed along z over
+  40 mm (discs, and stretches where the front of the bodies is not seen as bone).
 
 Air inside the region (trachea, main bronchi, oesophagus) belongs to it: extrapulmonary airways are mediastinum.
 
@@ -49,7 +52,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.morphology import convex_hull_image
 
-__all__ = ["mediastinum_region", "find_spine", "slice_convex_hull"]
+__all__ = ["mediastinum_region", "find_spine", "slice_convex_hull", "heart_below_floor", "under_lowest_fat"]
 
 logger = logging.getLogger(__name__)
 
@@ -130,10 +133,12 @@ def find_spine(
     grow = np.zeros((1, 3, 1), bool)
     grow[0, :, 0] = True
     it = max(1, int(round(50.0 / float(spacing[1]))))
-    spine = ndi.binary_dilation(spine, structure=grow, iterations=it, mask=(hu > 150.0) & body) | spine
-    # a vertebra is bilaterally symmetric: soft tissue pressed against one side of the body (aorta, oesophagus)
-    # or a partial-volume edge must not move its outline there
-    spine |= _mirror_about_arch(spine)
+    grown = ndi.binary_dilation(spine, structure=grow, iterations=it, mask=(hu > 150.0) & body) | spine
+    # a vertebra is bilaterally symmetric about its neural arch: the cortical seeds are completed by their mirror
+    # image (a partial-volume edge on one side does not move the outline), while the growth through > 150 HU is
+    # kept only where its mirror image grew too: a contrast-filled aorta (150-400 HU) pressed against one side of
+    # the body is not bone
+    spine = (grown & _mirror_about_arch(grown)) | spine | _mirror_about_arch(spine)
     # the anterior surface of the column is smooth along z: bridge the discs and any stretch where the front of
     # the bodies is not seen as bone (partial volume, osteopenia, heart or aorta abutting it) with a z closing
     zit = max(1, int(round(close_z_mm / float(spacing[2]))))
@@ -187,21 +192,25 @@ def _dome_fit(base: np.ndarray, has: np.ndarray, spacing: Sequence[float]) -> np
     return full
 
 
-def _below_diaphragm(right: np.ndarray, left: np.ndarray, spacing: Sequence[float], margin_mm: float = 5.0):
-    """Voxels under the diaphragm domes, estimated by a robust quadratic fit to each lung's base.
+def _below_diaphragm(
+    right: np.ndarray, left: np.ndarray, spacing: Sequence[float], margin_mm: float = 2.0
+) -> tuple[np.ndarray, str]:
+    """Voxels under the diaphragm domes, estimated by a robust quadratic fit to each lung's base, and why.
 
-    Empty when a lung touches the bottom slice (its base is outside the field of view) or when the lowest points
-    of the two lungs differ by more than 30 mm (one lung does not reach the diaphragm). The lower of the two
-    surfaces is used, which is conservative between the domes (where the heart sits on the central tendon).
+    The floor lies ``margin_mm`` under the fitted lung bases. Empty when a lung touches the bottom slice (its base is
+    outside the field of view: ``"partial"``) or when the lowest points of the two lungs differ by more than 30 mm
+    (one lung does not reach the diaphragm: ``"uneven"``); otherwise ``"fitted"``. The lower of the two surfaces
+    is used, which is conservative between the domes (where the heart sits on the central tendon).
     """
     nz = right.shape[2]
+    none = np.zeros(right.shape, bool)
     if right[:, :, 0].any() or left[:, :, 0].any():
-        return np.zeros(right.shape, bool)
+        return none, "partial"
     lows = [int(np.flatnonzero(m.any(axis=(0, 1)))[0]) for m in (right, left) if m.any()]
     if len(lows) < 2 or abs(lows[0] - lows[1]) * float(spacing[2]) > 30.0:
         # one lung does not reach the diaphragm (displaced by the heart, collapsed...): no reliable floor
         logger.info("lung bases differ by more than 30 mm: heart region not limited by a diaphragm fit")
-        return np.zeros(right.shape, bool)
+        return none, "uneven"
     fits = []
     for lung in (right, left):
         has = lung.any(axis=2)
@@ -213,9 +222,35 @@ def _below_diaphragm(right: np.ndarray, left: np.ndarray, spacing: Sequence[floa
                 _, (ix, iy) = ndi.distance_transform_edt(~has, sampling=spacing[:2], return_indices=True)
                 fits.append(f[ix, iy])
     if len(fits) < 2:
-        return np.zeros(right.shape, bool)
+        return none, "uneven"
     floor = np.minimum(fits[0], fits[1]) - margin_mm / float(spacing[2])
-    return np.arange(nz)[None, None, :] < floor[:, :, None]
+    return np.arange(nz)[None, None, :] < floor[:, :, None], "fitted"
+
+
+def under_lowest_fat(
+    hu: np.ndarray,
+    region: np.ndarray,
+    spacing: Sequence[float],
+    depth_mm: float = 25.0,
+    fat_hu: float = -40.0,
+    fat_min_hu: float = -190.0,
+) -> np.ndarray:
+    """Region voxels under the lowest fat of their (x, y) column, where that fat lies near the region's bottom.
+
+    Used when no diaphragm can be fitted because one lung does not reach it: the region then runs down to the
+    lower lung's base and keeps the abdomen under the heart. The heart's inferior wall and the mediastinal fat
+    pads are lined by fat (``fat_min_hu`` < HU < ``fat_hu``); in a column whose lowest region fat voxel lies at
+    most ``depth_mm`` above the region's lowest voxel, the voxels under that fat are returned (liver, stomach,
+    diaphragm). Columns without fat, or whose lowest fat is higher (the heart itself may fill the column below
+    it), give nothing.
+    """
+    nz = hu.shape[2]
+    fat = region & (hu > fat_min_hu) & (hu < fat_hu)
+    has_fat = fat.any(axis=2)
+    lowest_fat = np.argmax(fat, axis=2)
+    bottom = np.argmax(region, axis=2)
+    near = has_fat & (lowest_fat - bottom <= depth_mm / float(spacing[2]))
+    return region & near[:, :, None] & (np.arange(nz)[None, None, :] < lowest_fat[:, :, None])
 
 
 def heart_below_floor(
@@ -336,9 +371,11 @@ def mediastinum_region(
     ap_extent = (yy >= first[None, :]) & (yy <= last[None, :]) & one_sided[None, :]
     hull |= ap_extent[None, :, :]
     allowed = between & limits & hull & ~lungs & body
-    below = _below_diaphragm(right, left, spacing)
+    below, floor_status = _below_diaphragm(right, left, spacing)
     region = allowed & ~below
     region |= heart_below_floor(hu, region, below, spacing) & allowed
+    if floor_status == "uneven":
+        region &= ~under_lowest_fat(hu, region, spacing)
     spine = find_spine(hu, lungs, body, spacing, bone_hu)
     if spine.any():
         behind = np.flip(np.logical_or.accumulate(np.flip(spine, 1), axis=1), 1)

@@ -109,11 +109,19 @@ def _spine_case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return hu, lungs, body
 
 
-def test_spine_side_lost_to_abutting_soft_tissue_is_restored_by_symmetry():
+def test_spine_grows_through_the_whole_vertebral_body_to_its_front():
     hu, lungs, body = _spine_case()
-    hu[20:23, 10:20, :] = 45.0  # the aorta painted over the left edge of the body
     spine = find_spine(hu, lungs, body, SPACING)
-    assert spine[21, 15, 15] and spine[29, 15, 15]
+    assert spine[20:31, 10:20, 15].all()  # body and anterior cortex, both sides
+    assert not spine[20:31, 20:, 15].any()  # nothing in front of it
+
+
+def test_contrast_filled_aorta_against_one_side_of_the_spine_is_not_taken_as_bone():
+    hu, lungs, body = _spine_case()
+    hu[18:24, 20:28, :] = 250.0  # enhanced descending aorta (250 HU) against the front of the body's left edge
+    spine = find_spine(hu, lungs, body, SPACING)
+    assert spine[20:31, 10:20, 15].all()
+    assert not spine[:, 20:, 15].any()  # the mirror image of the aorta's columns (x 27..30) stops at the cortex
 
 
 def test_spine_front_recess_along_z_is_bridged_by_the_z_closing():
@@ -151,3 +159,47 @@ def test_medial_edges_of_rows_without_lung_are_interpolated_within_the_slice():
     assert out[:, 1].tolist() == [10.0, 12.5, 15.0, 17.5, 20.0]  # linear between the rows of the slice
     assert out[:, 2].tolist() == [7.0] * 5  # held beyond the only row
     assert out[:, 0].tolist() == out[:, 1].tolist()  # slice 0 has no lung: copies the nearest slice (1)
+
+
+def _column_case(fat_z: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Region z 2..19 of soft tissue (heart above, abdomen below) with a fat lining at ``fat_z`` (or none)."""
+    hu = np.full((4, 4, 20), 40.0, np.float32)
+    if fat_z is not None:
+        hu[:, :, fat_z] = -95.0
+    region = np.zeros(hu.shape, bool)
+    region[:, :, 2:] = True
+    return hu, region
+
+
+def test_under_lowest_fat_returns_the_tissue_under_a_fat_lining_near_the_region_bottom():
+    from hirescam_ext.segmentation.mediastinum import under_lowest_fat
+
+    hu, region = _column_case(fat_z=5)  # 9 mm above the region's bottom (z=2)
+    cut = under_lowest_fat(hu, region, SPACING, depth_mm=25.0)
+    assert cut[1, 1, 2:5].all() and not cut[1, 1, 5:].any() and not cut[1, 1, :2].any()
+
+
+def test_under_lowest_fat_keeps_columns_whose_fat_is_high_or_missing():
+    from hirescam_ext.segmentation.mediastinum import under_lowest_fat
+
+    hu, region = _column_case(fat_z=15)  # 39 mm above the bottom: the heart may fill the column under it
+    assert not under_lowest_fat(hu, region, SPACING, depth_mm=25.0).any()
+    hu, region = _column_case(fat_z=None)
+    assert not under_lowest_fat(hu, region, SPACING).any()
+
+
+def test_diaphragm_floor_says_why_it_is_missing():
+    from hirescam_ext.segmentation.mediastinum import _below_diaphragm
+
+    right = np.zeros((30, 20, 30), bool)
+    left = np.zeros_like(right)
+    right[20:28, 4:16, 5:25] = True
+    left[2:10, 4:16, 20:25] = True  # left base 45 mm above the right one
+    below, status = _below_diaphragm(right, left, SPACING)
+    assert status == "uneven" and not below.any()
+    left[2:10, 4:16, 0:25] = True  # a lung cut by the bottom slice
+    assert _below_diaphragm(right, left, SPACING)[1] == "partial"
+    left[:] = False
+    left[2:10, 4:16, 5:25] = True
+    below, status = _below_diaphragm(right, left, SPACING)
+    assert status == "fitted" and below[:, :, 0].all() and not below[:, :, 10].any()
