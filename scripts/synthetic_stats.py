@@ -1,6 +1,6 @@
 """Per split of a synthetic dataset: scans, prevalence of the confounded label, and its correlation with fat.
 
-Usage: python scripts/synthetic_stats.py data/synthetic_demo_v1.2.0   (any synthetic dataset folder)
+Usage: python scripts/synthetic_stats.py data/synthetic_demo_v1.3.0   (any synthetic dataset folder)
 """
 
 from __future__ import annotations
