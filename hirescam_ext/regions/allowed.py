@@ -225,12 +225,13 @@ def _warn_lost_organs(binary: torch.Tensor, masks: torch.Tensor, mode: str, grid
             if key in _LOST_WARNED:
                 continue
             _LOST_WARNED.add(key)
-            how = "area_threshold" if mode == "area" else "nearest sampling"
+            how = f"mode 'area', area_threshold {area_threshold:g}" if mode == "area" else "mode 'nearest'"
             logger.warning(
-                "allowed regions: the %s of the organ map has no cell on the %s grid (mode %r, %s): every label of "
-                "that organ gets an empty G_true, so the mask loss penalises all its attention; use mode='area' with "
-                "a lower area_threshold (e.g. 0.1) or dilation (docs/ALLOWED_REGIONS.md)",
-                name.replace("_", " "), "x".join(str(int(g)) for g in grid), mode, how,
+                "allowed regions: the %s of the organ map has no cell on the %s grid (%s): every label of that organ "
+                "gets an empty G_true for this scan, so the mask loss penalises all its attention; use mode='area' "
+                "with a lower area_threshold (e.g. 0.1) or dilation (docs/ALLOWED_REGIONS.md). Logged once per "
+                "setting.",
+                name.replace("_", " "), "x".join(str(int(g)) for g in grid), how,
             )
 
 
