@@ -11,7 +11,7 @@ heart groups and overall:
 * ``allowed``: fraction of the grid G_true allows for that label (how loose the constraint is).
 
 Usage:
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/eval_allowed_regions.py [--cases 40] [--seed 0]
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/eval_allowed_regions.py [--cases 40] [--seed 0] [--profile demo]
         [--grids 6x6,4x4,2x2] [--settings nearest,nearest+1,area0.5,area0.1]
 """
 
@@ -50,16 +50,20 @@ def summarize(values: list[float]) -> dict[str, float] | None:
     return {"mean": round(float(np.mean(vals)), 4), "n": len(vals)} if vals else None
 
 
-def evaluate(n_cases: int, seed: int, grids: list[tuple[int, int]], settings: list[str]) -> dict[str, Any]:
-    from hirescam_ext.data.synthetic import generate_case
+def evaluate(
+    n_cases: int, seed: int, grids: list[tuple[int, int]], settings: list[str], profile: str = "demo"
+) -> dict[str, Any]:
+    from hirescam_ext.data.synthetic import generate_case, make_config
     from hirescam_ext.segmentation import segment_organs
+
+    config = make_config(profile)
 
     index = {name: i for i, name in enumerate(LABEL_NAMES)}
     cov: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     loose: dict[tuple, list[float]] = defaultdict(list)
     n_findings = 0
     for i in range(n_cases):
-        case = generate_case(i, seed)
+        case = generate_case(i, seed, config=config)
         if not case.findings:
             continue
         organs = {"truth": case.organs, "ours": segment_organs(case.image, affine=case.affine).organs}
@@ -79,7 +83,8 @@ def evaluate(n_cases: int, seed: int, grids: list[tuple[int, int]], settings: li
                         loose[key].append(allowed_fraction(region))
         n_findings += sum(1 for k in range(len(case.findings)) if case.lesions[..., k].any())
         print(f"case {i + 1}/{n_cases}", file=sys.stderr, flush=True)
-    out: dict[str, Any] = {"cases": n_cases, "seed": seed, "findings": n_findings, "results": {}}
+    out: dict[str, Any] = {"cases": n_cases, "seed": seed, "profile": profile, "shape": list(config.shape),
+                           "findings": n_findings, "results": {}}
     for (source, grid, setting), per_label in sorted(cov.items()):
         lung = [v for name, vs in per_label.items() if name.startswith("lung_") for v in vs]
         heart = [v for name, vs in per_label.items() if not name.startswith("lung_") for v in vs]
@@ -97,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", default="demo", help="synthetic profile (demo: 128x128x96, tiny: 64x64x48)")
     parser.add_argument("--grids", default="6x6,4x4,2x2", help="in-plane attention grids D1xD2 (H = slices // 3)")
     parser.add_argument("--settings", default="nearest,nearest+1,area0.5,area0.1")
     args = parser.parse_args(argv)
@@ -104,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = [s for s in args.settings.split(",") if s]
     for s in settings:
         parse_setting(s)
-    json.dump(evaluate(args.cases, args.seed, grids, settings), sys.stdout, indent=1)
+    json.dump(evaluate(args.cases, args.seed, grids, settings, args.profile), sys.stdout, indent=1)
     print()
     return 0
 
