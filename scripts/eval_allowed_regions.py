@@ -40,6 +40,8 @@ def parse_setting(text: str) -> dict[str, Any]:
     elif base.startswith("area"):
         kw["mode"] = "area"
         kw["area_threshold"] = float(base[4:] or 0.5)
+        if not 0.0 < kw["area_threshold"] <= 1.0:
+            raise ValueError(f"setting {text!r}: the area threshold must lie in (0, 1]")
     else:
         raise ValueError(f"unknown setting {text!r}: use nearest[+k] or area<threshold>[+k]")
     return kw
@@ -81,7 +83,7 @@ def evaluate(
                         region = g_true[index[finding.label]] > 0.5
                         cov[key][finding.label].append(lesion_coverage(region, lesion))
                         loose[key].append(allowed_fraction(region))
-        n_findings += sum(1 for k in range(len(case.findings)) if case.lesions[..., k].any())
+        n_findings += sum(1 for k, f in enumerate(case.findings) if f.label in index and case.lesions[..., k].any())
         print(f"case {i + 1}/{n_cases}", file=sys.stderr, flush=True)
     out: dict[str, Any] = {"cases": n_cases, "seed": seed, "profile": profile, "shape": list(config.shape),
                            "findings": n_findings, "results": {}}
@@ -106,10 +108,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grids", default="6x6,4x4,2x2", help="in-plane attention grids D1xD2 (H = slices // 3)")
     parser.add_argument("--settings", default="nearest,nearest+1,area0.5,area0.1")
     args = parser.parse_args(argv)
-    grids = [tuple(int(v) for v in g.lower().split("x")) for g in args.grids.split(",") if g]
+    grids = []
+    for g in (g for g in args.grids.split(",") if g):
+        parts = g.lower().split("x")
+        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            parser.error(f"--grids: {g!r} is not D1xD2 (e.g. 6x6)")
+        grids.append((int(parts[0]), int(parts[1])))
     settings = [s for s in args.settings.split(",") if s]
     for s in settings:
-        parse_setting(s)
+        try:
+            parse_setting(s)
+        except ValueError as err:
+            parser.error(f"--settings: {err}")
     json.dump(evaluate(args.cases, args.seed, grids, settings, args.profile), sys.stdout, indent=1)
     print()
     return 0

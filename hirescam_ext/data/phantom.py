@@ -18,11 +18,12 @@ Organ truth map (``hirescam_ext.labels.ORGAN_LABELS``): 1 right lung, 2 heart/me
 * Heart/mediastinum is the non-lung tissue between the lungs within their extent: per axial slice of the lungs'
   cranio-caudal extent, x strictly between the left lung's and the right lung's medial borders of each row ``y``
   and y within that slice's anterior-posterior lung extent and (slices with both lungs) the convex hull of both
-  lungs; a row or slice lacking a lung borrows its medial border from the nearest row of the slice, or the
-  nearest slice. Above the diaphragm surface (the heart keeps its whole pericardial sac), excluding bone and
-  everything at or behind the vertebral body's anterior surface. It holds the heart with its pericardium, great vessels,
-  mediastinal fat, oesophagus, and the trachea and main bronchi (extrapulmonary airways count as mediastinum,
-  never as lung; above the lung apices they are background). The upper abdomen and tissue anterior or posterior
+  lungs; a row lacking a lung takes its medial border interpolated between the rows of the slice that have it
+  (held beyond the first and last), a slice lacking it the nearest slice's. Above the diaphragm surface (the
+  heart keeps its whole pericardial sac), excluding bone and everything at or behind the vertebral body's anterior
+  surface. It holds the heart with its pericardium, great vessels, mediastinal fat, oesophagus, and the trachea
+  and main bronchi (extrapulmonary airways count as mediastinum, never as lung; above the lung apices they are
+  background). The upper abdomen and tissue anterior or posterior
   to the lungs' extent are never labelled.
 
 The shapes follow the organ layout the HiResCAM paper's allowed regions assume (Draelos & Carin, HiResCAM,
@@ -321,9 +322,9 @@ def _between_lungs(right: np.ndarray, left: np.ndarray) -> np.ndarray:
     In every slice within the lungs' cranio-caudal extent and every row ``y`` from the most posterior to the most
     anterior lung row of that slice, x lies strictly between the left lung's last voxel and the right lung's first
     voxel of that row and, in a slice holding both lungs, inside the slice's convex hull of the two lungs. A row
-    crossing only one lung (or none) takes the missing medial border from the nearest row of the same slice that
-    has it; a slice without one of the lungs (apex, base, a lung displaced by the heart)
-    takes that lung from the nearest slice that has it.
+    crossing only one lung (or none) takes the missing medial border interpolated along y between the rows of the
+    same slice that have it (held constant beyond the first and last); a slice without one of the lungs (apex,
+    base, a lung displaced by the heart) takes that lung from the nearest slice that has it.
     """
     out = np.zeros(right.shape, bool)
     nx, ny = right.shape[:2]

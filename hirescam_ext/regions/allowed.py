@@ -210,29 +210,35 @@ def organ_masks_on_grid(
 
 
 _LOST_WARNED: set[tuple] = set()
+_ORGAN_DISPLAY = {"right_lung": "right lung", "heart_mediastinum": "heart/mediastinum", "left_lung": "left lung"}
 
 
 def _warn_lost_organs(binary: torch.Tensor, masks: torch.Tensor, mode: str, grid: Sequence[int], area_threshold: float,
                       dilation: int) -> None:
-    """Log once per setting when downsampling drops an organ that the organ map has (its G_true becomes empty).
+    """Log once per setting when downsampling drops an organ that the organ map has (it vanishes from G_true).
 
     Nearest resizing samples one point per cell: on a coarse grid (2 x 2, or a small organ on 4 x 4) every sample
-    can miss the organ, and the mask loss then penalises all attention for that organ's labels.
+    can miss the organ, and the mask loss then penalises all attention on that organ for this scan. Dilation cannot
+    bring back an organ with no cell, so only the sampling is advised.
     """
     for k, name in enumerate(_ORGAN_ORDER):
-        if bool(binary[k].any()) and not bool(masks[k].any()):
-            key = (name, mode, tuple(int(g) for g in grid), float(area_threshold), int(dilation))
-            if key in _LOST_WARNED:
-                continue
-            _LOST_WARNED.add(key)
-            how = f"mode 'area', area_threshold {area_threshold:g}" if mode == "area" else "mode 'nearest'"
-            logger.warning(
-                "allowed regions: the %s of the organ map has no cell on the %s grid (%s): every label of that organ "
-                "gets an empty G_true for this scan, so the mask loss penalises all its attention; use mode='area' "
-                "with a lower area_threshold (e.g. 0.1) or dilation (docs/ALLOWED_REGIONS.md). Logged once per "
-                "setting.",
-                name.replace("_", " "), "x".join(str(int(g)) for g in grid), how,
-            )
+        if bool(masks[k].any()) or not bool(binary[k].any()):  # the small grid first: cheap when nothing is lost
+            continue
+        key = (name, mode, tuple(int(g) for g in grid), float(area_threshold), int(dilation))
+        if key in _LOST_WARNED:
+            continue
+        _LOST_WARNED.add(key)
+        if mode == "area":
+            how = f"mode 'area', area_threshold {area_threshold:g}"
+            advice = f"an area_threshold below {area_threshold:g}"
+        else:
+            how, advice = "mode 'nearest'", "mode='area' with a low area_threshold (e.g. 0.1)"
+        logger.warning(
+            "allowed regions: the %s of the organ map has no cell on the %s grid (%s), so it is missing from G_true "
+            "and the mask loss penalises attention on it for this scan; use %s or a finer grid "
+            "(docs/ALLOWED_REGIONS.md). Logged once per setting.",
+            _ORGAN_DISPLAY.get(name, name), "x".join(str(int(g)) for g in grid), how, advice,
+        )
 
 
 def allowed_regions(

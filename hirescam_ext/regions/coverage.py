@@ -32,10 +32,12 @@ __all__ = ["lesion_cells", "lesion_coverage", "allowed_fraction"]
 def lesion_cells(lesion: np.ndarray | torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
     """Boolean ``[D1, D2, H]``: the attention-grid cells holding at least one voxel of ``lesion`` ``[X, Y, Z]``.
 
-    Triplet ``h`` covers slices ``3h..3h+2``; slices beyond ``3H`` are ignored, as for the organ masks.
+    Triplet ``h`` covers slices ``3h..3h+2``; slices beyond ``3H`` are ignored, as for the organ masks. In-plane
+    bins are those of adaptive max pooling: when ``X`` is not a multiple of ``D1`` (or ``Y`` of ``D2``) neighbouring
+    bins share one voxel row, so a lesion voxel on that row counts in both cells.
     """
     d1, d2, h = (int(g) for g in grid)
-    mask = torch.as_tensor(np.asarray(lesion)).bool()
+    mask = _as_bool_tensor(lesion)
     if mask.ndim != 3:
         raise ValueError(f"lesion must be [X, Y, Z], got shape {tuple(mask.shape)}")
     z_used = h * SLICES_PER_TRIPLET
@@ -49,7 +51,7 @@ def lesion_coverage(region: torch.Tensor | np.ndarray, lesion: np.ndarray | torc
 
     Returns ``nan`` for a lesion with no voxel on the grid (nothing to cover).
     """
-    allowed = torch.as_tensor(np.asarray(region) if isinstance(region, np.ndarray) else region).bool()
+    allowed = _as_bool_tensor(region)
     if allowed.ndim != 3:
         raise ValueError(f"region must be [D1, D2, H], got shape {tuple(allowed.shape)}")
     cells = lesion_cells(lesion, tuple(allowed.shape))
@@ -59,5 +61,13 @@ def lesion_coverage(region: torch.Tensor | np.ndarray, lesion: np.ndarray | torc
 
 def allowed_fraction(region: torch.Tensor | np.ndarray) -> float:
     """Fraction of the grid's cells that ``region`` allows (how loose the constraint is; 1.0 constrains nothing)."""
-    allowed = torch.as_tensor(np.asarray(region) if isinstance(region, np.ndarray) else region).bool()
+    allowed = _as_bool_tensor(region)
     return float(allowed.float().mean()) if allowed.numel() else float("nan")
+
+
+def _as_bool_tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """A boolean CPU tensor of an array or a tensor on any device (MetaTensor metadata dropped)."""
+    if isinstance(x, torch.Tensor):
+        t = x.as_tensor() if hasattr(x, "as_tensor") else x
+        return t.detach().cpu().bool()
+    return torch.as_tensor(np.asarray(x)).bool()

@@ -138,7 +138,10 @@ def find_spine(
     # image (a partial-volume edge on one side does not move the outline), while the growth through > 150 HU is
     # kept only where its mirror image grew too: a contrast-filled aorta (150-400 HU) pressed against one side of
     # the body is not bone
-    spine = (grown & _mirror_about_arch(grown)) | spine | _mirror_about_arch(spine)
+    # (one axis, from the seeds; two voxels of tolerance in x: an arch one voxel off the body's centre, or a
+    # slightly rotated vertebra, moves the mirrored outline by up to two voxels)
+    tolerant = ndi.binary_dilation(_mirror_about_arch(grown, axis_from=spine), structure=np.ones((5, 1, 1), bool))
+    spine = (grown & tolerant) | spine | _mirror_about_arch(spine, axis_from=spine)
     # the anterior surface of the column is smooth along z: bridge the discs and any stretch where the front of
     # the bodies is not seen as bone (partial volume, osteopenia, heart or aorta abutting it) with a z closing
     zit = max(1, int(round(close_z_mm / float(spacing[2]))))
@@ -148,17 +151,19 @@ def find_spine(
     return closed | spine
 
 
-def _mirror_about_arch(spine: np.ndarray) -> np.ndarray:
-    """Mirror image of ``spine`` in each axial slice about the x-centroid of its posterior half (the neural arch).
+def _mirror_about_arch(spine: np.ndarray, axis_from: np.ndarray | None = None) -> np.ndarray:
+    """Mirror image of ``spine`` in each axial slice about the x-centroid of the posterior half of ``axis_from``
+    (default ``spine``; the neural arch).
 
     The posterior elements (canal, laminae, spinous process) mark the vertebra's midline; the anterior body may
-    have lost one side to the threshold. Slices without spine stay empty.
+    have lost one side to the threshold. Slices without an axis stay empty.
     """
+    ref = spine if axis_from is None else axis_from
     nx, ny = spine.shape[:2]
     xs, ys = np.arange(nx, dtype=float), np.arange(ny, dtype=float)
-    count = spine.sum(axis=(0, 1)).astype(float)
-    yc = (spine.sum(axis=0) * ys[:, None]).sum(axis=0) / np.maximum(count, 1)
-    post = spine & (ys[None, :, None] < yc[None, None, :])
+    count = ref.sum(axis=(0, 1)).astype(float)
+    yc = (ref.sum(axis=0) * ys[:, None]).sum(axis=0) / np.maximum(count, 1)
+    post = ref & (ys[None, :, None] < yc[None, None, :])
     npost = post.sum(axis=(0, 1)).astype(float)
     xc = (post.sum(axis=1) * xs[:, None]).sum(axis=0) / np.maximum(npost, 1)
     src = np.rint(2.0 * xc[None, :] - xs[:, None]).astype(int)  # [x, z]: source column of each mirrored column
@@ -198,12 +203,15 @@ def _below_diaphragm(
     """Voxels under the diaphragm domes, estimated by a robust quadratic fit to each lung's base, and why.
 
     The floor lies ``margin_mm`` under the fitted lung bases. Empty when a lung touches the bottom slice (its base is
-    outside the field of view: ``"partial"``) or when the lowest points of the two lungs differ by more than 30 mm
-    (one lung does not reach the diaphragm: ``"uneven"``); otherwise ``"fitted"``. The lower of the two surfaces
+    outside the field of view: ``"partial"``), when the lowest points of the two lungs differ by more than 30 mm
+    (one lung does not reach the diaphragm: ``"uneven"``), or when a lung is missing or its base has too few
+    columns for the fit (``"unfit"``); otherwise ``"fitted"``. The lower of the two surfaces
     is used, which is conservative between the domes (where the heart sits on the central tendon).
     """
     nz = right.shape[2]
     none = np.zeros(right.shape, bool)
+    if nz == 0 or not right.any() or not left.any():
+        return none, "unfit"
     if right[:, :, 0].any() or left[:, :, 0].any():
         return none, "partial"
     lows = [int(np.flatnonzero(m.any(axis=(0, 1)))[0]) for m in (right, left) if m.any()]
@@ -222,7 +230,8 @@ def _below_diaphragm(
                 _, (ix, iy) = ndi.distance_transform_edt(~has, sampling=spacing[:2], return_indices=True)
                 fits.append(f[ix, iy])
     if len(fits) < 2:
-        return none, "uneven"
+        logger.info("a lung base has too few columns for a diaphragm fit: heart region not limited by a floor")
+        return none, "unfit"
     floor = np.minimum(fits[0], fits[1]) - margin_mm / float(spacing[2])
     return np.arange(nz)[None, None, :] < floor[:, :, None], "fitted"
 
@@ -242,10 +251,13 @@ def under_lowest_fat(
     pads are lined by fat (``fat_min_hu`` < HU < ``fat_hu``); in a column whose lowest region fat voxel lies at
     most ``depth_mm`` above the region's lowest voxel, the voxels under that fat are returned (liver, stomach,
     diaphragm). Columns without fat, or whose lowest fat is higher (the heart itself may fill the column below
-    it), give nothing.
+    it), give nothing; fat-band voxels next to air or lung (< -400 HU), partial volume at their edge, do not count.
     """
     nz = hu.shape[2]
+    if nz == 0:
+        return np.zeros(hu.shape, bool)
     fat = region & (hu > fat_min_hu) & (hu < fat_hu)
+    fat &= ~ndi.binary_dilation(hu < -400.0)  # partial volume at an air or lung edge falls in the fat band too
     has_fat = fat.any(axis=2)
     lowest_fat = np.argmax(fat, axis=2)
     bottom = np.argmax(region, axis=2)
@@ -333,8 +345,8 @@ def mediastinum_region(
     xs = np.arange(nx)
     # medial edge of each lung along every left-right row (y, z): first right-lung x, last left-lung x
     has_r, has_l = right.any(axis=0), left.any(axis=0)
-    x_r = x_r_raw = np.where(has_r, np.argmax(right, axis=0), nx)
-    x_l = x_l_raw = np.where(has_l, nx - 1 - np.argmax(left[::-1], axis=0), -1)
+    x_r_raw = np.where(has_r, np.argmax(right, axis=0), nx)
+    x_l_raw = np.where(has_l, nx - 1 - np.argmax(left[::-1], axis=0), -1)
     # rows without that lung take the medial edge interpolated between the rows of the same slice that have it;
     # slices without that lung take the edges of the nearest slice that has it
     x_r = _fill_medial_edges(x_r_raw, has_r)

@@ -70,7 +70,18 @@ def test_nearest_downsampling_that_drops_an_organ_logs_a_warning_once(caplog):
     assert not masks[0].any()
     lost = [r for r in caplog.records if "has no cell" in r.getMessage()]
     assert len(lost) == 2  # right lung and heart, each once although called twice
-    assert "right lung" in lost[0].getMessage() and "area_threshold" in lost[0].getMessage()
+    assert "right lung" in lost[0].getMessage() and "mode 'nearest'" in lost[0].getMessage()
+    assert "heart/mediastinum" in lost[1].getMessage()
+
+
+def test_area_downsampling_that_drops_an_organ_advises_a_lower_threshold(caplog):
+    allowed_module._LOST_WARNED.clear()
+    organs = np.zeros((8, 8, 6), np.uint8)
+    organs[0, 0, :] = 3  # a sliver: 1/16 of its cell
+    with caplog.at_level(logging.WARNING, logger="hirescam_ext.regions.allowed"):
+        organ_masks_on_grid(organs, (2, 2, 2), mode="area", area_threshold=0.1)
+    msg = [r.getMessage() for r in caplog.records if "has no cell" in r.getMessage()]
+    assert len(msg) == 1 and "left lung" in msg[0] and "below 0.1" in msg[0]
 
 
 def test_area_downsampling_keeping_every_organ_logs_nothing(caplog):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from hirescam_ext.segmentation.mediastinum import find_spine, heart_below_floor, mediastinum_region
 
@@ -124,6 +125,15 @@ def test_contrast_filled_aorta_against_one_side_of_the_spine_is_not_taken_as_bon
     assert not spine[:, 20:, 15].any()  # the mirror image of the aorta's columns (x 27..30) stops at the cortex
 
 
+def test_spine_keeps_the_whole_body_when_the_arch_is_one_voxel_off_centre():
+    hu, lungs, body = _spine_case()
+    hu[24:27, 2:8, :] = 40.0
+    hu[25:28, 2:8, :] = 700.0  # spinous process one voxel to the right (a rotated vertebra)
+    hu[31, 8:10, :] = 700.0  # and the arch reaching one voxel further right
+    spine = find_spine(hu, lungs, body, SPACING)
+    assert spine[20:31, 10:20, 15].all()  # the whole body, both edge columns included
+
+
 def test_spine_front_recess_along_z_is_bridged_by_the_z_closing():
     hu, lungs, body = _spine_case()
     hu[20:31, 16:20, 10:20] = 40.0  # 30 mm of the bodies' front not seen as bone
@@ -202,4 +212,35 @@ def test_diaphragm_floor_says_why_it_is_missing():
     left[:] = False
     left[2:10, 4:16, 5:25] = True
     below, status = _below_diaphragm(right, left, SPACING)
-    assert status == "fitted" and below[:, :, 0].all() and not below[:, :, 10].any()
+    # the bases lie at z=5; the floor 2 mm (0.67 slice) under them: slices 0..4 are below it
+    assert status == "fitted" and below[:, :, 4].all() and not below[:, :, 5].any()
+    left[:] = False
+    left[2:4, 4:6, 5:25] = True  # a lung base of 4 columns: too few for the fit
+    assert _below_diaphragm(right, left, SPACING)[1] == "unfit"
+    empty = np.zeros((4, 4, 0), bool)
+    assert _below_diaphragm(empty, empty, SPACING)[1] == "unfit"
+
+
+def test_under_lowest_fat_ignores_fat_band_voxels_next_to_air():
+    from hirescam_ext.segmentation.mediastinum import under_lowest_fat
+
+    hu, region = _column_case(fat_z=None)
+    hu[:, :, 5] = -100.0  # partial volume at the edge of the gas below, not a fat lining
+    hu[:, :, 4] = -1000.0
+    assert not under_lowest_fat(hu, region, SPACING, depth_mm=25.0).any()
+    assert not under_lowest_fat(np.zeros((4, 4, 0), np.float32), np.zeros((4, 4, 0), bool), SPACING).any()
+
+
+@pytest.mark.parametrize("status, applied", [("uneven", True), ("partial", False), ("unfit", False)])
+def test_under_lowest_fat_runs_only_when_the_lung_bases_are_uneven(monkeypatch, status, applied):
+    import hirescam_ext.segmentation.mediastinum as med
+
+    calls = []
+    monkeypatch.setattr(med, "_below_diaphragm", lambda r, l, s: (np.zeros(r.shape, bool), status))
+    monkeypatch.setattr(med, "under_lowest_fat", lambda hu, region, sp: calls.append(1) or np.zeros_like(region))
+    right = np.zeros((30, 20, 5), bool)
+    left = right.copy()
+    right[20:28, 4:16] = True
+    left[2:10, 4:16] = True
+    med.mediastinum_region(np.zeros(right.shape, np.float32), right, left, np.ones_like(right), (4, 4, 4))
+    assert bool(calls) == applied
