@@ -134,14 +134,13 @@ def find_spine(
     grow[0, :, 0] = True
     it = max(1, int(round(50.0 / float(spacing[1]))))
     grown = ndi.binary_dilation(spine, structure=grow, iterations=it, mask=(hu > 150.0) & body) | spine
-    # a vertebra is bilaterally symmetric about its neural arch: the cortical seeds are completed by their mirror
-    # image (a partial-volume edge on one side does not move the outline), while the growth through > 150 HU is
-    # kept only where its mirror image grew too: a contrast-filled aorta (150-400 HU) pressed against one side of
-    # the body is not bone
-    # (one axis, from the seeds; two voxels of tolerance in x: an arch one voxel off the body's centre, or a
-    # slightly rotated vertebra, moves the mirrored outline by up to two voxels)
+    # a vertebra is bilaterally symmetric about its neural arch (one axis, from the cortical seeds): the seeds are
+    # completed by their mirror image (a partial-volume edge on one side does not move the outline), while the
+    # growth through > 150 HU is kept only where its mirror image grew too, within two voxels in x (an arch one
+    # voxel off the body's centre, or a slightly rotated vertebra): a contrast-filled aorta (150-400 HU) pressed
+    # against one side of the body is not bone
     tolerant = ndi.binary_dilation(_mirror_about_arch(grown, axis_from=spine), structure=np.ones((5, 1, 1), bool))
-    spine = (grown & tolerant) | spine | _mirror_about_arch(spine, axis_from=spine)
+    spine = (grown & tolerant) | spine | _mirror_about_arch(spine)
     # the anterior surface of the column is smooth along z: bridge the discs and any stretch where the front of
     # the bodies is not seen as bone (partial volume, osteopenia, heart or aorta abutting it) with a z closing
     zit = max(1, int(round(close_z_mm / float(spacing[2]))))
@@ -205,8 +204,8 @@ def _below_diaphragm(
     The floor lies ``margin_mm`` under the fitted lung bases. Empty when a lung touches the bottom slice (its base is
     outside the field of view: ``"partial"``), when the lowest points of the two lungs differ by more than 30 mm
     (one lung does not reach the diaphragm: ``"uneven"``), or when a lung is missing or its base has too few
-    columns for the fit (``"unfit"``); otherwise ``"fitted"``. The lower of the two surfaces
-    is used, which is conservative between the domes (where the heart sits on the central tendon).
+    columns for the fit (``"unfit"``); otherwise ``"fitted"``. The lower of the two surfaces is used, which is
+    conservative between the domes (where the heart sits on the central tendon).
     """
     nz = right.shape[2]
     none = np.zeros(right.shape, bool)
@@ -214,8 +213,8 @@ def _below_diaphragm(
         return none, "unfit"
     if right[:, :, 0].any() or left[:, :, 0].any():
         return none, "partial"
-    lows = [int(np.flatnonzero(m.any(axis=(0, 1)))[0]) for m in (right, left) if m.any()]
-    if len(lows) < 2 or abs(lows[0] - lows[1]) * float(spacing[2]) > 30.0:
+    lows = [int(np.flatnonzero(m.any(axis=(0, 1)))[0]) for m in (right, left)]
+    if abs(lows[0] - lows[1]) * float(spacing[2]) > 30.0:
         # one lung does not reach the diaphragm (displaced by the heart, collapsed...): no reliable floor
         logger.info("lung bases differ by more than 30 mm: heart region not limited by a diaphragm fit")
         return none, "uneven"
