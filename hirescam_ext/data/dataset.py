@@ -132,7 +132,7 @@ class SkipFailuresDataset(_FailuresAsReports, Dataset):
         self.source_key = source_key
 
 
-class SkipFailuresCacheDataset(CacheDataset):
+class SkipFailuresCacheDataset(_FailuresAsReports, CacheDataset):
     """``CacheDataset`` whose failing items become reports, both while the cache is filled (at construction) and
     in the random transforms after it. The report of a failed item is what the cache holds for it, so the item is
     loaded (and reported) once.
@@ -167,11 +167,7 @@ class SkipFailuresCacheDataset(CacheDataset):
         cached = self._cached(index)
         if is_failed_item(cached):
             return dict(cached)
-        try:
-            result = super()._transform(index)
-        except Exception as exc:  # noqa: BLE001 - a failing random transform also becomes a report
-            return failed_item(self.data[index], exc, self.source_key)
-        return result
+        return super()._transform(index)  # a failing random transform also becomes a report (the mixin)
 
 
 class SkipFailuresPersistentDataset(_FailuresAsReports, SafePersistentDataset):

@@ -39,7 +39,7 @@ from monai.transforms import MapTransform
 
 from hirescam_ext.data.radchestct import read_location_table
 from hirescam_ext.labels import LABEL_NAMES, LOCATION_NAMES, ORGAN_LABELS, label_table
-from hirescam_ext.regions.layout import SLICES_PER_TRIPLET
+from hirescam_ext.regions.layout import SLICES_PER_TRIPLET, crop_to_triplets
 
 logger = logging.getLogger(__name__)
 
@@ -191,10 +191,7 @@ def organ_masks_on_grid(
         if grid is None or len(grid) != 3:
             raise ValueError(f"grid must be (D1, D2, H), got {grid}")
         d1, d2, h = (int(g) for g in grid)
-        z_used = h * SLICES_PER_TRIPLET
-        if binary.shape[-1] < z_used:
-            raise ValueError(f"organ map has {binary.shape[-1]} slices, fewer than {h} triplets need ({z_used})")
-        binary = binary[..., :z_used]
+        binary = crop_to_triplets(binary, h, "organ map")
         if mode == "nearest":
             masks = F.interpolate(binary[None], size=(d1, d2, h), mode="nearest-exact")[0] > 0.5
         else:

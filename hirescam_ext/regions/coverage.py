@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hirescam_ext.regions.layout import SLICES_PER_TRIPLET
+from hirescam_ext.regions.layout import crop_to_triplets
 
 __all__ = ["lesion_cells", "lesion_coverage", "allowed_fraction"]
 
@@ -40,10 +40,8 @@ def lesion_cells(lesion: np.ndarray | torch.Tensor, grid: Sequence[int]) -> torc
     mask = _as_bool_tensor(lesion)
     if mask.ndim != 3:
         raise ValueError(f"lesion must be [X, Y, Z], got shape {tuple(mask.shape)}")
-    z_used = h * SLICES_PER_TRIPLET
-    if mask.shape[-1] < z_used:
-        raise ValueError(f"lesion mask has {mask.shape[-1]} slices, fewer than {h} triplets need ({z_used})")
-    return F.adaptive_max_pool3d(mask[..., :z_used].float()[None, None], (d1, d2, h))[0, 0] > 0
+    mask = crop_to_triplets(mask, h, "lesion mask")
+    return F.adaptive_max_pool3d(mask.float()[None, None], (d1, d2, h))[0, 0] > 0
 
 
 def lesion_coverage(region: torch.Tensor | np.ndarray, lesion: np.ndarray | torch.Tensor) -> float:

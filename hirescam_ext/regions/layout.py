@@ -28,6 +28,7 @@ __all__ = [
     "to_attention_layout",
     "from_attention_layout",
     "attention_to_image_grid",
+    "crop_to_triplets",
     "ToAttentionLayoutd",
     "ToAttentionLayoutD",
     "ToAttentionLayoutDict",
@@ -39,6 +40,18 @@ SLICES_PER_TRIPLET = 3
 def triplet_slices(h: int, slices_per_triplet: int = SLICES_PER_TRIPLET) -> range:
     """Axial slice indices (along ``Z``) that AxialNet's triplet ``h`` is made of."""
     return range(h * slices_per_triplet, (h + 1) * slices_per_triplet)
+
+
+def crop_to_triplets(x: torch.Tensor, h: int, what: str = "volume") -> torch.Tensor:
+    """The first ``h`` triplets of slices of ``x`` ``[..., Z]`` (``3h`` slices; trailing slices dropped).
+
+    Raises:
+        ValueError: ``x`` has fewer than ``3h`` slices (``what`` names it in the message).
+    """
+    z_used = int(h) * SLICES_PER_TRIPLET
+    if x.shape[-1] < z_used:
+        raise ValueError(f"{what} has {x.shape[-1]} slices, fewer than {h} triplets need ({z_used})")
+    return x[..., :z_used]
 
 
 def to_attention_layout(x: torch.Tensor) -> torch.Tensor:
