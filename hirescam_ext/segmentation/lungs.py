@@ -19,6 +19,9 @@ kept the two largest regions and told left from right by the array midline. Here
    of the body and overlapping the first in z); otherwise the largest component is eroded (Euclidean distance
    threshold, growing) until it falls apart into two side-by-side cores, and each voxel goes to the nearer core.
    That cut follows the anterior/posterior junction lines, not the array midline. If it never splits, one lung.
+   **Cut-off pieces**: other internal air of uniform lung density (median -950..-600 HU, interquartile range
+   <= 150 HU, >= 0.5 mL, without pure gas and its one-voxel rim) within the lungs' slices joins the lung on its side
+   of the body: a recess tip under an enlarged heart that fills the hemithorax, cut off where it meets stomach gas.
 6. **Vessels and nodules**: per lung, in-plane hole filling and a 3D closing of ``close_mm``.
 7. **Sides** (RAS: axis 0 grows toward the patient's right): of two lungs the one with the larger axis-0 centroid
    is the right lung; a single lung is right when its centroid lies right of the body's centroid.
@@ -210,6 +213,57 @@ def _split_by_erosion(mask: np.ndarray, spacing: Sequence[float]) -> tuple[np.nd
     return a, b
 
 
+def _lung_pieces(
+    cand: np.ndarray,
+    hu: np.ndarray,
+    lungs: np.ndarray,
+    body_cx: float,
+    voxel_ml: float,
+    min_ml: float = 0.5,
+    gas_hu: float = -950.0,
+    max_median_hu: float = -600.0,
+    max_iqr_hu: float = 150.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lung parenchyma cut off from the two lungs (a recess tip under a heart that fills the hemithorax, a lobe
+    separated by partial volume), as pieces for the right and for the left lung.
+
+    Lung-density air of ``cand`` outside ``lungs``, without pure gas (< ``gas_hu``) and the one-voxel partial-volume
+    rim round it, is split into 3D components. A component is lung when it holds at least ``min_ml``, its median HU
+    lies between ``gas_hu`` and ``max_median_hu`` with an interquartile range of at most ``max_iqr_hu`` (parenchyma
+    is uniform; bowel gas, airways and partial-volume shells are not) and it reaches the slices of the lungs (the
+    thoracic cavity ends at the lowest lung base). It goes to the lung on its side of the body's centroid.
+    """
+    none = np.zeros(cand.shape, bool)
+    gas = cand & (hu < gas_hu)
+    frag = cand & ~lungs & (hu >= gas_hu)
+    if gas.any():
+        frag &= ~ndi.binary_dilation(gas, _BALL6)
+    lab, n = ndi.label(frag)
+    if n == 0:
+        return none, none.copy()
+    idx = np.arange(1, n + 1)
+    count = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+    big = count * voxel_ml >= min_ml
+    if not big.any():
+        return none, none.copy()
+    q = np.zeros((n, 3))
+    z_top = np.zeros(n, int)
+    cx = np.zeros(n)
+    for i, box in enumerate(ndi.find_objects(lab)):
+        if big[i] and box is not None:
+            inside = lab[box] == i + 1
+            q[i] = np.percentile(hu[box][inside], (25, 50, 75))
+            z_top[i] = box[2].stop - 1
+            cx[i] = box[0].start + float(np.nonzero(inside)[0].mean())
+    z_low = int(np.flatnonzero(lungs.any(axis=(0, 1)))[0])
+    ok = big & (q[:, 1] > gas_hu) & (q[:, 1] < max_median_hu) & (q[:, 2] - q[:, 0] <= max_iqr_hu) & (z_top >= z_low)
+    if not ok.any():
+        return none, none.copy()
+    to_r, to_l = ok & (cx > body_cx), ok & (cx <= body_cx)
+    logger.info("joined %d lung pieces cut off from the lungs (%.1f mL)", int(ok.sum()), count[ok].sum() * voxel_ml)
+    return np.concatenate([[False], to_r])[lab], np.concatenate([[False], to_l])[lab]
+
+
 def _fill_lung(mask: np.ndarray, spacing: Sequence[float], close_mm: float) -> np.ndarray:
     """In-plane hole filling, 3D closing (``close_mm``), in-plane hole filling again."""
     if not mask.any():
@@ -319,6 +373,11 @@ def segment_lungs(
     a, b = pair
     if _centroid(a)[0] < _centroid(b)[0]:
         a, b = b, a
+    pieces_r, pieces_l = _lung_pieces(cand, hu, a | b, body_cx, voxel_ml)
+    if pieces_r.any() or pieces_l.any():
+        ml_r, ml_l = pieces_r.sum() * voxel_ml, pieces_l.sum() * voxel_ml
+        notes.append(f"lung pieces cut off from their lung joined it: {ml_r:.1f} mL right, {ml_l:.1f} mL left")
+        a, b = a | pieces_r, b | pieces_l
     right = _fill_lung(a, spacing, close_mm)
     left = _fill_lung(b, spacing, close_mm)
     right &= ~b

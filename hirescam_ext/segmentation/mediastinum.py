@@ -196,14 +196,26 @@ def _dome_fit(base: np.ndarray, has: np.ndarray, spacing: Sequence[float]) -> np
     return full
 
 
+def _lowest_slice_of_main_part(lung: np.ndarray) -> int:
+    """Lowest slice of the largest 3D component of ``lung`` (a cut-off recess tip does not make a lung reach the
+    diaphragm: under a heart that fills the hemithorax, the lung's main part ends on the heart)."""
+    lab, n = ndi.label(lung)
+    if n > 1:
+        sizes = np.bincount(lab.ravel())
+        sizes[0] = 0
+        lung = lab == int(np.argmax(sizes))
+    return int(np.flatnonzero(lung.any(axis=(0, 1)))[0])
+
+
 def _below_diaphragm(
     right: np.ndarray, left: np.ndarray, spacing: Sequence[float], margin_mm: float = 2.0
 ) -> tuple[np.ndarray, str]:
     """Voxels under the diaphragm domes, estimated by a robust quadratic fit to each lung's base, and why.
 
     The floor lies ``margin_mm`` under the fitted lung bases. Empty when a lung touches the bottom slice (its base is
-    outside the field of view: ``"partial"``), when the lowest points of the two lungs differ by more than 30 mm
-    (one lung does not reach the diaphragm: ``"uneven"``), or when a lung is missing or its base has too few
+    outside the field of view: ``"partial"``), when the lowest points of the two lungs' main parts (largest 3D
+    components) differ by more than 30 mm (one lung does not reach the diaphragm, even if a cut-off recess tip of
+    it does: ``"uneven"``), or when a lung is missing or its base has too few
     columns for the fit (``"unfit"``); otherwise ``"fitted"``. The lower of the two surfaces is used, which is
     conservative between the domes (where the heart sits on the central tendon).
     """
@@ -213,7 +225,7 @@ def _below_diaphragm(
         return none, "unfit"
     if right[:, :, 0].any() or left[:, :, 0].any():
         return none, "partial"
-    lows = [int(np.flatnonzero(m.any(axis=(0, 1)))[0]) for m in (right, left)]
+    lows = [_lowest_slice_of_main_part(m) for m in (right, left)]
     if abs(lows[0] - lows[1]) * float(spacing[2]) > 30.0:
         # one lung does not reach the diaphragm (displaced by the heart, collapsed...): no reliable floor
         logger.info("lung bases differ by more than 30 mm: heart region not limited by a diaphragm fit")

@@ -221,6 +221,17 @@ def test_diaphragm_floor_says_why_it_is_missing():
     assert _below_diaphragm(empty, empty, SPACING)[1] == "unfit"
 
 
+def test_diaphragm_floor_judges_the_bases_by_each_lungs_main_part():
+    from hirescam_ext.segmentation.mediastinum import _below_diaphragm
+
+    right = np.zeros((30, 20, 30), bool)
+    left = np.zeros_like(right)
+    right[20:28, 4:16, 5:25] = True
+    left[2:10, 4:16, 20:25] = True  # the left lung's main part ends 45 mm above the right base (on the heart)...
+    left[2:4, 4:6, 5:8] = True  # ...and a recess tip cut off from it reaches the right base's level
+    assert _below_diaphragm(right, left, SPACING)[1] == "uneven"
+
+
 def test_under_lowest_fat_ignores_fat_band_voxels_next_to_air():
     from hirescam_ext.segmentation.mediastinum import under_lowest_fat
 
