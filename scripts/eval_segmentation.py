@@ -6,6 +6,7 @@ Three references (all made by other algorithms or by a generator, see each PROVE
   reoriented to RAS: lung Dice for the plain scan and for perturbed copies (shifted off-centre in-plane, rotated
   in-plane, resampled to 3 mm, cropped to the middle half of the slices);
 * TotalSegmentator ``ct_cropped`` with its heart mask: fraction of the heart inside our heart/mediastinum region;
+* TotalSegmentator ``example_ct`` (abdomen reaching the lung bases) with its lobe masks: lung Dice and the flag;
 * the synthetic benchmark (``hirescam_ext.data.synthetic.generate_case``): Dice of the three organs.
 
 Usage:
@@ -147,6 +148,26 @@ def eval_synthetic(n: int = 10, seed: int = 0, shape: tuple[int, int, int] | Non
     }
     return {"n": n, "seed": seed, "summary": summary, "cases": rows}
 
+#: TotalSegmentator "total" task labels of the lung lobes (``class_map["total"]``; see that folder's PROVENANCE.md)
+TOTALSEG_LOBES = {"right": (12, 13, 14), "left": (10, 11)}
+
+
+def eval_totalseg_abdomen(datasets: Path) -> dict[str, Any]:
+    """Lung Dice against TotalSegmentator's lobes on ``example_ct`` (abdomen with lung bases) and the quality flag."""
+    folder = datasets / "totalseg-ct-examples"
+    ct, spacing = load_ras(folder / "example_ct.nii.gz")
+    ref, _ = load_ras(folder / "example_seg_fast_force_split.nii.gz")
+    ref = np.rint(ref).astype(int)
+    seg = segment_organs(ct.astype(np.float32), spacing=spacing)
+    return {
+        "dice_right_lung": dice(seg.organs == 1, np.isin(ref, TOTALSEG_LOBES["right"])),
+        "dice_left_lung": dice(seg.organs == 3, np.isin(ref, TOTALSEG_LOBES["left"])),
+        "heart_mediastinum_ml": seg.volumes_ml["heart_mediastinum"],
+        "ok": seg.ok,
+        "reasons": seg.reasons,
+        "notes": seg.notes,
+    }
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -161,8 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         out["cip"] = f"skipped: {args.datasets / 'cip-copdgene-chestct'} not found"
     if (args.datasets / "totalseg-ct-examples").is_dir():
         out["totalseg_heart"] = eval_totalseg(args.datasets)
+        out["totalseg_abdomen"] = eval_totalseg_abdomen(args.datasets)
     else:
         out["totalseg_heart"] = f"skipped: {args.datasets / 'totalseg-ct-examples'} not found"
+        out["totalseg_abdomen"] = out["totalseg_heart"]
     if args.synthetic > 0:
         out["synthetic"] = eval_synthetic(args.synthetic, args.seed)
     json.dump(out, sys.stdout, indent=2)

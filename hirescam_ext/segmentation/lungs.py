@@ -16,7 +16,8 @@ kept the two largest regions and told left from right by the array midline. Here
 4. **Gas under the lung base**: pure-gas blobs (< -950 HU, >= 5 mL) lying mostly below the lung-density air of
    their (x, y) columns (stomach or colon gas touching a lung base at coarse resolution) are removed.
 5. **Two lungs**: the two largest remaining 3D components when the second is a plausible lung (on the other side
-   of the body and overlapping the first in z); otherwise the largest component is eroded (Euclidean distance
+   of the body and overlapping the first in z; components of parenchyma rank before pure gas, a quarter or more of
+   whose voxels lie under -970 HU, so the colon of an abdominal scan does not outrank its lung bases); otherwise the largest component is eroded (Euclidean distance
    threshold, growing) until it falls apart into two side-by-side cores, and each voxel goes to the nearer core.
    That cut follows the anterior/posterior junction lines, not the array midline. If it never splits, one lung.
    **Cut-off pieces**: other internal air of uniform lung density (median -950..-600 HU, interquartile range
@@ -290,6 +291,7 @@ def segment_lungs(
     max_airway_area_mm2: float = 600.0,
     min_lung_ml: float = 10.0,
     close_mm: float = 4.0,
+    pure_gas_hu: float = -970.0,
 ) -> LungMasks:
     """Right and left lung masks of a CT volume in HU, ``[X, Y, Z]`` in RAS index order.
 
@@ -303,6 +305,8 @@ def segment_lungs(
         min_lung_ml: internal air components smaller than this are ignored (at most 1 % of the body volume, so
             that thin slabs of a few slices keep their lungs).
         close_mm: radius of the 3D closing that fills vessels at the lung border.
+        pure_gas_hu: a component with a quarter or more of its voxels under this is gas rather than parenchyma
+            (bowel or stomach gas); such components are chosen as lungs only after the lung-like ones.
 
     Returns:
         :class:`LungMasks`.
@@ -346,6 +350,18 @@ def segment_lungs(
         problems = ["no lung: no internal air component large enough"]
         return LungMasks(empty, empty.copy(), body, airway, problems=problems)
     problems: list[str] = []
+    # lung parenchyma before pure gas: bowel and stomach gas (a quarter or more of the voxels under -970 HU) may be
+    # larger than the lung bases of an abdominal scan; a lung is only passed over for another lung-like component
+    boxes = ndi.find_objects(lab)
+    gassy = {i: float(np.percentile(hu[boxes[i - 1]][lab[boxes[i - 1]] == i], 25)) < pure_gas_hu for i in order}
+    if any(gassy.values()) and not all(gassy.values()):
+        order = [i for i in order if not gassy[i]] + [i for i in order if gassy[i]]
+    if gassy[order[0]]:
+        notes.append(
+            f"the largest lung candidate is mostly pure gas (25th percentile < {pure_gas_hu:.0f} HU): "
+            "severe emphysema or a large pneumothorax, or bowel gas taken for a lung"
+        )
+        logger.info(notes[-1])
     first = lab == order[0]
     body_cx = _centroid(body)[0]
     pair: tuple[np.ndarray, np.ndarray] | None = None

@@ -51,6 +51,8 @@ RIGHT_LUNG, HEART_MEDIASTINUM, LEFT_LUNG = 1, 2, 3
 TOTAL_LUNG_ML = (700.0, 12000.0)
 #: smallest accepted smaller/larger lung volume ratio
 MIN_LUNG_RATIO = 0.3
+#: lungs entering at the top slice that span less than this (mm) are lung bases only (an abdominal field of view)
+BASES_ONLY_MM = 80.0
 
 
 @dataclass
@@ -295,6 +297,15 @@ def segment_organs(
     partial = any(bool(((f == RIGHT_LUNG) | (f == LEFT_LUNG)).any()) for f in faces)
     if partial:
         notes.append("a lung touches the volume border: partial field of view, volume limits not applied")
+    lung_any = (organs == RIGHT_LUNG) | (organs == LEFT_LUNG)
+    zs = np.flatnonzero(lung_any.any(axis=(0, 1)))
+    if zs.size and zs[-1] == organs.shape[2] - 1 and zs[0] > 0:
+        span = float(zs[-1] - zs[0] + 1) * spacing[2]
+        if span < BASES_ONLY_MM:
+            reasons.append(
+                f"lung bases only: the lungs run into the top slice and span {span:.0f} mm (< {BASES_ONLY_MM:.0f} mm; "
+                "an abdominal field of view?): the heart/mediastinum region between the bases is mostly upper abdomen"
+            )
     total = vols["right_lung"] + vols["left_lung"]
     if lungs.split != "single" and total > 0:
         if not partial and not TOTAL_LUNG_ML[0] <= total <= TOTAL_LUNG_ML[1]:

@@ -126,3 +126,13 @@ def test_off_centre_patient_keeps_sides_although_both_lungs_lie_right_of_the_arr
     assert seg.ok, seg.reasons
     assert _dice(seg.organs == RIGHT_LUNG, truth2 == 1) >= 0.95
     assert _dice(seg.organs == LEFT_LUNG, truth2 == 3) >= 0.95
+
+
+@pytest.mark.parametrize("kept_mm, flagged", [(60, True), (150, False)])
+def test_lungs_entering_at_the_top_slice_over_a_short_span_are_flagged_lung_bases_only(chest, kept_mm, flagged):
+    hu, truth = chest()
+    z_low = int(np.flatnonzero((truth > 0).any(axis=(0, 1)))[0])
+    top = z_low + kept_mm // 5  # the field of view ends kept_mm above the lung bases
+    seg = segment_organs(hu[:, :, :top], spacing=SPACING)
+    assert any(r.startswith("lung bases only") for r in seg.reasons) == flagged
+    assert seg.ok != flagged

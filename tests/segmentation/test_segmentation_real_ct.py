@@ -38,6 +38,21 @@ def test_totalseg_heart_at_least_90_percent_inside_heart_mediastinum(datasets, e
     assert res["heart_coverage"] >= 0.90, res
 
 
+def test_abdominal_scan_finds_its_lung_bases_not_the_larger_bowel_gas(datasets, eval_script):
+    """TotalSegmentator example_ct: abdomen up to the lung bases; colon gas (256 and 118 mL) outsizes the bases."""
+    if not (datasets / "totalseg-ct-examples").is_dir():
+        pytest.skip("totalseg-ct-examples not in the shared datasets")
+    res = eval_script.eval_totalseg_abdomen(datasets)
+    assert res["dice_right_lung"] >= 0.9 and res["dice_left_lung"] >= 0.9, res
+
+
+def test_abdominal_scan_is_flagged_lung_bases_only(datasets, eval_script):
+    if not (datasets / "totalseg-ct-examples").is_dir():
+        pytest.skip("totalseg-ct-examples not in the shared datasets")
+    res = eval_script.eval_totalseg_abdomen(datasets)
+    assert not res["ok"] and any(r.startswith("lung bases only") for r in res["reasons"]), res
+
+
 def test_thin_two_file_dicom_slab_keeps_both_lungs(datasets):
     """A one-slice chest CT (LIDC slice stored as 2 stripped DICOM files, -2048 padding) still has two lungs."""
     import numpy as np
