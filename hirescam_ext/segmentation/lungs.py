@@ -16,13 +16,16 @@ kept the two largest regions and told left from right by the array midline. Here
 4. **Gas under the lung base**: pure-gas blobs (< -950 HU, >= 5 mL) lying mostly below the lung-density air of
    their (x, y) columns (stomach or colon gas touching a lung base at coarse resolution) are removed.
 5. **Two lungs**: the two largest remaining 3D components when the second is a plausible lung (on the other side
-   of the body and overlapping the first in z; components of parenchyma rank before pure gas, a quarter or more of
-   whose voxels lie under -970 HU, so the colon of an abdominal scan does not outrank its lung bases); otherwise the largest component is eroded (Euclidean distance
-   threshold, growing) until it falls apart into two side-by-side cores, and each voxel goes to the nearer core.
-   That cut follows the anterior/posterior junction lines, not the array midline. If it never splits, one lung.
-   **Cut-off pieces**: other internal air of uniform lung density (median -950..-600 HU, interquartile range
-   <= 150 HU, >= 0.5 mL, without pure gas and its one-voxel rim) within the lungs' slices joins the lung on its side
-   of the body: a recess tip under an enlarged heart that fills the hemithorax, cut off where it meets stomach gas.
+   of the body and overlapping the first in z). When pure-gas components (a quarter or more of the voxels under
+   -970 HU) outsize the lung-like ones, the two largest lung-like components are taken if they make such a pair
+   (the colon of an abdominal scan does not outrank its lung bases; gassy emphysematous lungs keep their place
+   when no lung-like pair exists). Otherwise the largest component is eroded (Euclidean distance threshold,
+   growing) until it falls apart into two side-by-side cores, and each voxel goes to the nearer core. That cut
+   follows the anterior/posterior junction lines, not the array midline. If it never splits, one lung.
+   **Cut-off pieces**: other internal air of uniform lung density (median -950..-700 HU, interquartile range
+   <= 150 HU, >= 1 mL, without pure gas, the gas of step 4 and their one-voxel rim), at least half of it within
+   the lungs' slices, joins the lung on its side of the midline between the lungs: a recess tip under an enlarged
+   heart that fills the hemithorax, cut off where it meets stomach gas.
 6. **Vessels and nodules**: per lung, in-plane hole filling and a 3D closing of ``close_mm``.
 7. **Sides** (RAS: axis 0 grows toward the patient's right): of two lungs the one with the larger axis-0 centroid
    is the right lung; a single lung is right when its centroid lies right of the body's centroid.
@@ -177,6 +180,22 @@ def _subdiaphragmatic_gas(
     return drop[lab]
 
 
+def _component_pair(
+    lab: np.ndarray, sizes: np.ndarray, i: int, j: int, body_cx: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Components ``i`` (the larger) and ``j`` of ``lab`` as the two lungs, if ``j`` is a plausible second lung: at
+    least 5 % of ``i``'s size, on the other side of the body centre, and overlapping ``i`` over half its slices."""
+    first, second = lab == i, lab == j
+    c1, c2 = _centroid(first), _centroid(second)
+    z1 = np.flatnonzero(first.any(axis=(0, 1)))
+    z2 = np.flatnonzero(second.any(axis=(0, 1)))
+    overlap = max(0, min(z1[-1], z2[-1]) - max(z1[0], z2[0]) + 1) / len(z2)
+    opposite = (c1[0] - body_cx) * (c2[0] - body_cx) < 0
+    if sizes[j] >= 0.05 * sizes[i] and overlap >= 0.5 and opposite:
+        return first, second
+    return None
+
+
 def _split_by_erosion(mask: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray] | None:
     """Erode ``mask`` (distance threshold) until two side-by-side cores appear; grow them back by nearest core."""
     box = _bbox(mask, margin=1)
@@ -217,50 +236,64 @@ def _split_by_erosion(mask: np.ndarray, spacing: Sequence[float]) -> tuple[np.nd
 def _lung_pieces(
     cand: np.ndarray,
     hu: np.ndarray,
-    lungs: np.ndarray,
-    body_cx: float,
+    right: np.ndarray,
+    left: np.ndarray,
+    removed_gas: np.ndarray,
     voxel_ml: float,
-    min_ml: float = 0.5,
+    min_ml: float = 1.0,
     gas_hu: float = -950.0,
-    max_median_hu: float = -600.0,
+    max_median_hu: float = -700.0,
     max_iqr_hu: float = 150.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lung parenchyma cut off from the two lungs (a recess tip under a heart that fills the hemithorax, a lobe
     separated by partial volume), as pieces for the right and for the left lung.
 
-    Lung-density air of ``cand`` outside ``lungs``, without pure gas (< ``gas_hu``) and the one-voxel partial-volume
-    rim round it, is split into 3D components. A component is lung when it holds at least ``min_ml``, its median HU
-    lies between ``gas_hu`` and ``max_median_hu`` with an interquartile range of at most ``max_iqr_hu`` (parenchyma
-    is uniform; bowel gas, airways and partial-volume shells are not) and it reaches the slices of the lungs (the
-    thoracic cavity ends at the lowest lung base). It goes to the lung on its side of the body's centroid.
+    Lung-density air of ``cand`` outside the lungs, without pure gas (< ``gas_hu``, and ``removed_gas``, the gas
+    taken out before) and the one-voxel partial-volume rim round it, is split into 3D components. A component is
+    lung when it holds at least ``min_ml``, its median HU lies between ``gas_hu`` and ``max_median_hu`` with an
+    interquartile range of at most ``max_iqr_hu`` (parenchyma is uniform; bowel gas, airways and partial-volume
+    shells are not) and at least half of it lies within the lungs' slices (the thoracic cavity). It goes to the lung
+    on its side of the midline between the lungs (the mean of their medial edges in the nearest slice holding both).
     """
     none = np.zeros(cand.shape, bool)
-    gas = cand & (hu < gas_hu)
+    lungs = right | left
+    gas = (cand & (hu < gas_hu)) | removed_gas
     frag = cand & ~lungs & (hu >= gas_hu)
     if gas.any():
         frag &= ~ndi.binary_dilation(gas, _BALL6)
     lab, n = ndi.label(frag)
     if n == 0:
         return none, none.copy()
-    idx = np.arange(1, n + 1)
     count = np.bincount(lab.ravel(), minlength=n + 1)[1:]
     big = count * voxel_ml >= min_ml
     if not big.any():
         return none, none.copy()
-    q = np.zeros((n, 3))
-    z_top = np.zeros(n, int)
-    cx = np.zeros(n)
+    zs = np.flatnonzero(lungs.any(axis=(0, 1)))
+    both = np.flatnonzero(right.any(axis=(0, 1)) & left.any(axis=(0, 1)))
+    if both.size == 0:
+        return none, none.copy()
+    xs = np.arange(cand.shape[0])
+    # per slice holding both lungs: midway between the left lung's most medial x and the right lung's
+    left_edge = np.where(left[:, :, both].any(axis=1), xs[:, None], -1).max(axis=0)
+    right_edge = np.where(right[:, :, both].any(axis=1), xs[:, None], cand.shape[0]).min(axis=0)
+    mid = 0.5 * (left_edge + right_edge)
+    ok = np.zeros(n, bool)
+    to_right = np.zeros(n, bool)
     for i, box in enumerate(ndi.find_objects(lab)):
-        if big[i] and box is not None:
-            inside = lab[box] == i + 1
-            q[i] = np.percentile(hu[box][inside], (25, 50, 75))
-            z_top[i] = box[2].stop - 1
-            cx[i] = box[0].start + float(np.nonzero(inside)[0].mean())
-    z_low = int(np.flatnonzero(lungs.any(axis=(0, 1)))[0])
-    ok = big & (q[:, 1] > gas_hu) & (q[:, 1] < max_median_hu) & (q[:, 2] - q[:, 0] <= max_iqr_hu) & (z_top >= z_low)
+        if not big[i] or box is None:
+            continue
+        inside = lab[box] == i + 1
+        q25, q50, q75 = np.percentile(hu[box][inside], (25, 50, 75))
+        px, _, pz = np.nonzero(inside)
+        pz = pz + box[2].start
+        in_chest = np.mean((pz >= zs[0]) & (pz <= zs[-1])) >= 0.5
+        if gas_hu < q50 < max_median_hu and q75 - q25 <= max_iqr_hu and in_chest:
+            ok[i] = True
+            zc = float(np.mean(pz))
+            to_right[i] = float(np.mean(px)) + box[0].start > mid[int(np.argmin(np.abs(both - zc)))]
     if not ok.any():
         return none, none.copy()
-    to_r, to_l = ok & (cx > body_cx), ok & (cx <= body_cx)
+    to_r, to_l = ok & to_right, ok & ~to_right
     logger.info("joined %d lung pieces cut off from the lungs (%.1f mL)", int(ok.sum()), count[ok].sum() * voxel_ml)
     return np.concatenate([[False], to_r])[lab], np.concatenate([[False], to_l])[lab]
 
@@ -350,12 +383,22 @@ def segment_lungs(
         problems = ["no lung: no internal air component large enough"]
         return LungMasks(empty, empty.copy(), body, airway, problems=problems)
     problems: list[str] = []
-    # lung parenchyma before pure gas: bowel and stomach gas (a quarter or more of the voxels under -970 HU) may be
-    # larger than the lung bases of an abdominal scan; a lung is only passed over for another lung-like component
+    body_cx = _centroid(body)[0]
+    # lung parenchyma before pure gas: the colon of an abdominal scan (a quarter or more of its voxels under -970 HU)
+    # may outsize the lung bases; the two largest lung-like components are taken when they make a plausible pair,
+    # otherwise the size order stands (severe emphysema is gassy too and must not lose to a small abdominal blob)
     boxes = ndi.find_objects(lab)
     gassy = {i: float(np.percentile(hu[boxes[i - 1]][lab[boxes[i - 1]] == i], 25)) < pure_gas_hu for i in order}
-    if any(gassy.values()) and not all(gassy.values()):
-        order = [i for i in order if not gassy[i]] + [i for i in order if gassy[i]]
+    lunglike = [i for i in order if not gassy[i]]
+    pair: tuple[np.ndarray, np.ndarray] | None = None
+    split = "single"
+    if lunglike[:2] != order[:2] and len(lunglike) >= 2:
+        pair = _component_pair(lab, sizes, lunglike[0], lunglike[1], body_cx)
+        if pair is not None:
+            order = lunglike + [i for i in order if gassy[i]]
+            split = "components"
+            notes.append("pure-gas air components larger than the lungs were passed over (bowel or stomach gas)")
+            logger.info(notes[-1])
     if gassy[order[0]]:
         notes.append(
             f"the largest lung candidate is mostly pure gas (25th percentile < {pure_gas_hu:.0f} HU): "
@@ -363,18 +406,10 @@ def segment_lungs(
         )
         logger.info(notes[-1])
     first = lab == order[0]
-    body_cx = _centroid(body)[0]
-    pair: tuple[np.ndarray, np.ndarray] | None = None
-    split = "single"
-    if len(order) > 1:
-        second = lab == order[1]
-        c1, c2 = _centroid(first), _centroid(second)
-        z1 = np.flatnonzero(first.any(axis=(0, 1)))
-        z2 = np.flatnonzero(second.any(axis=(0, 1)))
-        overlap = max(0, min(z1[-1], z2[-1]) - max(z1[0], z2[0]) + 1) / len(z2)
-        opposite = (c1[0] - body_cx) * (c2[0] - body_cx) < 0
-        if sizes[order[1]] >= 0.05 * sizes[order[0]] and overlap >= 0.5 and opposite:
-            pair, split = (first, second), "components"
+    if pair is None and len(order) > 1:
+        pair = _component_pair(lab, sizes, order[0], order[1], body_cx)
+        if pair is not None:
+            split = "components"
     if pair is None:
         halves = _split_by_erosion(first, spacing)
         if halves is not None:
@@ -389,7 +424,7 @@ def segment_lungs(
     a, b = pair
     if _centroid(a)[0] < _centroid(b)[0]:
         a, b = b, a
-    pieces_r, pieces_l = _lung_pieces(cand, hu, a | b, body_cx, voxel_ml)
+    pieces_r, pieces_l = _lung_pieces(cand, hu, a, b, gas, voxel_ml)
     if pieces_r.any() or pieces_l.any():
         ml_r, ml_l = pieces_r.sum() * voxel_ml, pieces_l.sum() * voxel_ml
         notes.append(f"lung pieces cut off from their lung joined it: {ml_r:.1f} mL right, {ml_l:.1f} mL left")
