@@ -148,6 +148,7 @@ def eval_synthetic(n: int = 10, seed: int = 0, shape: tuple[int, int, int] | Non
     }
     return {"n": n, "seed": seed, "summary": summary, "cases": rows}
 
+
 #: TotalSegmentator "total" task labels of the lung lobes (``class_map["total"]``; see that folder's PROVENANCE.md)
 TOTALSEG_LOBES = {"right": (12, 13, 14), "left": (10, 11)}
 

@@ -391,12 +391,10 @@ def segment_lungs(
     gassy = {i: float(np.percentile(hu[boxes[i - 1]][lab[boxes[i - 1]] == i], 25)) < pure_gas_hu for i in order}
     lunglike = [i for i in order if not gassy[i]]
     pair: tuple[np.ndarray, np.ndarray] | None = None
-    split = "single"
     if lunglike[:2] != order[:2] and len(lunglike) >= 2:
         pair = _component_pair(lab, sizes, lunglike[0], lunglike[1], body_cx)
         if pair is not None:
             order = lunglike + [i for i in order if gassy[i]]
-            split = "components"
             notes.append("pure-gas air components larger than the lungs were passed over (bowel or stomach gas)")
             logger.info(notes[-1])
     if gassy[order[0]]:
@@ -408,8 +406,7 @@ def segment_lungs(
     first = lab == order[0]
     if pair is None and len(order) > 1:
         pair = _component_pair(lab, sizes, order[0], order[1], body_cx)
-        if pair is not None:
-            split = "components"
+    split = "components" if pair is not None else "single"
     if pair is None:
         halves = _split_by_erosion(first, spacing)
         if halves is not None:
