@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["LungMasks", "segment_lungs", "between_hull"]
+__all__ = ["LungMasks", "segment_lungs", "between_hull", "largest_component"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,8 @@ def between_hull(mask: np.ndarray, axes: Sequence[int] = (0, 1)) -> np.ndarray:
     return out
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 3D (6-connected) component of ``mask`` (a copy of ``mask`` when it is empty)."""
     lab, n = ndi.label(mask)
     if n == 0:
         return mask.copy()
@@ -350,7 +351,7 @@ def segment_lungs(
     tissue = hu > body_hu
     if not tissue.any():
         return LungMasks(empty, empty.copy(), empty.copy(), empty.copy(), problems=["no body: no voxel above -500 HU"])
-    body = between_hull(_largest_component(tissue))
+    body = between_hull(largest_component(tissue))
     min_lung_ml = min(min_lung_ml, 0.01 * float(np.count_nonzero(body)) * voxel_ml)
     air = hu < lung_hu
     lab, n = ndi.label(air)

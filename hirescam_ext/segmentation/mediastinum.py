@@ -52,6 +52,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.morphology import convex_hull_image
 
+from hirescam_ext.segmentation.lungs import largest_component
+
 __all__ = ["mediastinum_region", "find_spine", "slice_convex_hull", "heart_below_floor", "under_lowest_fat"]
 
 logger = logging.getLogger(__name__)
@@ -196,17 +198,6 @@ def _dome_fit(base: np.ndarray, has: np.ndarray, spacing: Sequence[float]) -> np
     return full
 
 
-def _lowest_slice_of_main_part(lung: np.ndarray) -> int:
-    """Lowest slice of the largest 3D component of ``lung`` (a cut-off recess tip does not make a lung reach the
-    diaphragm: under a heart that fills the hemithorax, the lung's main part ends on the heart)."""
-    lab, n = ndi.label(lung)
-    if n > 1:
-        sizes = np.bincount(lab.ravel())
-        sizes[0] = 0
-        lung = lab == int(np.argmax(sizes))
-    return int(np.flatnonzero(lung.any(axis=(0, 1)))[0])
-
-
 def _below_diaphragm(
     right: np.ndarray, left: np.ndarray, spacing: Sequence[float], margin_mm: float = 2.0
 ) -> tuple[np.ndarray, str]:
@@ -225,7 +216,9 @@ def _below_diaphragm(
         return none, "unfit"
     if right[:, :, 0].any() or left[:, :, 0].any():
         return none, "partial"
-    lows = [_lowest_slice_of_main_part(m) for m in (right, left)]
+    # the main part of each lung: a cut-off recess tip does not make a lung reach the diaphragm (under a heart that
+    # fills the hemithorax, the lung's main part ends on the heart)
+    lows = [int(np.flatnonzero(largest_component(m).any(axis=(0, 1)))[0]) for m in (right, left)]
     if abs(lows[0] - lows[1]) * float(spacing[2]) > 30.0:
         # one lung does not reach the diaphragm (displaced by the heart, collapsed...): no reliable floor
         logger.info("lung bases differ by more than 30 mm: heart region not limited by a diaphragm fit")
