@@ -86,11 +86,11 @@ _register(
     "make_datalist",
     "read_labels_csv",
     "read_location_table",
-    "generate_dataset",
-    "generate_case",
     "RadChestCTNpzReader",
 )
-_register("hirescam_ext.data.synthetic", "SyntheticCase", "SynthConfig", "PROFILES")
+_register(
+    "hirescam_ext.synthetic", "generate_dataset", "generate_case", "SyntheticCase", "SynthConfig", "GENERATOR_VERSION"
+)
 _register("hirescam_ext.segmentation", "segment_organs", "SegmentOrgansd", "OrganSegmentation")
 _register("hirescam_ext.labeling", "ReportLabeler", "LabelResult", "load_vocabulary")
 _register("hirescam_ext.utils.errors", "InputError")
@@ -118,6 +118,7 @@ _SUBPACKAGES = {
     "regions",
     "reproduce",
     "segmentation",
+    "synthetic",
     "transforms",
     "utils",
     "visualize",

@@ -16,7 +16,7 @@ __all__ = ["SUBCOMMANDS", "main"]
 
 #: subcommand -> ("module:function", one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("hirescam_ext.data.synthetic:main", "generate the synthetic chest-CT benchmark"),
+    "synth": ("hirescam_ext.synthetic.generator:main", "generate the synthetic chest-CT benchmark"),
     "segment": ("hirescam_ext.segmentation.cli:main", "segment right lung, left lung and heart/mediastinum"),
     "label": ("hirescam_ext.labeling.cli:main", "label free-text chest CT reports (80 labels + locations)"),
     "regions": ("hirescam_ext.regions.cli:main", "precompute organ maps and allowed regions for a dataset"),

@@ -1,6 +1,6 @@
 """Speed benchmark of ``hirescam_ext.segmentation.segment_organs`` on a phantom-like 420x420x405 volume (0.8 mm).
 
-The volume is a synthetic-benchmark phantom (``hirescam_ext.data.synthetic.generate_case``) generated at 2.4 mm
+The volume is a synthetic-benchmark phantom (``hirescam_ext.synthetic.generator.generate_case``) generated at 2.4 mm
 and up-sampled 3x (trilinear for HU, with fresh noise; repetition for the truth), i.e. the size of a RAD-ChestCT
 scan after the paper's 0.8 mm preprocessing (Draelos & Carin, HiResCAM, arXiv:2011.08891). Prints JSON: wall time
 per call (best and median of ``--repeats``), Dice of each organ, and optionally (``--full-res``) the Dice cost of
@@ -33,7 +33,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def make_volume(seed: int = 0, index: int = 0) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
     """420x420x405 int16 HU phantom at 0.8 mm and its organ truth."""
-    from hirescam_ext.data.synthetic import generate_case
+    from hirescam_ext.synthetic.generator import generate_case
 
     case = generate_case(index, seed, shape=(140, 140, 135), spacing=(2.4, 2.4, 2.4))
     hu = ndi.zoom(case.image.astype(np.float32), 3, order=1, mode="nearest")

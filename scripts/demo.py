@@ -53,7 +53,7 @@ def main() -> int:
     args = parser.parse_args()
 
     timings = {}
-    from hirescam_ext.data.synthetic import GENERATOR_VERSION
+    from hirescam_ext.synthetic.generator import GENERATOR_VERSION
 
     # one folder per generator version: a newer generator never meets data an older one wrote
     data = ROOT / "data" / f"synthetic_{args.profile}_v{GENERATOR_VERSION}"

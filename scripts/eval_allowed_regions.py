@@ -1,6 +1,6 @@
 """Does G_true hold the lesions? Lesion coverage of the allowed regions on the attention grid; prints JSON.
 
-For every rendered finding of the synthetic benchmark (``hirescam_ext.data.synthetic.generate_case``, which knows
+For every rendered finding of the synthetic benchmark (``hirescam_ext.synthetic.generator.generate_case``, which knows
 each lesion's voxels), G_true of the finding's label is built with ``hirescam_ext.regions.allowed_regions`` from
 the true labels and location table, once from the generator's organ map ("truth") and once from our HU
 segmentation ("ours"), for several grids and downsampling settings. Reported per label, for the lung and the
@@ -55,7 +55,7 @@ def summarize(values: list[float]) -> dict[str, float] | None:
 def evaluate(
     n_cases: int, seed: int, grids: list[tuple[int, int]], settings: list[str], profile: str = "demo"
 ) -> dict[str, Any]:
-    from hirescam_ext.data.synthetic import generate_case, make_config
+    from hirescam_ext.synthetic.generator import generate_case, make_config
     from hirescam_ext.segmentation import segment_organs
 
     config = make_config(profile)

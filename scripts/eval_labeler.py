@@ -3,7 +3,7 @@
 * CT-RATE (800 real chest CT reports, 18 manual labels): macro/per-label F1 on the development part
   (reports 0-499), the check part (500-799) and all 800.
 * SARLE Open-i sentences: normal/abnormal sentence accuracy.
-* Synthetic reports (``hirescam_ext.data.synthetic.generate_case``, when present): F1 of the 80 labels and of the
+* Synthetic reports (``hirescam_ext.synthetic.generator.generate_case``, when present): F1 of the 80 labels and of the
   location-table cells recovered from the generated report text.
 
 Usage:
@@ -27,9 +27,9 @@ from hirescam_ext.labels import LABEL_NAMES, LOCATION_NAMES
 
 def _synthetic(labeler: ReportLabeler, n: int, seed: int) -> dict:
     try:
-        from hirescam_ext.data.synthetic import generate_case
+        from hirescam_ext.synthetic.generator import generate_case
     except Exception as exc:  # noqa: BLE001 - the generator is another module and may not exist yet
-        return {"skipped": f"hirescam_ext.data.synthetic.generate_case unavailable ({type(exc).__name__}: {exc})"}
+        return {"skipped": f"hirescam_ext.synthetic.generator.generate_case unavailable ({type(exc).__name__}: {exc})"}
     tp = fp = fn = 0
     ltp = lfp = lfn = 0
     failures = []

@@ -7,7 +7,7 @@ Three references (all made by other algorithms or by a generator, see each PROVE
   in-plane, resampled to 3 mm, cropped to the middle half of the slices);
 * TotalSegmentator ``ct_cropped`` with its heart mask: fraction of the heart inside our heart/mediastinum region;
 * TotalSegmentator ``example_ct`` (abdomen reaching the lung bases) with its lobe masks: lung Dice and the flag;
-* the synthetic benchmark (``hirescam_ext.data.synthetic.generate_case``): Dice of the three organs.
+* the synthetic benchmark (``hirescam_ext.synthetic.generator.generate_case``): Dice of the three organs.
 
 Usage:
     python scripts/eval_segmentation.py [--datasets ../shared/datasets] [--synthetic 10] [--seed 0]
@@ -123,7 +123,7 @@ def eval_totalseg(datasets: Path) -> dict[str, Any]:
 
 def eval_synthetic(n: int = 10, seed: int = 0, shape: tuple[int, int, int] | None = None) -> dict[str, Any]:
     """Dice of the three organs against the generator's truth on ``n`` synthetic cases."""
-    from hirescam_ext.data.synthetic import generate_case
+    from hirescam_ext.synthetic.generator import generate_case
 
     rows = []
     for i in range(n):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hirescam_ext.data.findings import CONFOUNDED_LABEL
+from hirescam_ext.synthetic.findings import CONFOUNDED_LABEL
 from hirescam_ext.labels import LABEL_NAMES
 
 

@@ -33,7 +33,7 @@ def shared_datasets() -> Path:
 @pytest.fixture(scope="session")
 def tiny_synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 12-scan synthetic chest-CT dataset of 64 x 64 x 48 voxels (profile ``tiny``)."""
-    from hirescam_ext.data.synthetic import generate_dataset
+    from hirescam_ext.synthetic.generator import generate_dataset
 
     out = tmp_path_factory.mktemp("synthetic_tiny")
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -34,7 +34,7 @@ def ensure_dataset(
         synthetic_profile: profile of ``hirescam synth`` used when the folder has no data list; ``None`` forbids
             generation (a missing data list is then an error).
         seed: generator seed.
-        synth_kwargs: passed to :func:`hirescam_ext.data.synthetic.generate_dataset` (``n_scans``, ``shape`` ...).
+        synth_kwargs: passed to :func:`hirescam_ext.synthetic.generator.generate_dataset` (``n_scans``, ``shape`` ...).
 
     Raises:
         InputError: when the folder holds files but no data list, or generation is disabled.
@@ -53,7 +53,7 @@ def ensure_dataset(
                 f"folder is not empty but has no {DATALIST_NAME}; refusing to write synthetic data into it "
                 "(choose an empty dataset_dir, or add a data list: see docs/ARCHITECTURE.md)",
             )
-    from hirescam_ext.data.synthetic import generate_dataset
+    from hirescam_ext.synthetic.generator import generate_dataset
 
     logger.info("no %s in %s: generating the synthetic benchmark (profile %r)", DATALIST_NAME, folder, synthetic_profile)
     synth_kwargs.setdefault("workers", 0)  # one process per CPU

@@ -1,13 +1,9 @@
-"""Data: RAD-ChestCT reader and tables, data lists, cached datasets (and the synthetic benchmark when present).
+"""Data: RAD-ChestCT reader and tables, data lists, cached datasets.
 
-The synthetic-benchmark names (``generate_dataset``, ``generate_case``) are resolved lazily from
-:mod:`hirescam_ext.data.synthetic` so importing this package stays light and free of import cycles.
+The synthetic benchmark's generator lives in :mod:`hirescam_ext.synthetic`.
 """
 
 from __future__ import annotations
-
-import importlib
-from typing import Any
 
 from hirescam_ext.data.datalist import (
     IMAGE_SUFFIXES,
@@ -32,8 +28,6 @@ from hirescam_ext.data.radchestct import (
     write_radchestct_npz,
 )
 
-_LAZY = {"generate_dataset": "hirescam_ext.data.synthetic", "generate_case": "hirescam_ext.data.synthetic"}
-
 __all__ = [
     "IMAGE_SUFFIXES",
     "PATH_KEYS",
@@ -56,11 +50,5 @@ __all__ = [
     "write_labels_csv",
     "write_location_table",
     "write_radchestct_npz",
-    *_LAZY,
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 from torch import nn
 
-from hirescam_ext.data.findings import CONFOUNDED_LABEL
+from hirescam_ext.synthetic.findings import CONFOUNDED_LABEL
 from hirescam_ext.engines.evaluator import resize_maps_to
 from hirescam_ext.labels import LABEL_NAMES, ORGAN_LABELS
 from hirescam_ext.utils.errors import InputError

@@ -85,7 +85,7 @@ def _machine(device: str | None) -> dict[str, Any]:
 
 def prepare_dataset(profile: ReproProfile, work_dir: Path) -> Path:
     """Generate (or reuse) the synthetic benchmark of ``profile`` under ``work_dir``."""
-    from hirescam_ext.data.synthetic import generate_dataset
+    from hirescam_ext.synthetic.generator import generate_dataset
 
     shape = "x".join(str(s) for s in profile.spatial_size)
     folder = work_dir / f"data_{profile.synth_profile}_{profile.n_scans}_{shape}_seed{profile.dataset_seed}"

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from hirescam_ext.data.findings import CONFOUNDED_LABEL
+from hirescam_ext.synthetic.findings import CONFOUNDED_LABEL
 
 __all__ = [
     "summarize",

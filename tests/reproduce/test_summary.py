@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from hirescam_ext.data.findings import CONFOUNDED_LABEL
+from hirescam_ext.synthetic.findings import CONFOUNDED_LABEL
 from hirescam_ext.reproduce.summary import HELD, NOT_EVALUABLE, NOT_HELD, check_claims, paired, summarize
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from hirescam_ext.data.synthetic import generate_case
+from hirescam_ext.synthetic.generator import generate_case
 from hirescam_ext.segmentation import LEFT_LUNG, segment_organs
 from hirescam_ext.segmentation.lungs import segment_lungs
 

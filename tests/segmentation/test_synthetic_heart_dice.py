@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from hirescam_ext.data.synthetic import generate_case
+from hirescam_ext.synthetic.generator import generate_case
 from hirescam_ext.segmentation import HEART_MEDIASTINUM, LEFT_LUNG, RIGHT_LUNG, segment_organs
 
 

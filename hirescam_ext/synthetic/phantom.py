@@ -31,7 +31,7 @@ arXiv:2011.08891, Sec. "Allowed regions"): lungs by side, heart and mediastinum 
 
 Example:
     >>> import numpy as np
-    >>> from hirescam_ext.data.phantom import make_grid, sample_anatomy, build_phantom
+    >>> from hirescam_ext.synthetic.phantom import make_grid, sample_anatomy, build_phantom
     >>> grid = make_grid((64, 64, 48), (5.8, 5.8, 6.4))
     >>> rng = np.random.default_rng(0)
     >>> ph = build_phantom(grid, sample_anatomy(rng, grid), rng)

@@ -1,4 +1,4 @@
-"""Specification of the synthetic benchmark (hirescam_ext.data.synthetic): cases, dataset folder, confounder, CLI."""
+"""Specification of the synthetic benchmark (hirescam_ext.synthetic.generator): cases, dataset folder, confounder, CLI."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from hirescam_ext.data.findings import CONFOUNDED_LABEL, DEFAULT_PREVALENCE, SUPPORTED_LABELS
-from hirescam_ext.data.synthetic import SPLITS, generate_case, generate_dataset, main, make_config, plan_case
+from hirescam_ext.synthetic.findings import CONFOUNDED_LABEL, DEFAULT_PREVALENCE, SUPPORTED_LABELS
+from hirescam_ext.synthetic.generator import SPLITS, generate_case, generate_dataset, main, make_config, plan_case
 from hirescam_ext.labels import LABEL_NAMES, LOCATION_NAMES, label_table
 from hirescam_ext.utils.errors import InputError
 

@@ -1,4 +1,4 @@
-"""Specification of the synthetic report writer (hirescam_ext.data.reports): consistency with the labels."""
+"""Specification of the synthetic report writer (hirescam_ext.synthetic.reports): consistency with the labels."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from hirescam_ext.data.findings import DEFAULT_PREVALENCE, LOBE_NAMES, Finding, sample_findings
-from hirescam_ext.data.reports import format_size, write_report
+from hirescam_ext.synthetic.findings import DEFAULT_PREVALENCE, LOBE_NAMES, Finding, sample_findings
+from hirescam_ext.synthetic.reports import format_size, write_report
 from hirescam_ext.labels import LABEL_NAMES
 
 MEASURED = ("lung_nodule", "lung_nodulegr1cm", "lung_mass", "lung_cyst", "h_mediastinum_lymphadenopathy",

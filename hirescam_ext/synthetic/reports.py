@@ -16,8 +16,8 @@ anatomy (a heading glued to a sentence would add a location), so a report labele
 
 Example:
     >>> import numpy as np
-    >>> from hirescam_ext.data.findings import Finding
-    >>> from hirescam_ext.data.reports import write_report
+    >>> from hirescam_ext.synthetic.findings import Finding
+    >>> from hirescam_ext.synthetic.reports import write_report
     >>> f = Finding("lung_nodule", ["lung_nodule"], side="right", lobe="upper", size_mm=8.0)
     >>> text, sentences = write_report([f], np.random.default_rng(0))
     >>> "right upper lobe" in text and "8 mm" in text
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from hirescam_ext.data.findings import LOBE_NAMES, SUPPORTED_LABELS, Finding
+from hirescam_ext.synthetic.findings import LOBE_NAMES, SUPPORTED_LABELS, Finding
 
 __all__ = ["ReportSentence", "write_report", "format_size", "NEGATION_STATEMENTS"]
 

@@ -1,4 +1,4 @@
-"""Specification of the anatomical phantom (hirescam_ext.data.phantom): RAS layout, organ map, HU plausibility."""
+"""Specification of the anatomical phantom (hirescam_ext.synthetic.phantom): RAS layout, organ map, HU plausibility."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from hirescam_ext.data.phantom import HU, build_phantom, make_grid, sample_anatomy
+from hirescam_ext.synthetic.phantom import HU, build_phantom, make_grid, sample_anatomy
 
 SHAPE, SPACING = (64, 64, 48), (5.8, 5.8, 6.4)
 

@@ -21,7 +21,7 @@ arXiv:2011.08891, "allowed regions"):
 
 Example:
     >>> import numpy as np
-    >>> from hirescam_ext.data.findings import DEFAULT_PREVALENCE, sample_findings
+    >>> from hirescam_ext.synthetic.findings import DEFAULT_PREVALENCE, sample_findings
     >>> fs = sample_findings(np.random.default_rng(1), DEFAULT_PREVALENCE, normal_fraction=0.0)
     >>> all(f.label in DEFAULT_PREVALENCE for f in fs)
     True
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from hirescam_ext.data.phantom import HU, Phantom, ellipsoid_box, segment_box
+from hirescam_ext.synthetic.phantom import HU, Phantom, ellipsoid_box, segment_box
 from hirescam_ext.labels import LABEL_NAMES, LOCATION_NAMES
 
 __all__ = [
@@ -267,7 +267,7 @@ def sample_findings(
 
 
 def anatomy_modifiers(findings: list[Finding], rng: np.random.Generator) -> dict[str, Any]:
-    """Keyword arguments for :func:`hirescam_ext.data.phantom.sample_anatomy` that findings change."""
+    """Keyword arguments for :func:`hirescam_ext.synthetic.phantom.sample_anatomy` that findings change."""
     kw: dict[str, Any] = {}
     for f in findings:
         if f.label == "heart_cardiomegaly":

@@ -2,9 +2,9 @@
 
 A benchmark with ground truth for *where* each abnormality is, so the HiResCAM explanation quality measures of
 Draelos & Carin (HiResCAM, arXiv:2011.08891; OrganIoU, mask loss) can be checked end to end without patient data.
-Each scan is an anatomical phantom in HU (:mod:`hirescam_ext.data.phantom`) with abnormalities from the 80-label
-set rendered where they belong (:mod:`hirescam_ext.data.findings`) and a free-text report
-(:mod:`hirescam_ext.data.reports`).
+Each scan is an anatomical phantom in HU (:mod:`hirescam_ext.synthetic.phantom`) with abnormalities from the 80-label
+set rendered where they belong (:mod:`hirescam_ext.synthetic.findings`) and a free-text report
+(:mod:`hirescam_ext.synthetic.reports`).
 
 Dataset folder (docs/ARCHITECTURE.md, "Synthetic dataset folder")::
 
@@ -27,7 +27,7 @@ splits, presence of ``h_great_vessel_atherosclerosis`` is tied to subcutaneous f
 rule (present when ``u < p``) or, with ``shift="independent"``, drops it.
 
 Example:
-    >>> from hirescam_ext.data.synthetic import generate_case
+    >>> from hirescam_ext.synthetic.generator import generate_case
     >>> case = generate_case(0, seed=0, shape=(64, 64, 48))
     >>> case.image.dtype.name, case.organs.shape, len(case.label)
     ('int16', (64, 64, 48), 80)
@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from hirescam_ext.data.findings import (
+from hirescam_ext.synthetic.findings import (
     CONFOUNDED_LABEL,
     DEFAULT_PREVALENCE,
     Finding,
@@ -58,8 +58,8 @@ from hirescam_ext.data.findings import (
     render_findings,
     sample_findings,
 )
-from hirescam_ext.data.phantom import build_phantom, make_grid, sample_anatomy
-from hirescam_ext.data.reports import ReportSentence, write_report
+from hirescam_ext.synthetic.phantom import build_phantom, make_grid, sample_anatomy
+from hirescam_ext.synthetic.reports import ReportSentence, write_report
 from hirescam_ext.labels import LABEL_NAMES, LOCATION_NAMES, ORGAN_LABELS
 from hirescam_ext.utils.errors import InputError
 from hirescam_ext.utils.io import atomic_write, write_json_atomic, write_text_atomic
@@ -537,7 +537,7 @@ def _meta(params: dict[str, Any], counts: dict[str, Any] | None, complete: bool)
     from hirescam_ext.version import __version__
 
     return {
-        "generator": "hirescam_ext.data.synthetic",
+        "generator": "hirescam_ext.synthetic.generator",
         "generator_version": GENERATOR_VERSION,
         "package_version": __version__,
         "seed": params["seed"],
