@@ -42,6 +42,8 @@ _register(
     "CTNet",
     "BodyConv",
     "ThreeDConv",
+    "Plain3DCNN",
+    "init_output_bias",
     "build_trunk",
     "load_torchvision_resnet18_weights",
 )

@@ -27,6 +27,7 @@ __all__ = [
     "load_label_names",
     "load_location_names",
     "labels_in_group",
+    "label_prevalence",
 ]
 
 #: organ label map encoding used everywhere (as the original code): 0 background.
@@ -67,6 +68,27 @@ def labels_in_group(column: str, value: str) -> list[str]:
     if table and column not in next(iter(table.values())):
         raise KeyError(f"unknown label-table column {column!r}")
     return [name for name, row in table.items() if row[column] == value]
+
+
+def label_prevalence(items: list[dict], num_labels: int | None = None) -> list[float]:
+    """Fraction of data-list items positive for each label (the ``label`` vectors' mean).
+
+    Used to start a classifier's output bias at the log prior odds (:func:`hirescam_ext.networks.init_output_bias`).
+
+    Raises:
+        ValueError: no items, or label vectors of different lengths.
+
+    Example:
+        >>> label_prevalence([{"label": [1, 0]}, {"label": [1, 1]}])
+        [1.0, 0.5]
+    """
+    if not items:
+        raise ValueError("no data-list items to compute label prevalence from")
+    vectors = [[float(v) for v in item["label"]] for item in items]
+    n = num_labels if num_labels is not None else len(vectors[0])
+    if any(len(v) != n for v in vectors):
+        raise ValueError(f"label vectors must all have {n} values")
+    return [sum(v[i] for v in vectors) / len(vectors) for i in range(n)]
 
 
 LABEL_NAMES: list[str] = load_label_names()

@@ -11,7 +11,7 @@ from hirescam_ext.engines.failures import (
     TooManyFailedItemsError,
     loss_value,
 )
-from hirescam_ext.engines.optim import OPTIMIZERS, build_optimizer
+from hirescam_ext.engines.optim import LR_SCHEDULES, OPTIMIZERS, build_lr_scheduler, build_optimizer
 from hirescam_ext.engines.guards import NonFiniteLossError, NonFiniteLossGuard, describe_batch
 from hirescam_ext.engines.prepare_batch import PrepareBatchWithRegions
 from hirescam_ext.engines.wrappers import WithAttention
@@ -26,6 +26,8 @@ __all__ = [
     "loss_value",
     "OPTIMIZERS",
     "build_optimizer",
+    "build_lr_scheduler",
+    "LR_SCHEDULES",
     "NonFiniteLossError",
     "NonFiniteLossGuard",
     "PrepareBatchWithRegions",

@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from monai.utils import LossReduction, look_up_option
 from torch.nn.modules.loss import _Loss
 
+from hirescam_ext.utils.args import as_bool
+
 __all__ = ["MaskLoss", "ClassificationMaskLoss", "split_prediction", "split_target"]
 
 
@@ -187,7 +189,7 @@ class ClassificationMaskLoss(_Loss):
         if mask_weight < 0:
             raise ValueError(f"mask_weight must be >= 0, got {mask_weight}")
         self.mask_weight = float(mask_weight)
-        self.use_mask_loss = bool(use_mask_loss)
+        self.use_mask_loss = as_bool(use_mask_loss, "use_mask_loss")
         self.mask_loss = MaskLoss(reduction=self.reduction)
         self.pos_weight = pos_weight
         self.last_components: dict[str, torch.Tensor] = {}

@@ -1,14 +1,18 @@
 """Networks of the HiResCAM paper (Draelos & Carin, arXiv:2011.08891): AxialNet and its ablations, the alternative
-models CTNet, BodyConv and 3DConv of Table 1, and the ResNet-18 trunk with offline torchvision-weight loading."""
+models CTNet, BodyConv and 3DConv of Table 1, the ResNet-18 trunk with offline torchvision-weight loading, a plain
+3D CNN sanity baseline and initialization helpers."""
 
 from __future__ import annotations
 
-from hirescam_ext.networks.axialnet import SLICE_POOLINGS, AxialNet, AxialNetOutput, SliceAxisLayout
+from hirescam_ext.networks.axialnet import CUSTOM_CONV_INITS, SLICE_POOLINGS, AxialNet, AxialNetOutput, SliceAxisLayout
 from hirescam_ext.networks.bodyconv import BodyConv
 from hirescam_ext.networks.conv3d import ThreeDConv
 from hirescam_ext.networks.ctnet import CTNet
+from hirescam_ext.networks.init import init_output_bias, log_prior_odds, output_layer, prepare_network
+from hirescam_ext.networks.plain3d import Plain3DCNN
 from hirescam_ext.networks.resnet_trunk import (
     TRUNK_NAMES,
+    TRUNK_NORMS,
     ResNetTrunk,
     build_trunk,
     load_torchvision_resnet18_weights,
@@ -22,11 +26,18 @@ __all__ = [
     "AxialNetOutput",
     "SliceAxisLayout",
     "SLICE_POOLINGS",
+    "CUSTOM_CONV_INITS",
     "CTNet",
     "BodyConv",
     "ThreeDConv",
+    "Plain3DCNN",
     "ResNetTrunk",
     "TRUNK_NAMES",
+    "TRUNK_NORMS",
+    "init_output_bias",
+    "log_prior_odds",
+    "output_layer",
+    "prepare_network",
     "build_trunk",
     "resnet18_trunk",
     "small_trunk",

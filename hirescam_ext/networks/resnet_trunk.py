@@ -36,11 +36,43 @@ __all__ = [
     "load_torchvision_resnet18_weights",
     "trunk_output_size",
     "TRUNK_NAMES",
+    "TRUNK_NORMS",
     "PRETRAINED_HELP",
 ]
 
 #: trunk names accepted by :func:`build_trunk`
 TRUNK_NAMES = ("resnet18", "small")
+
+#: normalization layers accepted by :func:`build_trunk`: ``"batch"`` (the paper's, ImageNet-compatible), or
+#: ``"group"`` (GroupNorm, 8 groups) and ``"instance"`` (InstanceNorm with affine parameters), which normalize each
+#: slice triplet on its own and so behave the same in training and evaluation, whatever the batch size
+TRUNK_NORMS = ("batch", "group", "instance")
+
+
+def _norm_layer(norm: str, channels: int) -> nn.Module:
+    if norm == "group":
+        return nn.GroupNorm(8, channels)
+    if norm == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    return nn.BatchNorm2d(channels)
+
+
+def _set_norm(module: nn.Module, norm: str) -> nn.Module:
+    """Replace every ``BatchNorm2d`` below ``module`` by ``norm`` (in place; returns ``module``).
+
+    MONAI 1.6.1's ``ResNet(norm=...)`` applies ``norm`` to the stem only: ``_make_layer`` is called without it, so
+    layer1-4 keep BatchNorm. The trunk therefore swaps the layers itself, keeping their names.
+    """
+    if norm not in TRUNK_NORMS:
+        raise ValueError(f"unknown trunk norm {norm!r}; choose one of {TRUNK_NORMS}")
+    if norm == "batch":
+        return module
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(module, name, _norm_layer(norm, child.num_features))
+        else:
+            _set_norm(child, norm)
+    return module
 
 #: how to supply ImageNet weights offline (used in error messages)
 PRETRAINED_HELP = (
@@ -141,29 +173,34 @@ def trunk_output_size(size: int, name: str = "resnet18") -> int:
     return size
 
 
-def resnet18_trunk(pretrained: str | os.PathLike | None = None) -> ResNetTrunk:
+def resnet18_trunk(pretrained: str | os.PathLike | None = None, norm: str = "batch") -> ResNetTrunk:
     """ResNet-18 trunk with torchvision's geometry (stride-2 stem, 512 output channels, overall stride 32).
 
     Args:
         pretrained: path of a torchvision-format ResNet-18 checkpoint to load
             (:func:`load_torchvision_resnet18_weights`), or ``None`` (or ``False``) for random initialisation.
+        norm: one of :data:`TRUNK_NORMS`; ImageNet weights need ``"batch"``.
 
     Raises:
         InputError: bad checkpoint file, or ``pretrained=True`` (a path is required, nothing is downloaded).
+        ValueError: unknown ``norm``, or ImageNet weights with a norm other than ``"batch"``.
     """
     pretrained = _normalise_pretrained(pretrained)
-    net = resnet18(spatial_dims=2, n_input_channels=3, conv1_t_stride=2, bias_downsample=False)
+    if pretrained is not None and norm != "batch":
+        raise ValueError(f"ImageNet weights come with BatchNorm layers; use norm='batch' with pretrained (got {norm!r})")
+    net = _set_norm(resnet18(spatial_dims=2, n_input_channels=3, conv1_t_stride=2, bias_downsample=False), norm)
     trunk = ResNetTrunk(net, name="resnet18")
     if pretrained is not None:
         load_torchvision_resnet18_weights(trunk, pretrained)
     return trunk
 
 
-def small_trunk(channels: tuple[int, int, int, int] = (8, 16, 32, 64)) -> ResNetTrunk:
+def small_trunk(channels: tuple[int, int, int, int] = (8, 16, 32, 64), norm: str = "batch") -> ResNetTrunk:
     """A tiny ResNet trunk for fast tests: one basic block per layer, ``channels`` wide.
 
     Same layout and geometry as ResNet-18 (stride-2 7x7 stem, max pooling, layers 2-4 of stride 2: overall stride
     32, output size ``ceil(n / 32)``) with ``channels[-1]`` (default 64) output channels. Never pretrained.
+    ``norm``: one of :data:`TRUNK_NORMS`.
     """
     net = ResNet(
         block="basic",
@@ -175,26 +212,28 @@ def small_trunk(channels: tuple[int, int, int, int] = (8, 16, 32, 64)) -> ResNet
         bias_downsample=False,
         feed_forward=False,
     )
-    return ResNetTrunk(net, name="small")
+    return ResNetTrunk(_set_norm(net, norm), name="small")
 
 
-def build_trunk(name: str = "resnet18", pretrained: str | os.PathLike | None = None) -> ResNetTrunk:
+def build_trunk(name: str = "resnet18", pretrained: str | os.PathLike | None = None, norm: str = "batch") -> ResNetTrunk:
     """Build a trunk by name: ``"resnet18"`` (the paper's) or ``"small"`` (for tests; 64 channels, stride 32).
 
     Args:
         name: one of :data:`TRUNK_NAMES`.
         pretrained: path of torchvision ResNet-18 weights (``"resnet18"`` only) or ``None``.
+        norm: one of :data:`TRUNK_NORMS` (``"batch"``, the paper's; ``"group"`` or ``"instance"`` do not depend on
+            the batch).
 
     Raises:
-        ValueError: unknown name, or weights requested for the small trunk.
+        ValueError: unknown name or norm, or weights requested for the small trunk or with a non-batch norm.
         InputError: bad checkpoint file or ``pretrained=True`` without a path.
     """
     if name == "resnet18":
-        return resnet18_trunk(pretrained)
+        return resnet18_trunk(pretrained, norm=norm)
     if name == "small":
         if _normalise_pretrained(pretrained) is not None:
             raise ValueError("trunk='small' has no pretrained weights; use trunk='resnet18' with pretrained=PATH")
-        return small_trunk()
+        return small_trunk(norm=norm)
     raise ValueError(f"unknown trunk {name!r}; choose one of {TRUNK_NAMES}")
 
 

@@ -352,6 +352,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="override the profile's optimizer (the paper's: sgd)")
     p.add_argument("--lr", type=float, default=None, help="override the profile's learning rate")
     p.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
+    p.add_argument("--batch-size", type=int, default=None, help="override the profile's training batch size")
+    p.add_argument("--num-workers", type=int, default=None, help="override the profile's data-loader workers")
+    p.add_argument("--synth-workers", type=int, default=None, help="processes generating the benchmark")
+    p.add_argument("--prepare-only", action="store_true",
+                   help="generate (or check) the benchmark data and stop; later runs reuse it")
     p.add_argument("--verbose", action="store_true", help="show the bundle's training logs")
     return p
 
@@ -361,9 +366,11 @@ def profile_from_args(args: argparse.Namespace) -> ReproProfile:
     profile = get_profile(args.profile, models=tuple(args.models) if args.models else None,
                           seeds=tuple(args.seeds) if args.seeds else None, max_epochs=args.epochs,
                           device=args.device, n_scans=args.scans, optimizer_name=args.optimizer,
-                          learning_rate=args.lr)
+                          learning_rate=args.lr, batch_size=args.batch_size, num_workers=args.num_workers,
+                          synth_workers=args.synth_workers)
     changed = {"epochs": args.epochs, "models": args.models, "seeds": args.seeds, "device": args.device,
-               "scans": args.scans, "optimizer": args.optimizer, "lr": args.lr}
+               "scans": args.scans, "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size,
+               "num_workers": args.num_workers}
     changed = {k: v for k, v in changed.items() if v is not None}
     if changed:
         profile = replace(profile, note=f"{profile.note} [overridden on the command line: {changed}]")
@@ -383,6 +390,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(args.out or f"results/{profile.name}")
         work = Path(args.work_dir or f"outputs/reproduce/{profile.name}")
         command = "hirescam reproduce " + " ".join(sys.argv[1:] if argv is None else list(argv))
+        if args.prepare_only:
+            folder = prepare_dataset(profile, work)
+            print(f"dataset: {folder}")
+            return 0
         payload = run_reproduction(profile, out, work, args.pretrained, command=command.strip(),
                                    log=lambda s: print(s, file=sys.stderr, flush=True))
     except InputError as exc:

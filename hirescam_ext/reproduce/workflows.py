@@ -92,6 +92,8 @@ def _network_def(spec: ModelSpec, profile: ReproProfile) -> dict[str, Any] | Non
         return {"_target_": "hirescam_ext.BodyConv", "trunk": "@trunk", **common}
     if spec.network == "threedconv":
         return {"_target_": "hirescam_ext.ThreeDConv", **common}
+    if spec.network == "plain3d":
+        return {"_target_": "hirescam_ext.Plain3DCNN", **common}
     raise InputError(None, f"unknown network {spec.network!r} in model {spec.name!r}")
 
 
@@ -126,6 +128,12 @@ def bundle_overrides(
         "use_mask_loss": bool(spec.mask_loss),
         "slice_pooling": spec.slice_pooling,
         "custom_convs": bool(spec.custom_convs),
+        "lr_schedule": profile.lr_schedule,
+        "warmup_epochs": float(profile.warmup_epochs),
+        "norm": profile.norm,
+        "custom_conv_init": profile.custom_conv_init,
+        "output_bias_prior": bool(profile.output_bias_prior),
+        "num_workers": int(profile.num_workers),
         "train#trainer#max_epochs": int(profile.max_epochs),
     }
     if cache_dir is not None:

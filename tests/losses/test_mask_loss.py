@@ -179,3 +179,11 @@ def test_combined_loss_works_as_supervised_trainer_loss_function():
     assert float(loss_fn.last_components["mask_loss"]) > 0.0
     assert not torch.equal(before, net.conv.weight)
     assert split_target({"label": torch.ones(1)})[1] is None
+
+
+def test_use_mask_loss_false_as_a_command_line_string_switches_the_mask_term_off():
+    loss = ClassificationMaskLoss(use_mask_loss="false")
+    pred = {"logits": torch.zeros(1, 2), "attention": torch.full((1, 2, 3, 2, 2), 5.0)}
+    target = {"label": torch.zeros(1, 2), "regions": torch.zeros(1, 2, 3, 2, 2)}
+    parts = loss.components(pred, target)
+    assert loss.use_mask_loss is False and float(parts["mask_loss"]) == 0.0

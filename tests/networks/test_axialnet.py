@@ -219,3 +219,41 @@ def test_spatial_size_may_be_given_as_x_y_z_with_z_left_free():
     net = AxialNet(n_classes=M, spatial_size=(*XY, 12), trunk="small", custom_conv_padding=1).eval()
     assert net.spatial_size == XY
     assert net(torch.rand(1, 1, *XY, 6)).shape == (1, M)
+
+
+def test_string_false_from_the_command_line_builds_the_no_custom_conv_ablation():
+    net = AxialNet(n_classes=3, spatial_size=(64, 64), trunk="small", custom_conv_padding=1, custom_convs="false")
+    assert net.cam_target_layer == "trunk.layer4"
+
+
+def test_unparseable_custom_convs_value_is_refused():
+    with pytest.raises(ValueError, match="custom_convs must be true or false"):
+        AxialNet(n_classes=3, spatial_size=(64, 64), trunk="small", custom_conv_padding=1, custom_convs="nope")
+
+
+@pytest.mark.parametrize("norm, layer", [("group", torch.nn.GroupNorm), ("instance", torch.nn.InstanceNorm2d)])
+def test_batch_independent_norm_replaces_every_batchnorm(norm, layer):
+    net = AxialNet(n_classes=3, spatial_size=(64, 64), trunk="small", custom_conv_padding=1, norm=norm)
+    kinds = {type(m) for m in net.modules()}
+    assert layer in kinds and torch.nn.BatchNorm2d not in kinds
+
+
+def test_group_norm_gives_the_same_scan_scores_in_train_and_eval_mode():
+    net = AxialNet(n_classes=3, spatial_size=(64, 64), trunk="small", custom_conv_padding=1, norm="group")
+    x = torch.rand(2, 1, 64, 64, 12)
+    with torch.no_grad():
+        train_logits = net.train()(x)
+        eval_logits = net.eval()(x)
+    assert torch.allclose(train_logits, eval_logits, atol=1e-5)
+
+
+def test_channels_last_gives_the_same_outputs_as_the_default_layout():
+    torch.manual_seed(0)
+    net = AxialNet(n_classes=3, spatial_size=(64, 64), trunk="small", custom_conv_padding=1).eval()
+    x = torch.rand(2, 1, 64, 64, 12)
+    with torch.no_grad():
+        before = net.forward_all(x)
+        after = net.to_channels_last().forward_all(x)
+    assert net.trunk.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(before.logits, after.logits, atol=1e-5)
+    assert torch.allclose(before.attention, after.attention, atol=1e-5)

@@ -1,0 +1,80 @@
+"""Specification of the initialization helpers: Kaiming custom convs, prior output bias, prepare_network."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from hirescam_ext.networks import AxialNet, Plain3DCNN, init_output_bias, log_prior_odds, output_layer, prepare_network
+
+
+def _small(**kw):
+    return AxialNet(n_classes=4, spatial_size=(64, 64), trunk="small", custom_conv_padding=1, **kw)
+
+
+def test_output_bias_is_the_log_prior_odds():
+    net = init_output_bias(_small(), [0.5, 0.1, 0.01, 0.9])
+    expected = [0.0, math.log(0.1 / 0.9), math.log(0.01 / 0.99), math.log(0.9 / 0.1)]
+    assert torch.allclose(net.fc.bias, torch.tensor(expected), atol=1e-5)
+
+
+def test_absent_label_gets_a_finite_bias():
+    bias = log_prior_odds([0.0, 1.0])
+    assert torch.isfinite(bias).all() and bias[0] < -6 and bias[1] > 6
+
+
+def test_prevalence_count_must_match_the_outputs():
+    with pytest.raises(ValueError, match="3 prevalences for an output layer of 4 labels"):
+        init_output_bias(_small(), [0.1, 0.2, 0.3])
+
+
+def test_disabled_prior_leaves_the_bias_alone():
+    net = _small()
+    before = net.fc.bias.detach().clone()
+    init_output_bias(net, [0.1] * 4, enabled="false")
+    assert torch.equal(net.fc.bias, before)
+
+
+def test_output_layer_of_other_models_is_their_last_linear():
+    net = Plain3DCNN(n_classes=3, channels=(4, 8))
+    assert output_layer(net) is net.fc
+
+
+def test_prior_bias_keeps_hirescam_exact():
+    net = init_output_bias(_small(), [0.2, 0.05, 0.3, 0.01]).eval()
+    out = net.forward_all(torch.rand(1, 1, 64, 64, 12))
+    h = out.attention.shape[2]
+    assert torch.allclose(out.logits, out.attention.sum(dim=(2, 3, 4)) / h + net.fc.bias, atol=1e-5)
+
+
+def test_kaiming_custom_convs_give_logits_that_differ_between_scans():
+    # PyTorch's default init shrinks the signal through the four un-normalized custom convs: the logits of
+    # different scans are nearly equal at the start, and so are their gradients (issue 13's "6e-4 spread")
+    x = torch.rand(4, 1, 64, 64, 12) - 0.449
+    spread = {}
+    for init in ("kaiming", "pytorch"):
+        torch.manual_seed(1)
+        net = _small(custom_conv_init=init).eval()
+        with torch.no_grad():
+            spread[init] = float(net(x).std(dim=0).mean())
+    assert spread["kaiming"] > 10 * spread["pytorch"]
+
+
+def test_unknown_custom_conv_init_is_refused():
+    with pytest.raises(ValueError, match="custom_conv_init"):
+        _small(custom_conv_init="xavier")
+
+
+def test_prepare_network_sets_prior_and_channels_last():
+    net = prepare_network(_small(), "cpu", label_prior=[0.5] * 4, channels_last=True)
+    assert torch.allclose(net.fc.bias, torch.zeros(4), atol=1e-6)
+    assert net.trunk.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_prepare_network_skips_the_prior_when_switched_off():
+    net = _small()
+    before = net.fc.bias.detach().clone()
+    prepare_network(net, "cpu", label_prior=[0.5] * 4, output_bias_prior="false")
+    assert torch.equal(net.fc.bias, before)
