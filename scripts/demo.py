@@ -83,7 +83,8 @@ def main() -> int:
         link = inputs / Path(item["image"]).name
         if not link.exists():
             os.symlink(data / item["image"], link)
-    inference_args = ["--input_dir", str(inputs), "--spatial_size", shape, *model]
+    # network and preprocessing (trunk, size, spacing, HU window) come from the checkpoint's saved settings
+    inference_args = ["--input_dir", str(inputs)]
     timings["inference"] = step(f"4/4 inference on {len(test_items)} test scans",
                                 bundle(["inference.json"], *inference_args))
 

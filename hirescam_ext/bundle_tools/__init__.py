@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from hirescam_ext.bundle_tools.dataset import datalist_path, ensure_dataset
+from hirescam_ext.bundle_tools.dataset import datalist_path, dataset_provenance, dataset_spacing, ensure_dataset
 
-__all__ = ["datalist_path", "ensure_dataset"]
+__all__ = ["datalist_path", "dataset_provenance", "dataset_spacing", "ensure_dataset"]

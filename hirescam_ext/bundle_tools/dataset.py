@@ -7,15 +7,18 @@ and :func:`ensure_dataset` generates the synthetic chest-CT benchmark there on f
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
 
 from hirescam_ext.utils.errors import InputError
 
-__all__ = ["DATALIST_NAME", "datalist_path", "ensure_dataset"]
+__all__ = ["DATALIST_NAME", "META_NAME", "datalist_path", "dataset_provenance", "dataset_spacing", "ensure_dataset"]
 
 DATALIST_NAME = "datalist.json"
+#: written by ``hirescam synth`` next to the data list (generator version, parameters)
+META_NAME = "meta.json"
 logger = logging.getLogger(__name__)
 
 
@@ -61,3 +64,53 @@ def ensure_dataset(
     if not datalist.is_file():
         raise InputError(folder, f"synthetic generation finished without writing {DATALIST_NAME}")
     return str(datalist)
+
+
+def _read_meta(datalist: str | os.PathLike) -> dict | None:
+    path = Path(datalist).parent / META_NAME
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(path, f"unreadable dataset description ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise InputError(path, "must hold a JSON object")
+    return meta
+
+
+def dataset_spacing(datalist: str | os.PathLike) -> list[float] | None:
+    """Voxel spacing (mm) the dataset's scans were generated at, from the ``meta.json`` next to ``datalist``
+    (synthetic data); ``None`` when the folder has no such description (a user's dataset: set ``spacing``).
+
+    Raises:
+        InputError: naming ``meta.json`` when it is unreadable or holds a bad spacing.
+    """
+    meta = _read_meta(datalist)
+    if meta is None:
+        return None
+    spacing = (meta.get("parameters") or {}).get("spacing")
+    if spacing is None:
+        return None
+    valid = isinstance(spacing, list) and len(spacing) == 3
+    if not valid or not all(isinstance(v, (int, float)) and v > 0 for v in spacing):
+        raise InputError(Path(datalist).parent / META_NAME, f"parameters.spacing must be 3 positive numbers: {spacing}")
+    return [float(v) for v in spacing]
+
+
+def dataset_provenance(datalist: str | os.PathLike) -> dict:
+    """What a checkpoint records about its training data: the data list's path and, for generated data, the
+    generator, its version, seed, shape and spacing (``meta.json``)."""
+    out: dict = {"datalist": os.path.abspath(os.fspath(datalist))}
+    meta = _read_meta(datalist)
+    if meta is not None:
+        params = meta.get("parameters") or {}
+        out.update(
+            generator=meta.get("generator"),
+            generator_version=meta.get("generator_version"),
+            generator_package_version=meta.get("package_version"),
+            seed=meta.get("seed"),
+            shape=params.get("shape"),
+            spacing=params.get("spacing"),
+        )
+    return out

@@ -122,13 +122,16 @@ def load_datalist(
         raise InputError(path, f"split {split!r} must be a list of objects")
     for i, item in enumerate(content[split]):
         _check_item(path, split, i, item, num_labels)
-    items = load_decathlon_datalist(path, is_segmentation=False, data_list_key=split, base_dir=base_dir)
-    root = os.fspath(base_dir) if base_dir is not None else os.path.dirname(os.path.abspath(path))
-    for item in items:  # MONAI resolves other keys only when the path exists; resolve ours always
-        for key in PATH_KEYS[1:]:
-            value = item.get(key)
-            if isinstance(value, str) and value and not os.path.isabs(value):
-                item[key] = os.path.normpath(os.path.join(root, value))
+    # resolve against an absolute folder: MONAI joins a relative base_dir to keys whose joined path exists (relative
+    # to the working directory), so a relative dataset_dir would be joined twice below
+    root = os.path.abspath(os.fspath(base_dir) if base_dir is not None else os.path.dirname(os.path.abspath(path)))
+    items = load_decathlon_datalist(path, is_segmentation=False, data_list_key=split, base_dir=root)
+    for item, raw in zip(items, content[split]):
+        for key, value in raw.items():  # every path key once from the file's value; other keys exactly as written
+            if key in PATH_KEYS and isinstance(value, str) and value:
+                item[key] = value if os.path.isabs(value) else os.path.normpath(os.path.join(root, value))
+            else:
+                item[key] = value
     return items
 
 

@@ -11,6 +11,15 @@ from hirescam_ext.engines.failures import (
     TooManyFailedItemsError,
     loss_value,
 )
+from hirescam_ext.engines.model_settings import (
+    MODEL_SETTINGS_KEY,
+    define_network,
+    load_model_settings,
+    make_model_settings,
+    network_from_settings,
+    preprocessing_from_settings,
+    read_model_settings,
+)
 from hirescam_ext.engines.optim import LR_SCHEDULES, OPTIMIZERS, build_lr_scheduler, build_optimizer
 from hirescam_ext.engines.guards import NonFiniteLossError, NonFiniteLossGuard, describe_batch
 from hirescam_ext.engines.prepare_batch import PrepareBatchWithRegions
@@ -24,6 +33,13 @@ __all__ = [
     "SkipFailedEpochWise",
     "TooManyFailedItemsError",
     "loss_value",
+    "MODEL_SETTINGS_KEY",
+    "define_network",
+    "load_model_settings",
+    "make_model_settings",
+    "network_from_settings",
+    "preprocessing_from_settings",
+    "read_model_settings",
     "OPTIMIZERS",
     "build_optimizer",
     "build_lr_scheduler",

@@ -6,6 +6,10 @@ validation score improves. Files are written under a temporary name and renamed,
 half-written checkpoint that a later run trusts. With ``resume=True`` a restarted run continues from ``last.pt`` and,
 in deterministic mode on CPU, ends with the same weights as an uninterrupted run.
 
+Both files also carry the model's settings (``"model_settings"``: network definition, preprocessing, label names,
+attention grid, versions; :mod:`hirescam_ext.engines.model_settings`), so evaluation and inference rebuild the network
+and prepare scans exactly as in training.
+
 Checkpoints load with ``torch.load(weights_only=True)``: they hold tensors and plain Python values only.
 """
 
@@ -23,6 +27,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.transforms import Compose, Randomizable
 
+from hirescam_ext.engines.model_settings import MODEL_SETTINGS_KEY
 from hirescam_ext.utils.errors import InputError
 from hirescam_ext.utils.io import atomic_write
 
@@ -85,6 +90,30 @@ def _set_rng_state(state: dict[str, Any], transforms: list[Randomizable]) -> Non
         t.R.set_state(_np_rs_from_plain(s))
 
 
+def _likely_settings(keys: Iterable[str], shapes: dict[str, tuple[tuple, tuple]]) -> list[str]:
+    """Settings that probably explain a state-dict mismatch, from the names (and shapes) of the differing keys."""
+    likely: list[str] = []
+
+    def add(*names: str) -> None:
+        likely.extend(n for n in names if n not in likely)
+
+    for key in keys:
+        top = key.split(".")[0]
+        if top == "trunk":
+            add("trunk")
+        elif top == "custom_convs":
+            add("custom_convs", "custom_conv_padding")
+        elif key in shapes and key.endswith("weight") and len(shapes[key][0]) == 2:  # a linear layer
+            (file_out, file_in), (net_out, net_in) = shapes[key]
+            if file_out != net_out:
+                add("n_classes")
+            if file_in != net_in:
+                add("spatial_size", "custom_conv_padding")
+        elif top in ("fc", "classifier"):
+            add("n_classes", "spatial_size")
+    return likely or ["trunk", "spatial_size", "n_classes"]
+
+
 def load_network_weights(network: torch.nn.Module, path: str | os.PathLike, key: str = "model") -> None:
     """Load ``path`` (a checkpoint with ``key`` or a bare state dict) into ``network``, strictly.
 
@@ -117,7 +146,16 @@ def load_network_weights(network: torch.nn.Module, path: str | os.PathLike, key:
             details.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
         if unexpected:
             details.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
-        raise InputError(path, "checkpoint does not match the network: " + "; ".join(details) + "; nothing loaded")
+        message = "checkpoint does not match the network: " + "; ".join(details) + "; nothing loaded"
+        if not (isinstance(ckpt, dict) and ckpt.get(MODEL_SETTINGS_KEY)):
+            shapes = {k: (tuple(state[k].shape), tuple(own[k].shape)) for k in mismatched}
+            likely = _likely_settings(mismatched + missing + unexpected, shapes)
+            message += (
+                "; the checkpoint records no model settings (saved before hirescam-ext recorded them, or a bare "
+                f"state dict): pass the settings it was trained with; likely different: {', '.join(likely)} "
+                "(e.g. --trunk small --spatial_size \"[64,64,48]\")"
+            )
+        raise InputError(path, message)
     network.load_state_dict(state, strict=True)
 
 
@@ -136,6 +174,8 @@ class TrainingCheckpointer:
         mode: ``"min"`` (a loss) or ``"max"`` (AUROC ...).
         patience: stop after this many validations without improvement (``None``: never).
         transforms: the training transform pipeline, whose random states are saved for an exact resume.
+        model_settings: saved under ``"model_settings"`` in both files
+            (:func:`~hirescam_ext.engines.model_settings.make_model_settings`; the bundle's train.json passes them).
         resume: continue from ``save_dir/last.pt`` when it exists.
         save_rank0_only: in distributed runs only rank 0 writes.
 
@@ -157,6 +197,7 @@ class TrainingCheckpointer:
         transforms: Any | None = None,
         resume: bool = False,
         save_rank0_only: bool = True,
+        model_settings: dict[str, Any] | None = None,
     ) -> None:
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
@@ -171,6 +212,7 @@ class TrainingCheckpointer:
         self.random_transforms = randomizable_transforms(transforms) if transforms is not None else []
         self.resume = resume
         self.save_rank0_only = save_rank0_only
+        self.model_settings = model_settings
         self.best_score: float | None = None
         self.best_epoch: int | None = None
         self.bad_validations = 0
@@ -221,6 +263,8 @@ class TrainingCheckpointer:
             },
             "rng": _rng_state(self.random_transforms),
         }
+        if self.model_settings is not None:
+            state[MODEL_SETTINGS_KEY] = self.model_settings
         if self.lr_scheduler is not None:
             state["lr_scheduler"] = self.lr_scheduler.state_dict()
         return state

@@ -34,17 +34,40 @@ logger = logging.getLogger(__name__)
 DONE_MARKER = "done.json"
 
 
-def pending_inputs(sources: Sequence[str], output_dir: str | os.PathLike, skip_done: bool = True) -> list[dict[str, str]]:
+def _made_with(folder: Path, checkpoint_sha256: str | None) -> bool:
+    """Whether the scan folder is complete and (when ``checkpoint_sha256`` is given) made with that checkpoint."""
+    if not (folder / DONE_MARKER).is_file():
+        return False
+    if checkpoint_sha256 is None:
+        return True
+    try:
+        recorded = json.loads((folder / "result.json").read_text(encoding="utf-8")).get("checkpoint_sha256")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return recorded == checkpoint_sha256
+
+
+def pending_inputs(
+    sources: Sequence[str],
+    output_dir: str | os.PathLike,
+    skip_done: bool = True,
+    checkpoint_sha256: str | None = None,
+) -> list[dict[str, str]]:
     """Data items ``{"image": path, "scan": output name}`` for the scans still to do.
 
     Names are unique within the run (:func:`~hirescam_ext.inference.inputs.unique_scan_names`); with ``skip_done``,
-    scans whose output folder already has a :data:`DONE_MARKER` are left out (re-runs skip finished work).
+    scans whose output folder already has a :data:`DONE_MARKER` are left out (re-runs skip finished work), unless
+    their ``result.json`` records another checkpoint than ``checkpoint_sha256`` (or none): those are redone.
     """
     out = Path(output_dir)
     items = [{"image": str(s), "scan": n} for s, n in zip(sources, unique_scan_names(sources))]
     if not skip_done:
         return items
-    pending = [item for item in items if not (out / item["scan"] / DONE_MARKER).is_file()]
+    pending = [item for item in items if not _made_with(out / item["scan"], checkpoint_sha256)]
+    stale = [item for item in pending if (out / item["scan"] / DONE_MARKER).is_file()]
+    if stale:
+        logger.warning("%d finished scan(s) in %s were made with another checkpoint than this one (sha256 %s...): "
+                       "redoing them", len(stale), out, str(checkpoint_sha256)[:12])
     if len(pending) < len(items):
         logger.info("%d of %d scans already have results in %s and are skipped (skip_done=false redoes them); "
                     "%d to do", len(items) - len(pending), len(items), out, len(pending))
@@ -74,6 +97,8 @@ class ExplanationWriter:
         min_probability: among the top-k, only labels at or above this probability.
         label_names: the network's label names.
         save_nifti / save_png: switch the map files / figures.
+        checkpoint_sha256: SHA-256 of the checkpoint file, recorded in each ``result.json`` (a re-run with another
+            checkpoint redoes the scan, see :func:`pending_inputs`).
 
     Example:
         >>> writer = ExplanationWriter("outputs/inference", transform=preprocessing, top_k=3)  # doctest: +SKIP
@@ -91,6 +116,7 @@ class ExplanationWriter:
         label_names: Sequence[str] = LABEL_NAMES,
         save_nifti: bool = True,
         save_png: bool = True,
+        checkpoint_sha256: str | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.transform = transform
@@ -104,6 +130,7 @@ class ExplanationWriter:
         self.min_probability = float(min_probability)
         self.save_nifti = save_nifti
         self.save_png = save_png
+        self.checkpoint_sha256 = checkpoint_sha256
         self.rows: dict[str, list[Any]] = {}
         self.written_now = 0
         self.failures: list[tuple[str, str]] = []
@@ -132,7 +159,7 @@ class ExplanationWriter:
                 logger.warning("%s has other columns than this run: not merged", table)
                 return
             for row in reader:
-                if row and (self.output_dir / row[0] / DONE_MARKER).is_file():
+                if row and _made_with(self.output_dir / row[0], self.checkpoint_sha256):
                     self.rows[row[0]] = row
 
     def __call__(self, engine: Engine) -> None:
@@ -228,7 +255,12 @@ class ExplanationWriter:
             save_slice_score_heatmap(folder / "slice_scores.png", scores[chosen], [self.label_names[m] for m in chosen])
         write_json_atomic(
             folder / "result.json",
-            {"source": source, "reported": records, "probabilities": dict(zip(self.label_names, map(float, prob)))},
+            {
+                "source": source,
+                "checkpoint_sha256": self.checkpoint_sha256,
+                "reported": records,
+                "probabilities": dict(zip(self.label_names, map(float, prob))),
+            },
         )
         write_json_atomic(folder / DONE_MARKER, {"source": source, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
         self.rows[name] = [name, source, *[f"{p:.6f}" for p in prob]]

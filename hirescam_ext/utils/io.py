@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -19,6 +20,7 @@ __all__ = [
     "atomic_write",
     "ensure_writable_dir",
     "is_dicom_file",
+    "sha256_file",
     "write_text_atomic",
     "write_json_atomic",
 ]
@@ -94,3 +96,21 @@ def is_dicom_file(path: str | os.PathLike) -> bool:
             return f.read(4) == b"DICM"
     except OSError:
         return False
+
+
+def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes (read in chunks).
+
+    Raises:
+        InputError: naming the file when it cannot be read.
+    """
+    from hirescam_ext.utils.errors import InputError
+
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(chunk_size), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise InputError(path, f"cannot read the file to hash it ({exc.strerror or exc})") from exc
+    return digest.hexdigest()

@@ -46,11 +46,14 @@ def bundle_tools() -> SimpleNamespace:
 
 @pytest.fixture(scope="session")
 def trained(tiny_synthetic: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A bundle root with a 1-epoch tiny AxialNet trained on the tiny synthetic data."""
+    """A bundle root with a 1-epoch tiny AxialNet trained on the tiny synthetic data (small trunk, 64 x 64 x 48)."""
     root = tmp_path_factory.mktemp("bundle")
+    # a dataset_dir relative to the working directory, as a user types it (issue 14 item 8: organ paths were joined
+    # twice and the scans failed)
+    relative = os.path.relpath(tiny_synthetic, root)
     bundle_run(
         "train.json",
-        args=["--bundle_root", str(root), "--dataset_dir", str(tiny_synthetic), "--train#trainer#max_epochs", "1", *TINY],
+        args=["--bundle_root", str(root), "--dataset_dir", relative, "--train#trainer#max_epochs", "1", *TINY],
         cwd=root,
     )
     return root

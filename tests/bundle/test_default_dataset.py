@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hirescam_ext.bundle_tools import ensure_dataset
+from hirescam_ext.bundle_tools import dataset_provenance, dataset_spacing, ensure_dataset
 from hirescam_ext.utils.errors import InputError
 
 
@@ -36,3 +36,15 @@ def test_a_non_empty_folder_without_data_list_is_refused(tmp_path: Path) -> None
 def test_generation_can_be_forbidden(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no datalist.json here"):
         ensure_dataset(tmp_path / "empty", synthetic_profile=None)
+
+
+def test_the_synthetic_spacing_and_provenance_come_from_meta_json(tiny_synthetic: Path) -> None:
+    datalist = tiny_synthetic / "datalist.json"
+    assert dataset_spacing(datalist) == [5.8, 5.8, 6.4]  # the tiny profile's voxel size
+    provenance = dataset_provenance(datalist)
+    assert provenance["generator_version"] and provenance["spacing"] == [5.8, 5.8, 6.4]
+
+
+def test_a_dataset_without_meta_json_has_no_known_spacing(tmp_path: Path) -> None:
+    (tmp_path / "datalist.json").write_text(json.dumps({"training": []}))
+    assert dataset_spacing(tmp_path / "datalist.json") is None

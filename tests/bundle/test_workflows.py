@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from hirescam_ext import AxialNet
 
 
 def test_train_writes_best_and_last_checkpoints(trained: Path) -> None:
@@ -23,6 +25,22 @@ def test_train_writes_best_and_last_checkpoints(trained: Path) -> None:
     assert last["trainer"]["epoch"] == 1
     assert {"model", "optimizer", "lr_scheduler", "early_stopping", "rng"} <= set(last)
     assert any((trained / "outputs" / "tensorboard").iterdir())
+    failures = trained / "outputs" / "training_failures.csv"  # written only when a scan failed
+    assert not failures.exists() or len(failures.read_text().strip().splitlines()) <= 1
+
+
+def test_checkpoints_carry_the_model_settings(trained: Path) -> None:
+    for name in ("best.pt", "last.pt"):
+        settings = torch.load(trained / "models" / name, map_location="cpu", weights_only=True)["model_settings"]
+        net = settings["network_def"]
+        assert net["_target_"] == "hirescam_ext.AxialNet" and net["trunk"] == "small", name
+        assert net["spatial_size"] == [64, 64, 48] and net["custom_conv_padding"] == 1
+        pre = settings["preprocessing"]
+        assert pre["spacing"] == [5.8, 5.8, 6.4]  # the tiny profile's spacing, from the dataset's meta.json
+        assert pre["hu_range"] == [-1000, 800] and pre["center"] == -0.449
+        grid = AxialNet.attention_grid((64, 64), z=48, trunk="small", custom_conv_padding=1)
+        assert len(settings["label_names"]) == 80 and settings["attention_grid"] == list(grid)
+        assert settings["package_version"] and settings["data"]["generator_version"]
 
 
 def test_train_resumes_from_last_checkpoint(trained: Path, tiny_synthetic: Path, tmp_path: Path, bundle_tools) -> None:
@@ -45,9 +63,9 @@ def test_evaluate_writes_tables_for_every_split(trained: Path, tiny_synthetic: P
     bundle_run, TINY = bundle_tools.run, bundle_tools.tiny
     bundle_run(
         "train.json", "evaluate.json",
-        args=["--bundle_root", str(trained), "--dataset_dir", str(tiny_synthetic), *TINY],
+        args=["--bundle_root", str(trained), "--dataset_dir", str(tiny_synthetic), "--cache", "none"],
         cwd=trained,
-    )  # fmt: skip
+    )  # fmt: skip  (network and preprocessing come from the checkpoint)
     eval_dir = trained / "outputs" / "evaluation"
     results = json.loads((eval_dir / "results.json").read_text())["results"]
     assert set(results) == {"validation", "test", "test_shifted"}
@@ -75,8 +93,7 @@ def test_inference_writes_maps_in_scan_geometry_and_skips_a_corrupt_scan(
     out = tmp_path / "out"
     proc = bundle_run(
         "inference.json",
-        args=["--bundle_root", str(trained), "--input_dir", str(inputs), "--output_dir", str(out), "--top_k", "2",
-              "--spatial_size", "[64,64,48]", "--trunk", "small"],
+        args=["--bundle_root", str(trained), "--input_dir", str(inputs), "--output_dir", str(out), "--top_k", "2"],
         cwd=trained,
         check=False,
     )  # fmt: skip
@@ -95,6 +112,8 @@ def test_inference_writes_maps_in_scan_geometry_and_skips_a_corrupt_scan(
     assert len(list((out / "good").glob("overlay_*.png"))) == 2
     assert (out / "good" / "slice_scores.png").is_file()
     assert (out / "good" / "done.json").is_file()
+    result = json.loads((out / "good" / "result.json").read_text())
+    assert result["checkpoint_sha256"] == hashlib.sha256((trained / "models" / "best.pt").read_bytes()).hexdigest()
 
 
 def test_inference_rerun_skips_finished_scans_and_keeps_their_rows(
@@ -107,7 +126,7 @@ def test_inference_rerun_skips_finished_scans_and_keeps_their_rows(
     shutil.copy(images[1], inputs / "first.nii.gz")
     out = tmp_path / "out"
     args = ["--bundle_root", str(trained), "--input_dir", str(inputs), "--output_dir", str(out),
-            "--spatial_size", "[64,64,48]", "--trunk", "small"]  # fmt: skip
+            "--spatial_size", "[64,64,48]", "--trunk", "small"]  # fmt: skip  (equal to the checkpoint's: accepted)
     bundle_run("inference.json", args=args, cwd=trained)
     marker = out / "first" / "done.json"
     first = marker.stat().st_mtime_ns
@@ -120,17 +139,40 @@ def test_inference_rerun_skips_finished_scans_and_keeps_their_rows(
     assert summary["scans_written"] == 1 and summary["scans_in_table"] == 2
 
 
-def test_inference_with_checkpoint_of_another_label_set_fails_clearly(trained: Path, tmp_path: Path, bundle_tools) -> None:
-    bundle_run = bundle_tools.run
-    proc = bundle_run(
+@pytest.mark.parametrize(
+    "override, value, trained_with",
+    [("n_classes", "5", "80"), ("trunk", "resnet18", "'small'"), ("spatial_size", "[128,128,96]", "[64, 64, 48]")],
+)
+def test_inference_override_that_contradicts_the_checkpoint_names_the_setting_and_both_values(
+    trained: Path, tmp_path: Path, bundle_tools, override: str, value: str, trained_with: str
+) -> None:
+    proc = bundle_tools.run(
         "inference.json",
-        args=["--bundle_root", str(trained), "--input_dir", str(trained), "--n_classes", "5",
-              "--spatial_size", "[64,64,48]", "--trunk", "small", "--output_dir", str(tmp_path / "o")],
+        args=["--bundle_root", str(trained), "--input_dir", str(trained), f"--{override}", value,
+              "--output_dir", str(tmp_path / "o")],
         cwd=trained,
         check=False,
     )  # fmt: skip
+    text = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "best.pt: checkpoint does not match the network" in proc.stdout + proc.stderr
+    assert f"best.pt: setting '{override}' conflicts with the checkpoint" in text
+    assert f"trained with {override}={trained_with}" in text
+
+
+def test_inference_with_an_old_checkpoint_names_the_likely_setting(trained: Path, tmp_path: Path, bundle_tools) -> None:
+    old = tmp_path / "old.pt"
+    state = torch.load(trained / "models" / "best.pt", map_location="cpu", weights_only=True)
+    torch.save({"model": state["model"]}, old)  # no settings: the configuration's ResNet-18 does not fit
+    proc = bundle_tools.run(
+        "inference.json",
+        args=["--bundle_root", str(trained), "--input_dir", str(trained), "--ckpt_path", str(old),
+              "--spatial_size", "[64,64,48]", "--output_dir", str(tmp_path / "o")],
+        cwd=trained,
+        check=False,
+    )  # fmt: skip
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "old.pt: checkpoint does not match the network" in text and "likely different: trunk" in text
 
 
 def test_two_process_ddp_training_on_cpu(tiny_synthetic: Path, tmp_path: Path, bundle_tools) -> None:

@@ -94,3 +94,15 @@ def test_load_invalid_json_names_file(tmp_path):
     path.write_text("{not json")
     with pytest.raises(InputError, match=r"dl\.json.*not valid JSON"):
         load_datalist(path)
+
+
+def test_relative_dataset_dir_resolves_every_path_once(user_folder, monkeypatch):
+    # issue 14 item 8: `--dataset_dir data/x` relative to the working directory joined organ paths twice
+    make_datalist(user_folder / "cts", user_folder / "labels.csv", user_folder / "datalist.json",
+                  organs_dir=user_folder / "organs", splits={"training": 1.0})
+    monkeypatch.chdir(user_folder.parent)
+    rel = user_folder.name
+    items = load_datalist(os.path.join(rel, "datalist.json"), "training", base_dir=rel)
+    organs = [item["organs"] for item in items if "organs" in item]
+    assert organs and all(os.path.isfile(p) for p in organs), organs
+    assert all(os.path.isabs(item["image"]) and os.path.exists(item["image"]) for item in items)
