@@ -49,6 +49,7 @@ __all__ = [
     "METHODS",
     "BODY_HU",
     "make_explainers",
+    "device_of",
     "load_volume",
     "lesion_on_grid",
     "maps_on_grid",
@@ -113,10 +114,20 @@ def lesion_on_grid(mask: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
     return F.adaptive_max_pool3d(m, tuple(int(g) for g in grid))[0, 0] > 0.5
 
 
+def device_of(module: nn.Module | None) -> torch.device:
+    """The device of ``module``'s first parameter (CPU for ``None`` or a module without parameters)."""
+    param = next(module.parameters(), None) if module is not None else None
+    return param.device if param is not None else torch.device("cpu")
+
+
 def maps_on_grid(explainer: Any, image: torch.Tensor, class_idx: Sequence[int], grid: Sequence[int]) -> torch.Tensor:
-    """Normalized maps ``[K, H, D1, D2]`` of ``class_idx`` for one image ``[1, X, Y, Z]``, on the regions grid."""
+    """Normalized maps ``[K, H, D1, D2]`` of ``class_idx`` for one image ``[1, X, Y, Z]``, on the regions grid.
+
+    The image is moved to the explained network's device; the maps come back on the CPU.
+    """
+    x = image[None].to(device_of(getattr(explainer, "nn_module", None)))
     with torch.enable_grad():
-        maps = explainer(image[None], class_idx=[int(i) for i in class_idx], upsample=False).detach()
+        maps = explainer(x, class_idx=[int(i) for i in class_idx], upsample=False).detach().float().cpu()
     return resize_maps_to(maps, tuple(grid))[0].clamp_min(0)
 
 
@@ -260,10 +271,11 @@ def training_fit(network: nn.Module, items: Sequence[dict[str, Any]]) -> dict[st
 
     scores, labels = [], []
     network.eval()
+    device = device_of(network)
     with torch.no_grad():
         for item in items:
-            image = torch.as_tensor(np.asarray(item["image"]), dtype=torch.float32)[None]
-            scores.append(network(image).float()[0])
+            image = torch.as_tensor(np.asarray(item["image"]), dtype=torch.float32)[None].to(device)
+            scores.append(network(image).float()[0].cpu())
             labels.append(torch.as_tensor(np.asarray(item["label"]), dtype=torch.float32))
     res = compute_multilabel_auroc(torch.stack(scores), torch.stack(labels))
     finite = lambda v: None if v is None or not np.isfinite(v) else float(v)  # noqa: E731
@@ -316,16 +328,17 @@ def cascading_randomization(
         step (step ``i`` = blocks ``0..i`` randomized).
     """
     inputs = []
+    device = device_of(model)
     for item in items:
         present = [i for i, v in enumerate(np.asarray(item["label"]).tolist()) if v > 0.5]
         if present:
-            inputs.append((torch.as_tensor(np.asarray(item["image"]), dtype=torch.float32)[None], present))
+            inputs.append((torch.as_tensor(np.asarray(item["image"]), dtype=torch.float32)[None].to(device), present))
     original = {m: [] for m in ("gradcam", "hirescam")}
     trained = explainer_factory(model.eval())
     for x, present in inputs:
         for method, explainer in trained.items():
             with torch.enable_grad():
-                original[method].append(explainer.compute_raw(x, class_idx=present).detach()[0])
+                original[method].append(explainer.compute_raw(x, class_idx=present).detach()[0].float().cpu())
     work = copy.deepcopy(model).eval()
     blocks = randomization_blocks(work)
     gen_state = torch.get_rng_state()
@@ -347,7 +360,7 @@ def cascading_randomization(
                 rhos, const = [], 0
                 for (x, present), ref in zip(inputs, original[method]):
                     with torch.enable_grad():
-                        maps = explainer.compute_raw(x, class_idx=present).detach()[0]
+                        maps = explainer.compute_raw(x, class_idx=present).detach()[0].float().cpu()
                     for k in range(len(present)):
                         if float(ref[k].max() - ref[k].min()) == 0.0:
                             continue  # the trained model's own map is flat: nothing to compare
