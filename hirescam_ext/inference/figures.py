@@ -1,7 +1,8 @@
 """Figures a person can look at: CT slices with a HiResCAM overlay, and per-slice score heat maps.
 
 Axial slices are shown in the radiological convention: the patient's right on the image's left, anterior at the
-top (volumes are RAS ``[X, Y, Z]``: X grows toward the patient's right, Y toward anterior).
+top (volumes are RAS ``[X, Y, Z]``: X grows toward the patient's right, Y toward anterior). A volume in its own
+file's voxel order (any orientation) is sliced with :func:`axial_slice` and its affine.
 """
 
 from __future__ import annotations
@@ -13,16 +14,55 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 
 from hirescam_ext.utils.io import atomic_write  # noqa: E402
 
-__all__ = ["axial_display", "save_overlay_png", "save_slice_score_heatmap"]
+__all__ = [
+    "axial_axis",
+    "axial_display",
+    "axial_slice",
+    "highest_mass_slice",
+    "save_overlay_png",
+    "save_slice_score_heatmap",
+]
 
 
 def axial_display(slice_xy: np.ndarray) -> np.ndarray:
     """Turn an RAS axial slice ``[X, Y]`` into display rows/columns (anterior up, patient's right on the left)."""
     return np.flip(np.asarray(slice_xy).T, axis=(0, 1))
+
+
+def axial_axis(affine: np.ndarray) -> int:
+    """The voxel axis of a volume with RAS ``affine`` that runs closest to inferior-superior (2 for most scans)."""
+    ornt = nib.orientations.io_orientation(np.asarray(affine, dtype=np.float64))
+    return int(np.flatnonzero(ornt[:, 0] == 2)[0])
+
+
+def highest_mass_slice(volume: np.ndarray, affine: np.ndarray) -> int:
+    """Index, along :func:`axial_axis`, of the axial slice of ``volume`` (a map ``[X, Y, Z]`` in any voxel order)
+    whose sum is highest; the middle slice when the map is empty."""
+    volume = np.asarray(volume)
+    axis = axial_axis(affine)
+    mass = volume.sum(axis=tuple(a for a in range(volume.ndim) if a != axis), dtype=np.float64)
+    if not np.any(mass > 0):
+        return volume.shape[axis] // 2
+    return int(np.argmax(mass))
+
+
+def axial_slice(volume: np.ndarray, affine: np.ndarray, index: int) -> np.ndarray:
+    """Axial slice ``index`` (a voxel index along :func:`axial_axis`) of ``volume`` as an RAS ``[X, Y]`` array,
+    whatever the volume's voxel order (LPS NRRD, DICOM, RAS NIfTI): ready for :func:`axial_display`."""
+    volume = np.asarray(volume)
+    ornt = nib.orientations.io_orientation(np.asarray(affine, dtype=np.float64))
+    axis = axial_axis(affine)
+    plane = np.take(volume, int(index), axis=axis)
+    rows = [r for a, r in enumerate(ornt) if a != axis]  # (RAS axis, flip) of the plane's two axes, in order
+    for a, (_, flip) in enumerate(rows):
+        if flip < 0:
+            plane = np.flip(plane, axis=a)
+    return plane.T if rows[0][0] == 1 else plane
 
 
 def save_overlay_png(

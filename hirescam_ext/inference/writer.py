@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -19,14 +20,21 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor, decollate_batch
+from monai.transforms import LoadImaged
 
-from hirescam_ext.inference.figures import save_overlay_png, save_slice_score_heatmap
+from hirescam_ext.inference.figures import (
+    axial_axis,
+    axial_slice,
+    highest_mass_slice,
+    save_overlay_png,
+    save_slice_score_heatmap,
+)
 from hirescam_ext.inference.inputs import scan_name, unique_scan_names
 from hirescam_ext.labels import LABEL_NAMES
 from hirescam_ext.utils.io import atomic_write, ensure_writable_dir, write_json_atomic, write_text_atomic
 from hirescam_ext.visualize.postprocess import upsample_axial_maps
 
-__all__ = ["ExplanationWriter", "DONE_MARKER", "pending_inputs"]
+__all__ = ["ExplanationWriter", "DONE_MARKER", "MAP_DTYPES", "pending_inputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,18 +82,58 @@ def pending_inputs(
     return pending
 
 
-def _save_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
+#: how ``hirescam_<label>.nii.gz`` maps are stored: 8-bit with a NIfTI scale slope (a quarter of float32 before
+#: compression, values within 1/510 of the map), or 32-bit floats
+MAP_DTYPES = ("uint8", "float32")
+#: HU display window of the CT under the overlays (lungs dark grey, soft tissue light, bone white)
+CT_WINDOW = (-1000.0, 400.0)
+
+
+def _save_nifti(path: Path, data: np.ndarray | torch.Tensor, affine: np.ndarray, dtype: str = "uint8") -> None:
+    """Save a map with ``affine``; ``uint8``: quantized to 255 steps of ``[min(0, lo), max(1, hi)]`` with the NIfTI
+    ``scl_slope``/``scl_inter`` set, so readers (nibabel ``get_fdata``, ITK, 3D Slicer) get the map values back."""
+    x = torch.as_tensor(data).detach().cpu().float()
+    if dtype == "float32":
+        img = nib.Nifti1Image(_fortran_order(x.numpy()), affine)
+    elif dtype == "uint8":
+        lo, hi = (float(v) for v in torch.aminmax(x)) if x.numel() else (0.0, 1.0)
+        if math.isnan(lo) or math.isnan(hi):
+            x = torch.nan_to_num(x, nan=0.0)
+            lo, hi = (float(v) for v in torch.aminmax(x))
+        low, high = min(0.0, lo), max(1.0, hi)
+        slope = (high - low) / 255.0
+        # every value lies in [low, high]: x / slope + 0.5 - low / slope is in [0.5, 255.5], truncation rounds it
+        quantized = x.mul(1.0 / slope).add_(0.5 - low / slope).to(torch.uint8)
+        img = nib.Nifti1Image(_fortran_order(quantized.numpy()), affine)
+        img.header.set_slope_inter(slope, low)  # kept by nib.save for uint8 data
+        img.header["cal_min"], img.header["cal_max"] = low, high  # display range in viewers
+    else:
+        raise ValueError(f"map dtype must be one of {MAP_DTYPES}, got {dtype!r}")
     with atomic_write(path) as tmp:
-        nib.save(nib.Nifti1Image(data.astype(np.float32), affine), tmp)
+        nib.save(img, tmp)
+
+
+def _fortran_order(a: np.ndarray, block: int = 32) -> np.ndarray:
+    """``a`` as a Fortran-ordered array, NIfTI's order on disk (nibabel then writes it without reordering chunks);
+    copied in slabs of ``block`` planes, several times faster than a whole-array transpose on large volumes."""
+    if a.ndim != 3 or a.flags.f_contiguous:
+        return np.asfortranarray(a)
+    out = np.empty(a.shape[::-1], dtype=a.dtype)
+    for i in range(0, a.shape[0], block):
+        out[..., i : i + block] = a[i : i + block].T
+    return out.T
 
 
 class ExplanationWriter:
     """Ignite handler for :class:`hirescam_ext.engines.ExplanationEvaluator` runs over unlabeled scans.
 
     Per scan (folder ``output_dir/<scan>/``): ``hirescam_<label>.nii.gz`` for the reported abnormalities, in the
-    original scan's voxel grid and affine (open it over the CT in 3D Slicer or ITK-SNAP); ``overlay_<label>.png``,
-    the highest-scoring axial slice with the map over the CT; ``slice_scores.png``, the abnormality x slice matrix
-    of per-slice scores; ``result.json``; and ``done.json`` last. For the run: ``probabilities.csv`` (all labels),
+    original scan's voxel grid and affine (open it over the CT in 3D Slicer or ITK-SNAP), stored as ``uint8`` with
+    a NIfTI scale slope of 1/255 (readers get the map in [0, 1] back within 1/510); ``overlay_<label>.png``, the
+    original scan's axial slice with the most map mass, the map (in the original geometry) over the original CT;
+    ``slice_scores.png``, the abnormality x slice matrix of per-slice scores; ``result.json`` (per label: the
+    overlay's ``slice``, a voxel index along the original scan's axial axis, of ``n_slices``); and ``done.json``
+    last. For the run: ``probabilities.csv`` (all labels),
     ``failures.csv`` (scans skipped, with the reason) and ``summary.json``. Every file is written atomically.
 
     Args:
@@ -99,6 +147,7 @@ class ExplanationWriter:
         save_nifti / save_png: switch the map files / figures.
         checkpoint_sha256: SHA-256 of the checkpoint file, recorded in each ``result.json`` (a re-run with another
             checkpoint redoes the scan, see :func:`pending_inputs`).
+        map_dtype: ``"uint8"`` (scaled by the NIfTI slope, a quarter of the size or less) or ``"float32"``.
 
     Example:
         >>> writer = ExplanationWriter("outputs/inference", transform=preprocessing, top_k=3)  # doctest: +SKIP
@@ -117,7 +166,10 @@ class ExplanationWriter:
         save_nifti: bool = True,
         save_png: bool = True,
         checkpoint_sha256: str | None = None,
+        map_dtype: str = "uint8",
     ) -> None:
+        if map_dtype not in MAP_DTYPES:
+            raise ValueError(f"map_dtype must be one of {MAP_DTYPES}, got {map_dtype!r}")
         self.output_dir = Path(output_dir)
         self.transform = transform
         self.map_key = map_key
@@ -131,6 +183,7 @@ class ExplanationWriter:
         self.save_nifti = save_nifti
         self.save_png = save_png
         self.checkpoint_sha256 = checkpoint_sha256
+        self.map_dtype = map_dtype
         self.rows: dict[str, list[Any]] = {}
         self.written_now = 0
         self.failures: list[tuple[str, str]] = []
@@ -177,8 +230,11 @@ class ExplanationWriter:
         for i, image in enumerate(images):
             source = str(image.meta.get("filename_or_obj", f"scan_{engine.state.iteration}_{i}"))
             name = str(names[i]) if names is not None else scan_name(source)
+            started = time.time()
             try:
                 self._write_scan(source, name, image, output, i)
+                done, total = engine.state.iteration, engine.state.epoch_length or "?"
+                logger.info("scan %d/%s %s: outputs written in %.1f s", done, total, name, time.time() - started)
             except Exception as exc:  # noqa: BLE001 - one scan's failure is reported, the rest continue
                 logger.exception("failed to write outputs of %s", source)
                 self.failures.append((source, f"{type(exc).__name__}: {exc}"))
@@ -225,31 +281,36 @@ class ExplanationWriter:
         scores = slice_scores[i].detach().float().cpu().numpy() if slice_scores is not None else None
         chosen = self._chosen(prob)
         volume_shape = tuple(int(s) for s in image.shape[1:])
-        ct = image[0].detach().float().cpu().numpy()
+        ct: np.ndarray | None = None  # the original CT, loaded again for the first overlay
+        window: tuple[float, float] | None = None
         records = []
         for m in chosen:
             label = self.label_names[m]
             full = upsample_axial_maps(maps[m][None, None], volume_shape)[0, 0]  # [X, Y, Z], preprocessed grid
             record: dict[str, Any] = {"label": label, "probability": float(prob[m])}
-            if self.save_nifti:
-                from hirescam_ext.transforms.preprocessing import invert_to_original
+            if not (self.save_nifti or self.save_png):
+                records.append(record)
+                continue
+            from hirescam_ext.transforms.preprocessing import invert_to_original
 
-                original = invert_to_original(full[None], image, self.transform, mode="linear")
-                affine = np.asarray(original.affine, dtype=np.float64)
+            original = invert_to_original(full[None], image, self.transform, mode="linear")
+            affine = np.asarray(original.affine, dtype=np.float64)
+            heat = original[0].detach().cpu().numpy()  # the original scan's voxel grid
+            if self.save_nifti:
                 path = folder / f"hirescam_{label}.nii.gz"
-                _save_nifti(path, original[0].detach().cpu().numpy(), affine)
+                _save_nifti(path, original[0].as_tensor(), affine, self.map_dtype)
                 record["map_nifti"] = path.name
             if self.save_png:
-                if scores is not None:
-                    h = int(np.argmax(scores[m]))
-                    z = min(3 * h + 1, volume_shape[2] - 1)
-                else:
-                    z = int(np.argmax(full.reshape(-1, volume_shape[2]).amax(0).numpy()))
+                if ct is None:
+                    ct, window = self._original_ct(source, image, heat.shape)
+                k = highest_mass_slice(heat, affine)  # never a padding slice: those are gone in this geometry
+                n = int(heat.shape[axial_axis(affine)])
                 path = folder / f"overlay_{label}.png"
-                title = f"{name}: {label}  p={prob[m]:.2f}  axial slice {z}"
-                save_overlay_png(path, ct[:, :, z], full[:, :, z].numpy(), title)
+                title = f"{name}: {label}  p={prob[m]:.2f}  axial slice {k} of {n} (0-based)"
+                save_overlay_png(path, axial_slice(ct, affine, k), axial_slice(heat, affine, k), title, window=window)
                 record["overlay_png"] = path.name
-                record["slice"] = z
+                record["slice"] = k
+                record["n_slices"] = n
             records.append(record)
         if self.save_png and scores is not None and chosen:
             save_slice_score_heatmap(folder / "slice_scores.png", scores[chosen], [self.label_names[m] for m in chosen])
@@ -265,6 +326,28 @@ class ExplanationWriter:
         write_json_atomic(folder / DONE_MARKER, {"source": source, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
         self.rows[name] = [name, source, *[f"{p:.6f}" for p in prob]]
         self.written_now += 1
+
+    def _original_ct(
+        self, source: str, image: MetaTensor, shape: tuple[int, ...]
+    ) -> tuple[np.ndarray, tuple[float, float] | None]:
+        """The scan as stored (HU, its own voxel grid), read again with the preprocessing's loader, and
+        :data:`CT_WINDOW`; if that fails, the preprocessed CT inverted to the original grid (windowed, blank where
+        the network input was cropped) and no window (the slice's percentiles)."""
+        loaders = [t for t in getattr(self.transform, "transforms", ()) if isinstance(t, LoadImaged)]
+        if loaders:
+            key = loaders[0].keys[0]
+            try:
+                ct = loaders[0]({key: source})[key]
+                if tuple(ct.shape[1:]) == tuple(shape):
+                    return ct[0].detach().cpu().numpy(), CT_WINDOW  # file dtype (int16): sliced before any cast
+                got = tuple(ct.shape[1:])
+                logger.warning("%s reloads as %s, not %s: overlay on the inverted network input", source, got, shape)
+            except Exception as exc:  # noqa: BLE001 - the overlay still gets a CT
+                logger.warning("%s could not be read again (%s): overlay on the inverted network input", source, exc)
+        from hirescam_ext.transforms.preprocessing import invert_to_original
+
+        inverted = invert_to_original(image, image, self.transform, mode="linear")
+        return inverted[0].detach().float().cpu().numpy(), None
 
     def _write_tables(self) -> None:
         buf = io.StringIO()

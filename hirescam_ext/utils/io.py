@@ -1,5 +1,8 @@
 """Crash-safe writing: every output goes to a temporary name in the same folder and is renamed into place.
 
+Files end with the permissions an ordinary ``open(path, "w")`` would give them: ``0o666`` less the process umask for
+a new file, the old file's mode when one is replaced (not the ``0o600`` of a ``tempfile`` name).
+
 Example:
     >>> from hirescam_ext.utils.io import atomic_write
     >>> with atomic_write("/tmp/example.txt") as tmp:  # doctest: +SKIP
@@ -12,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -26,12 +30,33 @@ __all__ = [
 ]
 
 
+def _current_umask() -> int:
+    """The process umask, read without changing it where Linux reports it (``/proc/self/status``)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # no /proc: read it by setting it, and put it back at once
+    os.umask(mask)
+    return mask
+
+
+def _final_mode(path: str) -> int:
+    """Permission bits for ``path`` once written: an existing file's own, else ``0o666 & ~umask``."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_current_umask()
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[str]:
     """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed.
 
     The temporary name keeps the final suffix (``.nii.gz``, ``.csv``) so writers that dispatch on the extension
-    work unchanged.
+    work unchanged. The file gets the mode a plain ``open(path, "w")`` would give it: an existing file keeps its
+    mode, a new one gets ``0o666`` less the umask (``tempfile`` alone would leave ``0o600``).
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -42,6 +67,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, _final_mode(path))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
