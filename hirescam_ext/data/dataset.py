@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from monai.data import CacheDataset, Dataset, MetaTensor, PersistentDataset
 from monai.transforms import Compose
+from monai.utils import convert_to_tensor
 
 from hirescam_ext.data.failures import failed_item, is_failed_item
 
@@ -80,7 +81,11 @@ class SafePersistentDataset(PersistentDataset):
         super().__init__(data, transform, cache_dir=cache_dir, **kwargs)
 
     def _pre_transform(self, item_transformed: Any) -> Any:
-        return make_cache_safe(super()._pre_transform(item_transformed))
+        # a freshly computed item takes the form a cache hit reloads (MONAI saves it through ``convert_to_tensor``,
+        # which turns plain tensors into MetaTensors): otherwise a batch that mixes hits and misses, as in an epoch
+        # over a cache another run is filling or one an interrupted epoch left half full, cannot be collated
+        item = make_cache_safe(super()._pre_transform(item_transformed))
+        return convert_to_tensor(item, convert_numeric=False, track_meta=self.track_meta)
 
     def _cache_file(self, item_transformed: Any) -> Path | None:
         if self.cache_dir is None:

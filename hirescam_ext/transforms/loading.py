@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai.data import ImageReader, ITKReader, NibabelReader
+from monai.utils import optional_import
 
 from hirescam_ext.data.radchestct import RadChestCTNpzReader
 
@@ -74,6 +75,11 @@ def default_ct_readers() -> list[ImageReader]:
     """Readers for CTs, in MONAI ``LoadImage`` order (the last one that accepts a file is tried first).
 
     RAD-ChestCT ``.npz`` first, then NIfTI through nibabel, then everything else (DICOM series folders, NRRD,
-    MHA) through ITK; the last two wrapped in :class:`ContiguousReader`.
+    MHA) through ITK; the last two wrapped in :class:`ContiguousReader`. Without ITK installed (a lean training
+    machine) the ITK reader is left out: NIfTI and ``.npz`` still load, and other formats fail with MONAI's
+    "no reader" error naming the file.
     """
-    return [ContiguousReader(ITKReader()), ContiguousReader(NibabelReader()), RadChestCTNpzReader()]
+    readers: list[ImageReader] = [ContiguousReader(NibabelReader()), RadChestCTNpzReader()]
+    if optional_import("itk")[1]:
+        readers.insert(0, ContiguousReader(ITKReader()))
+    return readers

@@ -72,3 +72,24 @@ def test_bad_cache_mode_and_missing_dir():
         make_dataset([], None, cache="ram")
     with pytest.raises(ValueError, match="cache_dir"):
         make_dataset([], None, cache="disk")
+
+
+class PlainLabel(MapTransform):
+    """A plain (non-Meta) tensor, as EnsureTyped(track_meta=False) leaves the label."""
+
+    def __call__(self, data):
+        d = dict(data)
+        d["label"] = torch.tensor([float(d["value"])])
+        return d
+
+
+def test_disk_cache_hit_and_miss_items_collate_in_one_batch(tmp_path):
+    # another run (or an interrupted epoch) filled part of the cache: a batch mixes reloaded and fresh items
+    from monai.data import list_data_collate
+
+    transform = Compose([CountingLoad(keys="value"), PlainLabel(keys="value")])
+    data = [{"value": i} for i in range(4)]
+    make_dataset(data[:2], transform, cache="disk", cache_dir=tmp_path / "c")[0]
+    ds = make_dataset(data, transform, cache="disk", cache_dir=tmp_path / "c")
+    batch = list_data_collate([ds[i] for i in range(4)])
+    assert batch["label"].shape == (4, 1) and batch["image"].shape == (4, 1, 4, 4, 6)
