@@ -59,6 +59,7 @@ __all__ = [
     "summarize",
     "run_audit",
     "to_markdown",
+    "comparison_markdown",
 ]
 
 #: oracle AUROC from which a label counts as separable.
@@ -77,6 +78,9 @@ _GROUPS: dict[str, tuple[tuple[int, ...], float, float, float]] = {
     "mediastinum": ((2,), 350.0, -500.0, 500.0),
 }
 _SPOT_BINS = ((1, 1), (2, 4), (5, 27), (28, 10**9))
+_TINY_VOXEL_ML = 5.8 * 5.8 * 6.4 / 1000.0
+#: volume limits (mL) of the two size classes of compact isolated blobs (diameters ~17 and ~37 mm).
+_COMPACT_ML = (2.7, 27.5)
 
 #: names of the features :func:`organ_features` returns, in order.
 FEATURE_NAMES: tuple[str, ...] = (
@@ -92,7 +96,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "log1p_dark_largest_spot",
     "log1p_dark_opened_voxels",
     "log1p_isolated_dense_spots_1-3",
-    "log1p_isolated_compact_blobs_4-125",
+    "log1p_isolated_compact_blobs_le2.7mL",
+    "log1p_isolated_compact_blobs_2.7-27.5mL",
 )
 
 _CONN26 = np.ones((3, 3, 3), bool)
@@ -127,33 +132,49 @@ def _spot_features(sel: np.ndarray) -> list[float]:
     return out + [math.log1p(int(sel.sum())), math.log1p(int(sizes.max()) if n else 0), math.log1p(int(opened.sum()))]
 
 
-def _isolated_features(hu: np.ndarray, organ_mask: np.ndarray, bright: float, dense: float) -> list[float]:
+def _isolated_features(
+    hu: np.ndarray, organ_mask: np.ndarray, bright: float, dense: float, voxel_ml: float = _TINY_VOXEL_ML
+) -> list[float]:
     """Local-maximum style counts of spots that stand alone in the organ (nodule-like, not vessel-like).
 
     Connected components (26-neighbour) of voxels above ``bright``: small ones (1-3 voxels) holding a voxel above
-    ``dense`` (full-contrast, not a partial-volume vessel edge), and mid-sized ones (4-125 voxels) of which at least
-    half survives an opening with the 6-neighbour ball (compact, not a tube).
+    ``dense`` (full-contrast, not a partial-volume vessel edge), and compact ones (at least 4 voxels, keeping voxels
+    after an opening with the 6-neighbour ball, bounding box at most twice as long as wide: not a tube) of up to
+    2.7 mL and of 2.7-27.5 mL (12.5 and 128 voxels of the ``tiny`` grid; ``voxel_ml`` converts).
     """
     sel = (hu > bright) & organ_mask
     lab, n = ndimage.label(sel, structure=_CONN26)
     if n == 0:
-        return [0.0, 0.0]
+        return [0.0, 0.0, 0.0]
     sizes = np.bincount(lab.ravel(), minlength=n + 1)
     dense_hit = np.bincount(lab[(hu > dense) & sel], minlength=n + 1) > 0
     opened = np.bincount(lab[ndimage.binary_opening(sel, structure=_BALL)], minlength=n + 1)
     k = np.arange(n + 1) > 0
     small = k & (sizes <= 3) & dense_hit
-    compact = k & (sizes >= 4) & (sizes <= 125) & (opened >= 0.5 * sizes)
-    return [math.log1p(int(small.sum())), math.log1p(int(compact.sum()))]
+    ext = np.ones((n + 1, 3))
+    for j, box in enumerate(ndimage.find_objects(lab), start=1):
+        if box is not None:
+            ext[j] = [b.stop - b.start for b in box]
+    round_ = ext.max(axis=1) <= 2.0 * ext.min(axis=1)
+    ml = sizes * voxel_ml
+    compact = k & (sizes >= 4) & (ml <= _COMPACT_ML[1]) & (opened > 0) & round_
+    return [
+        math.log1p(int(small.sum())),
+        math.log1p(int((compact & (ml <= _COMPACT_ML[0])).sum())),
+        math.log1p(int((compact & (ml > _COMPACT_ML[0])).sum())),
+    ]
 
 
-def organ_features(hu: np.ndarray, organ_mask: np.ndarray, group: str) -> np.ndarray:
+def organ_features(
+    hu: np.ndarray, organ_mask: np.ndarray, group: str, spacing: Sequence[float] = (5.8, 5.8, 6.4)
+) -> np.ndarray:
     """Global intensity features (:data:`FEATURE_NAMES`) of one organ group of one scan.
 
     Args:
         hu: windowed image in HU (see :func:`window`).
         organ_mask: boolean truth mask of the organ group.
         group: ``"lungs"`` or ``"mediastinum"`` (sets the bright/dark spot thresholds).
+        spacing: voxel size (mm), for the volume limits of compact blobs.
     """
     _, bright, dark, dense = _GROUPS[group]
     v = hu[organ_mask]
@@ -163,7 +184,7 @@ def organ_features(hu: np.ndarray, organ_mask: np.ndarray, group: str) -> np.nda
     frac = np.histogram(v, bins=np.asarray(_BANDS))[0] / v.size
     feats = [*q, *frac, math.log(v.size)]
     feats += _spot_features((hu > bright) & organ_mask) + _spot_features((hu < dark) & organ_mask)
-    feats += _isolated_features(hu, organ_mask, bright, dense)
+    feats += _isolated_features(hu, organ_mask, bright, dense, float(np.prod(spacing)) / 1000.0)
     return np.asarray(feats, float)
 
 
@@ -228,7 +249,7 @@ def collect_scans(
         ys.append([case.label[c] for c in col])
         masks = {g: np.isin(case.organs, ids) for g, (ids, *_) in _GROUPS.items()}
         for g, m in masks.items():
-            feats[g].append(organ_features(hu, m, g))
+            feats[g].append(organ_features(hu, m, g, config.spacing))
             means[g].append(float(hu[m].mean()) if m.any() else float("nan"))
             noise[g].append(_noise_sd(hu, m))
         all_lesions = case.lesions.any(axis=-1) if case.lesions.shape[-1] else np.zeros(hu.shape, bool)
@@ -375,13 +396,17 @@ def summarize(data: dict[str, Any], spacing: Sequence[float], folds: int = 5, l2
 def _reasons(e: dict[str, Any], n_pos: int) -> list[str]:
     """Why a label is not separable: generator-side causes first, then the oracle's own limit."""
     r = []
+    auc, se = e["oracle_auroc"], e["oracle_auroc_se"]
+    if auc is not None and se is not None and auc >= SEPARABLE_AUROC - se:
+        r.append(f"borderline: within one SE ({se:g}) of {SEPARABLE_AUROC:g}")
     if n_pos < 10:
         r.append(f"too few positive scans ({n_pos})")
     few = e["voxels_median"] is not None and e["voxels_median"] <= 2
     if few:
         r.append(
-            f"too few voxels (median {e['voxels_median']:g}; {e['findings_1_voxel']} of {e['findings']} findings"
-            f" keep 1 voxel)"
+            f"too few voxels to have a shape (median {e['voxels_median']:g}; {e['findings_1_voxel']} of"
+            f" {e['findings']} findings keep 1 voxel): told apart by HU only, which normal structures or other"
+            " findings share"
         )
     faint = False
     if e["cnr"] is not None and e["cnr"] < 1.0:
@@ -477,4 +502,28 @@ def to_markdown(result: dict[str, Any], command: str | None = None, title: str |
         )
     n_sep = sum(e["verdict"] == "separable" for e in result["labels"].values())
     lines += ["", f"Separable: {n_sep} of {len(result['labels'])} labels.", ""]
+    return "\n".join(lines)
+
+
+def comparison_markdown(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """Markdown table of two audits of the same profile (e.g. two generator versions): voxels and oracle AUROC."""
+    vb, va = before["generator_version"], after["generator_version"]
+    lines = [
+        f"| label | voxels {vb} | voxels {va} | oracle AUROC {vb} | oracle AUROC {va} | verdict {va} |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def auc(e: dict[str, Any]) -> str:
+        return "-" if e["oracle_auroc"] is None else f"{e['oracle_auroc']:.3f} +- {e['oracle_auroc_se']:.2f}"
+
+    for lab, ea in after["labels"].items():
+        eb = before["labels"].get(lab)
+        if eb is None:
+            continue
+        lines.append(
+            f"| {lab} | {eb['voxels_median']:g} | {ea['voxels_median']:g} | {auc(eb)} | {auc(ea)} | {ea['verdict']} |"
+        )
+    nb = sum(e["verdict"] == "separable" for e in before["labels"].values())
+    na = sum(e["verdict"] == "separable" for e in after["labels"].values())
+    lines += ["", f"Separable: {nb} -> {na} of {len(after['labels'])} labels."]
     return "\n".join(lines)

@@ -72,3 +72,5 @@ def test_markdown_report_has_one_row_per_label_with_verdict():
     rows = [line for line in md.splitlines() if line.startswith(f"| {LABEL} ") or line.startswith("| lung_nodule ")]
     assert len(rows) == 2 and all("separable" in r for r in rows)
     assert "scripts/eval_learnability.py" in md
+    table = audit.comparison_markdown(result, result)
+    assert f"| {LABEL} |" in table and "Separable:" in table
