@@ -19,6 +19,14 @@ arXiv:2011.08891, "allowed regions"):
   the mask); the mask is the lead where it runs inside label 2 (great veins and right heart). Its truth
   locations are ``heart`` and ``chest_wall``.
 
+Visibility on coarse grids (generator 1.4.0, from the learnability audit :mod:`hirescam_ext.synthetic.audit`,
+docs/learnability/): a soft-tissue nodule has the attenuation of a pulmonary vessel, so below ~3 voxels across it is a
+single voxel that no classifier tells from a vessel (oracle AUROC 0.59 at the 5.8 mm ``tiny`` grid). Nodules are
+therefore drawn at least 1.05 voxels (of the coarsest axis) in radius, nodules over 1 cm at least 1.5 voxels (the
+reported ``size_mm`` is kept; ``detail["rendered_diameter_mm"]`` records the drawn size), and focal lung lesions are
+placed off the vessels and airway walls of the healthy lung and off earlier lesions, with a one-voxel margin, so they
+stay solitary blobs instead of fusing with a vessel. On the 0.8 mm paper grid neither rule changes anything.
+
 Example:
     >>> import numpy as np
     >>> from hirescam_ext.synthetic.findings import DEFAULT_PREVALENCE, sample_findings
@@ -109,7 +117,8 @@ class Finding:
         locations: truth locations (names of ``LOCATION_NAMES``): what the report states (the lobe and the lung
             of each side; ``centrilobular`` for centrilobular emphysema; pleural findings name the side only).
         certainty: ``"definite"`` or ``"possible"`` (how the report words it).
-        detail: extra descriptors (severity, node station, count...).
+        detail: extra descriptors (severity, node station, count...; ``rendered_diameter_mm`` when a nodule is drawn
+            larger than ``size_mm`` because the grid is too coarse for it, see "Visibility" in the module docstring).
         center_mm: world position (RAS, mm) of the finding's centre once rendered.
         mask_voxels: voxel count of the rendered lesion mask.
     """
@@ -312,15 +321,29 @@ def _zone_mask(ph: Phantom, side: str, zone: str | None) -> np.ndarray:
     return lung & keep[None, None, :]
 
 
-def _choose_center(ph: Phantom, side: str, zone: str | None, radius: float, occupied: np.ndarray, rng) -> np.ndarray:
-    """A lesion centre in the zone whose sphere lies mostly inside the lung and off earlier lesions."""
+def _choose_center(
+    ph: Phantom,
+    side: str,
+    zone: str | None,
+    radius: float,
+    occupied: np.ndarray,
+    rng,
+    structures: np.ndarray | None = None,
+) -> np.ndarray:
+    """A lesion centre in the zone whose sphere lies mostly inside the lung and off earlier lesions.
+
+    With ``structures`` (a mask of vessels and airway walls), the sphere grown by one voxel should also stay off
+    them and off earlier lesions: a solitary nodule in aerated lung, not one fused with a vessel into a single blob
+    on a coarse grid.
+    """
     cand = _zone_mask(ph, side, zone)
     if not cand.any():
         cand = ph.lung(side)
     idx = np.flatnonzero(cand)
     lung = ph.lung(side)
+    margin = float(max(ph.grid.spacing))
     best, best_score = None, -np.inf
-    for _ in range(24):
+    for _ in range(24 if structures is None else 48):
         flat = idx[int(rng.integers(len(idx)))]
         ijk = np.unravel_index(flat, ph.grid.shape)
         c = np.array([ph.grid.x[ijk[0]], ph.grid.y[ijk[1]], ph.grid.z[ijk[2]]], float)
@@ -328,11 +351,23 @@ def _choose_center(ph: Phantom, side: str, zone: str | None, radius: float, occu
         inside = q <= 1.0
         n = max(int(inside.sum()), 1)
         frac = float((inside & lung[sl]).sum()) / n - 2.0 * float((inside & occupied[sl]).sum()) / n
+        touching = 0
+        if structures is not None:
+            sl2, q2 = ellipsoid_box(ph.grid, c, np.array([radius + margin] * 3))
+            near = q2 <= 1.0
+            touching = int((near & (structures[sl2] | occupied[sl2])).sum())
+            frac -= 2.0 * touching / max(int(near.sum()), 1)
         if frac > best_score:
             best, best_score = c, frac
-        if frac > 0.92:
+        if frac > 0.92 and touching == 0:
             break
     return best
+
+
+#: smallest rendered radius of soft-tissue nodules, in voxels of the coarsest axis. 1.05 voxels gives a ball of at
+#: least 7 voxels (3 across on every axis), which a 6-neighbour opening keeps, unlike a 1-voxel spot or a thin
+#: vessel; nodules over 1 cm get at least 1.5 voxels (19 voxels), so they stay larger than the small ones.
+_MIN_RADIUS_VOXELS = {"lung_nodule": 1.05, "lung_nodulegr1cm": 1.5}
 
 
 def render_findings(ph: Phantom, findings: list[Finding], rng: np.random.Generator) -> list[np.ndarray]:
@@ -346,6 +381,9 @@ def render_findings(ph: Phantom, findings: list[Finding], rng: np.random.Generat
     an = ph.anatomy.params
     occupied = np.zeros(grid.shape, bool)
     med = ph.organs == 2
+    # vessels and airway walls of the healthy lungs, which solitary nodules keep off (see _choose_center)
+    structures = (ph.organs == 1) | (ph.organs == 3)
+    structures &= hu > -500.0
     masks: list[np.ndarray] = []
     # pleural space findings first, focal lung lesions after, heart group last
     order = sorted(range(len(findings)), key=lambda i: _RENDER_ORDER.get(findings[i].label, 5))
@@ -356,7 +394,13 @@ def render_findings(ph: Phantom, findings: list[Finding], rng: np.random.Generat
         lab = f.label
         if lab in ("lung_nodule", "lung_nodulegr1cm", "lung_mass", "lung_granuloma", "lung_cyst"):
             r = 0.5 * f.size_mm
-            c = _choose_center(ph, f.side, f.lobe, r, occupied, rng)
+            if lab in _MIN_RADIUS_VOXELS:
+                # a soft-tissue nodule below ~3 voxels across is one voxel, as dense as a vessel: not visible
+                r_min = _MIN_RADIUS_VOXELS[lab] * float(max(grid.spacing))
+                if r < r_min:
+                    r = r_min
+                    f.detail["rendered_diameter_mm"] = round(2.0 * r, 1)
+            c = _choose_center(ph, f.side, f.lobe, r, occupied, rng, structures)
             lob = {"lung_nodulegr1cm": 0.12, "lung_mass": 0.2}.get(lab, 0.0)
             sl, sph = _sphere_mask(ph, c, r, lob, rng)
             allowed = ph.lung(f.side) & ~occupied
