@@ -10,11 +10,16 @@
 #    analyses), and the reference model: configs/train.json then configs/evaluate.json through
 #    `python -m monai.bundle run`, small trunk, the same data;
 # 3. the report over all models (`--out results/gpu`, reusing the finished runs);
-# 4. everything a person needs comes back under $OUT: logs, results/gpu as a tarball, the reference checkpoint.
+# 4. the issue-15 GPU benchmark (scripts/gpu_benchmark.py) in what time is left, when GPU_BENCH_S > 0;
+# 5. what a person needs comes back under $OUT (at most 8 files): results_gpu.tgz (results/gpu, every log, the runs'
+#    records and evaluation tables), reference_best.pt (the small-trunk reference model), the ResNet-18
+#    AxialNet + mask loss checkpoint in fp16 split into parts of 15 MB (axialnet_mask_fp16.pt.part-*), the benchmark JSON.
 #
 # Environment (defaults in brackets): MODELS [axialnet axialnet_mask plain3d], SEEDS [0], EPOCHS [profile's],
-# SCANS [profile's], REF_EPOCHS [30], DEVICE [cuda], BUDGET seconds for step 2 [400], WORK [/tmp/hirescam_gpu],
-# WORKERS data-loader workers per job [4]. DRY=1 runs the same steps on a CPU with tiny sizes.
+# SCANS [profile's], REF_EPOCHS [30], DEVICE [cuda], BUDGET seconds for step 2 [400], TRAIN_S training seconds per
+# run [BUDGET - 150: evaluation and analyses follow], WORK [/tmp/hirescam_gpu],
+# WORKERS data-loader workers per job [4], GPU_BENCH_S seconds for the benchmark [0: skipped]. DRY=1 runs the same
+# steps on a CPU with tiny sizes.
 set -uo pipefail
 
 : "${OUT:=/tmp/gpu_reproduce_out}"
@@ -26,7 +31,12 @@ BUDGET=${BUDGET:-400}
 WORK=${WORK:-/tmp/hirescam_gpu}
 WORKERS=${WORKERS:-4}
 REF_EPOCHS=${REF_EPOCHS:-30}
+GPU_BENCH_S=${GPU_BENCH_S:-0}
+TRAIN_S=${TRAIN_S:-$((BUDGET - 150))}
+LOGS=$WORK/logs
+mkdir -p "$LOGS"
 EXTRA=()
+BENCH_ARGS=()
 [ -n "${EPOCHS:-}" ] && EXTRA+=(--epochs "$EPOCHS")
 [ -n "${SCANS:-}" ] && EXTRA+=(--scans "$SCANS")
 if [ "${DRY:-0}" = 1 ]; then
@@ -34,6 +44,7 @@ if [ "${DRY:-0}" = 1 ]; then
     EXTRA=(--epochs 1 --scans 40 --synth-workers 2)
     REF_EPOCHS=1
     WORKERS=0
+    BENCH_ARGS=(--dry-run)
 fi
 export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
 
@@ -50,7 +61,7 @@ python3 -c "import sys, torch, monai; print('python', sys.version.split()[0], '|
 '| cuda', torch.version.cuda, torch.cuda.is_available(), '| monai', monai.__version__)"
 
 repro=(python3 -m hirescam_ext reproduce --profile gpu --device "$DEVICE" --num-workers "$WORKERS" --seeds $SEEDS
-       --work-dir "$WORK" "${EXTRA[@]}")
+       --work-dir "$WORK" --max-train-seconds "$TRAIN_S" "${EXTRA[@]}")
 echo "[gpu_reproduce $(elapsed) s] generating the benchmark"
 data=$("${repro[@]}" --prepare-only | sed -n 's/^dataset: //p')
 [ -d "$data" ] || { echo "dataset generation failed"; exit 1; }
@@ -61,26 +72,49 @@ bundle=(python3 -m monai.bundle run --meta_file configs/metadata.json --logging_
         --bundle_root "$ref" --dataset_dir "$data" --device "\$torch.device('$DEVICE')" --trunk small
         --spatial_size "[128,128,96]" --region_mode area --region_area_threshold 0.1 --optimizer_name adam
         --batch_size 8 --lr_schedule warmup_cosine --warmup_epochs 1 --num_workers "$WORKERS" --cache disk
-        --cache_dir "$ref/cache")
+        --cache_dir "$ref/cache" --max_train_seconds "$TRAIN_S")
 (
     echo "$ ${bundle[*]} --config_file configs/train.json --train#trainer#max_epochs $REF_EPOCHS"
     timeout "$BUDGET" "${bundle[@]}" --config_file configs/train.json --train#trainer#max_epochs "$REF_EPOCHS" \
         && "${bundle[@]}" --config_file "['configs/train.json','configs/evaluate.json']"
-) >"$OUT/reference.log" 2>&1 &
+) >"$LOGS/reference.log" 2>&1 &
 pids=($!)
 for m in $MODELS; do
-    timeout "$BUDGET" "${repro[@]}" --models "$m" --out "$WORK/out_$m" >"$OUT/run_$m.log" 2>&1 &
+    timeout "$BUDGET" "${repro[@]}" --models "$m" --out "$WORK/out_$m" >"$LOGS/run_$m.log" 2>&1 &
     pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p" || echo "[gpu_reproduce] job $p ended with status $?"; done
 echo "[gpu_reproduce $(elapsed) s] training jobs done"
 
-"${repro[@]}" --models $MODELS --out results/gpu >"$OUT/report.log" 2>&1 || echo "report step failed (see report.log)"
-tail -n 20 "$OUT/report.log"
-tar czf "$OUT/results_gpu.tgz" results/gpu "$WORK"/runs/*/run.json "$WORK"/runs/*/outputs/evaluation/*.md \
-    "$ref"/outputs/evaluation 2>/dev/null
-if [ -f "$ref/models/best.pt" ]; then
-    cp "$ref/models/best.pt" "$OUT/reference_best.pt"
+done_models=""
+for m in $MODELS; do
+    complete=1
+    for s in $SEEDS; do [ -f "$WORK/runs/${m}_seed$s/run.json" ] || complete=0; done
+    [ $complete = 1 ] && done_models="$done_models $m" || echo "[gpu_reproduce] $m did not finish: left out of the report"
+done
+if [ -n "$done_models" ]; then
+    "${repro[@]}" --models $done_models --out results/gpu >"$LOGS/report.log" 2>&1 || echo "report step failed (report.log)"
 fi
-tail -n 5 "$OUT"/*.log
+echo "[gpu_reproduce $(elapsed) s] report written"
+for f in "$LOGS"/*.log; do echo "== $f"; grep -v "^ " "$f" | grep -i "error\|done in\|Metrics\|held\|report:" | tail -n 6; done
+[ -f "$ref/models/best.pt" ] && cp "$ref/models/best.pt" "$OUT/reference_best.pt"
+mask_ckpt=$WORK/runs/axialnet_mask_seed$(echo $SEEDS | cut -d' ' -f1)/models/best.pt
+if [ -f "$mask_ckpt" ]; then
+    python3 - "$mask_ckpt" "$WORK/axialnet_mask_fp16.pt" <<'PY'
+import sys, torch
+ckpt = torch.load(sys.argv[1], map_location="cpu", weights_only=True)
+ckpt = {k: v for k, v in ckpt.items() if k in ("model", "model_settings", "epoch")}
+ckpt["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+torch.save(ckpt, sys.argv[2])
+PY
+    split -b 15M "$WORK/axialnet_mask_fp16.pt" "$OUT/axialnet_mask_fp16.pt.part-"
+fi
+if [ "$GPU_BENCH_S" -gt 0 ]; then
+    echo "[gpu_reproduce $(elapsed) s] benchmark (${GPU_BENCH_S} s)"
+    timeout $((GPU_BENCH_S + 30)) python3 scripts/gpu_benchmark.py --budget-s "$GPU_BENCH_S" "${BENCH_ARGS[@]}" \
+        >"$LOGS/gpu_benchmark.log" 2>&1 || echo "benchmark ended with status $?"
+    tail -n 30 "$LOGS/gpu_benchmark.log"
+fi
+tar czf "$OUT/results_gpu.tgz" results/gpu "$LOGS" "$WORK"/runs/*/run.json "$WORK"/runs/*/outputs/evaluation/*.md \
+    "$WORK"/runs/*/outputs/evaluation/*.csv "$ref"/outputs/evaluation 2>/dev/null
 echo "[gpu_reproduce $(elapsed) s] done; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"

@@ -23,6 +23,7 @@ from hirescam_ext.engines.model_settings import (
 from hirescam_ext.engines.optim import LR_SCHEDULES, OPTIMIZERS, build_lr_scheduler, build_optimizer
 from hirescam_ext.engines.guards import NonFiniteLossError, NonFiniteLossGuard, describe_batch
 from hirescam_ext.engines.prepare_batch import PrepareBatchWithRegions
+from hirescam_ext.engines.time_limit import TrainingTimeLimit
 from hirescam_ext.engines.wrappers import WithAttention
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "OPTIMIZERS",
     "build_optimizer",
     "build_lr_scheduler",
+    "TrainingTimeLimit",
     "LR_SCHEDULES",
     "NonFiniteLossError",
     "NonFiniteLossGuard",

@@ -122,6 +122,17 @@ def _fit(workflow: Any, n_scans: int | None = None) -> dict[str, Any]:
     return analysis.training_fit(workflows.network_of(workflow), [pre(dict(d)) for d in data])
 
 
+def _epochs_trained(run_dir: Path) -> int | None:
+    """Epochs the run trained (``last.pt``'s epoch): fewer than the profile's when a time limit stopped it."""
+    import torch
+
+    try:
+        last = torch.load(run_dir / "models" / "last.pt", map_location="cpu", weights_only=True)
+        return int(last["trainer"]["epoch"])
+    except Exception:  # noqa: BLE001 - a missing or older checkpoint only loses this note
+        return None
+
+
 def _items(workflow: Any, key: str) -> list[dict[str, Any]]:
     dataset = workflow.parser.get_parsed_content(f"{key}#dataset")
     return [dataset[i] for i in range(len(dataset))]
@@ -173,6 +184,7 @@ def run_one(spec_name: str, seed: int, profile: ReproProfile, dataset_dir: Path,
                                                                           workflows.training_overrides(overrides)),
                               "evaluation": results["results"]}
     record["fit"] = _fit(wf, profile.fit_scans)
+    record["epochs_trained"] = _epochs_trained(run_dir)
     if spec.has_cam:
         network = workflows.network_of(wf).eval()
         explainers = analysis.make_explainers(network)
@@ -354,6 +366,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
     p.add_argument("--batch-size", type=int, default=None, help="override the profile's training batch size")
     p.add_argument("--num-workers", type=int, default=None, help="override the profile's data-loader workers")
+    p.add_argument("--max-train-seconds", type=float, default=None,
+                   help="training time budget per run: stops at the last epoch boundary that fits")
     p.add_argument("--synth-workers", type=int, default=None, help="processes generating the benchmark")
     p.add_argument("--prepare-only", action="store_true",
                    help="generate (or check) the benchmark data and stop; later runs reuse it")
@@ -367,10 +381,10 @@ def profile_from_args(args: argparse.Namespace) -> ReproProfile:
                           seeds=tuple(args.seeds) if args.seeds else None, max_epochs=args.epochs,
                           device=args.device, n_scans=args.scans, optimizer_name=args.optimizer,
                           learning_rate=args.lr, batch_size=args.batch_size, num_workers=args.num_workers,
-                          synth_workers=args.synth_workers)
+                          synth_workers=args.synth_workers, max_train_seconds=args.max_train_seconds)
     changed = {"epochs": args.epochs, "models": args.models, "seeds": args.seeds, "device": args.device,
                "scans": args.scans, "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size,
-               "num_workers": args.num_workers}
+               "num_workers": args.num_workers, "max_train_seconds": args.max_train_seconds}
     changed = {k: v for k, v in changed.items() if v is not None}
     if changed:
         profile = replace(profile, note=f"{profile.note} [overridden on the command line: {changed}]")

@@ -98,6 +98,8 @@ class ReproProfile:
         custom_conv_init: ``"kaiming"`` or ``"pytorch"`` (the original code's default init).
         output_bias_prior: start the output bias at the training labels' log prior odds.
         num_workers: data-loader worker processes.
+        max_train_seconds: training time budget per run (``None``: none); training stops at the last epoch
+            boundary that fits (:class:`hirescam_ext.engines.TrainingTimeLimit`), the report records the epochs run.
         device: ``"cpu"``, ``"cuda"`` or ``None`` (the bundle's choice).
         cache: ``"disk"`` (preprocessed volumes shared by all runs of one grid), ``"memory"`` or ``"none"``.
         synth_workers: processes generating the benchmark (0: one per CPU, at most 8).
@@ -140,6 +142,7 @@ class ReproProfile:
     custom_conv_init: str = "kaiming"
     output_bias_prior: bool = True
     num_workers: int = 0
+    max_train_seconds: float | None = None
     device: str | None = None
     cache: str = "disk"
     synth_workers: int = 1
@@ -180,9 +183,12 @@ PROFILES: dict[str, ReproProfile] = {
         sanity_scans=8,
         optimizer_name="adam",
         batch_size=8,
+        lr_schedule="warmup_cosine",
+        warmup_epochs=1.0,
         device="cpu",
         synth_workers=2,
-        note="about 50 minutes on 2 CPU cores: 2000 scans of 64x64x48, small trunk, Adam, 8 epochs, 3 seeds",
+        note="about 50 minutes on 2 CPU cores: 2000 scans of 64x64x48, small trunk, Adam with warm-up and cosine "
+        "decay, 8 epochs, 3 seeds",
     ),
     "gpu": ReproProfile(
         name="gpu",

@@ -134,6 +134,7 @@ def bundle_overrides(
         "custom_conv_init": profile.custom_conv_init,
         "output_bias_prior": bool(profile.output_bias_prior),
         "num_workers": int(profile.num_workers),
+        "max_train_seconds": profile.max_train_seconds,
         "train#trainer#max_epochs": int(profile.max_epochs),
     }
     if cache_dir is not None:
