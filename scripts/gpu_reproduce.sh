@@ -18,8 +18,9 @@
 # Environment (defaults in brackets): MODELS [axialnet axialnet_mask plain3d], SEEDS [0], EPOCHS [profile's],
 # SCANS [profile's], REF_EPOCHS [30], DEVICE [cuda], BUDGET seconds for step 2 [400], TRAIN_S training seconds per
 # run [BUDGET - 150: evaluation and analyses follow], WORK [/tmp/hirescam_gpu],
-# WORKERS data-loader workers per job [4], GPU_BENCH_S seconds for the benchmark [0: skipped]. DRY=1 runs the same
-# steps on a CPU with tiny sizes.
+# WORKERS data-loader workers per job [4], GPU_BENCH_S seconds for the benchmark [0: skipped], DEADLINE seconds for
+# the whole script [570]: the benchmark gets at most what is left of it. DRY=1 runs the same steps on a CPU with tiny
+# sizes.
 set -uo pipefail
 
 : "${OUT:=/tmp/gpu_reproduce_out}"
@@ -32,7 +33,7 @@ WORK=${WORK:-/tmp/hirescam_gpu}
 WORKERS=${WORKERS:-4}
 REF_EPOCHS=${REF_EPOCHS:-30}
 GPU_BENCH_S=${GPU_BENCH_S:-0}
-TRAIN_S=${TRAIN_S:-$((BUDGET - 150))}
+DEADLINE=${DEADLINE:-570}
 LOGS=$WORK/logs
 mkdir -p "$LOGS"
 EXTRA=()
@@ -61,11 +62,17 @@ python3 -c "import sys, torch, monai; print('python', sys.version.split()[0], '|
 '| cuda', torch.version.cuda, torch.cuda.is_available(), '| monai', monai.__version__)"
 
 repro=(python3 -m hirescam_ext reproduce --profile gpu --device "$DEVICE" --num-workers "$WORKERS" --seeds $SEEDS
-       --work-dir "$WORK" --max-train-seconds "$TRAIN_S" "${EXTRA[@]}")
+       --work-dir "$WORK" "${EXTRA[@]}")
 echo "[gpu_reproduce $(elapsed) s] generating the benchmark"
 data=$("${repro[@]}" --prepare-only | sed -n 's/^dataset: //p')
 [ -d "$data" ] || { echo "dataset generation failed"; exit 1; }
 echo "[gpu_reproduce $(elapsed) s] dataset $data ($(ls "$data/images" | wc -l) scans)"
+# what is left of DEADLINE after the report, export and archive (about 70 s) bounds the training jobs
+left=$((DEADLINE - $(elapsed) - 70))
+[ "$left" -lt "$BUDGET" ] && BUDGET=$left
+TRAIN_S=${TRAIN_S:-$((BUDGET - 150))}
+[ "$TRAIN_S" -lt 60 ] && TRAIN_S=60
+echo "[gpu_reproduce $(elapsed) s] training jobs: $BUDGET s each at most, training $TRAIN_S s"
 
 ref=$WORK/reference
 bundle=(python3 -m monai.bundle run --meta_file configs/metadata.json --logging_file configs/logging.conf
@@ -76,11 +83,12 @@ bundle=(python3 -m monai.bundle run --meta_file configs/metadata.json --logging_
 (
     echo "$ ${bundle[*]} --config_file configs/train.json --train#trainer#max_epochs $REF_EPOCHS"
     timeout "$BUDGET" "${bundle[@]}" --config_file configs/train.json --train#trainer#max_epochs "$REF_EPOCHS" \
-        && "${bundle[@]}" --config_file "['configs/train.json','configs/evaluate.json']"
+        && timeout 120 "${bundle[@]}" --config_file "['configs/train.json','configs/evaluate.json']"
 ) >"$LOGS/reference.log" 2>&1 &
 pids=($!)
 for m in $MODELS; do
-    timeout "$BUDGET" "${repro[@]}" --models "$m" --out "$WORK/out_$m" >"$LOGS/run_$m.log" 2>&1 &
+    timeout "$BUDGET" "${repro[@]}" --max-train-seconds "$TRAIN_S" --models "$m" --out "$WORK/out_$m" \
+        >"$LOGS/run_$m.log" 2>&1 &
     pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p" || echo "[gpu_reproduce] job $p ended with status $?"; done
@@ -93,7 +101,8 @@ for m in $MODELS; do
     [ $complete = 1 ] && done_models="$done_models $m" || echo "[gpu_reproduce] $m did not finish: left out of the report"
 done
 if [ -n "$done_models" ]; then
-    "${repro[@]}" --models $done_models --out results/gpu >"$LOGS/report.log" 2>&1 || echo "report step failed (report.log)"
+    "${repro[@]}" --max-train-seconds "$TRAIN_S" --models $done_models --out results/gpu >"$LOGS/report.log" 2>&1 \
+        || echo "report step failed (report.log)"
 fi
 echo "[gpu_reproduce $(elapsed) s] report written"
 for f in "$LOGS"/*.log; do echo "== $f"; grep -v "^ " "$f" | grep -i "error\|done in\|Metrics\|held\|report:" | tail -n 6; done
@@ -109,7 +118,9 @@ torch.save(ckpt, sys.argv[2])
 PY
     split -b 15M "$WORK/axialnet_mask_fp16.pt" "$OUT/axialnet_mask_fp16.pt.part-"
 fi
-if [ "$GPU_BENCH_S" -gt 0 ]; then
+left=$((DEADLINE - $(elapsed) - 40))
+[ "$left" -lt "$GPU_BENCH_S" ] && GPU_BENCH_S=$left
+if [ "$GPU_BENCH_S" -gt 20 ]; then
     echo "[gpu_reproduce $(elapsed) s] benchmark (${GPU_BENCH_S} s)"
     timeout $((GPU_BENCH_S + 30)) python3 scripts/gpu_benchmark.py --budget-s "$GPU_BENCH_S" "${BENCH_ARGS[@]}" \
         >"$LOGS/gpu_benchmark.log" 2>&1 || echo "benchmark ended with status $?"
