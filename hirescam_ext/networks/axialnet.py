@@ -118,6 +118,9 @@ class AxialNet(nn.Module):
             fully connected layer keeps PyTorch's default; set its bias to the labels' log prior odds with
             :func:`hirescam_ext.networks.init_output_bias`. HiResCAM stays exact either way.
 
+    ``forward`` can be compiled with ``torch.jit.script`` (the Model Zoo's ``ckpt_export``), input checks included;
+    ``forward_all`` and the other methods are not part of the scripted module.
+
     Attributes:
         cam_target_layer: ``named_modules()`` name of the CAM target layer: the last custom-conv ReLU
             (``"custom_convs.relu4"`` by default) or ``"trunk.layer4"`` with ``custom_convs=False``.
