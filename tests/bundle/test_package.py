@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import pytest
 import torch
 
 from hirescam_ext.bundle_tools.package import (
+    _HIDE_INSTALLED,
+    _MARK,
     BUNDLED_URL,
     EVAL_PLACEHOLDER,
     _bundle_cmd,
@@ -88,6 +91,27 @@ def test_model_ts_is_the_scripted_network_with_the_eager_logits(packaged: Path) 
     x = torch.rand(2, 1, *_meta(packaged)["network_data_format"]["inputs"]["image"]["spatial_shape"]) - 0.449
     with torch.no_grad():
         assert torch.allclose(scripted(x), net(x), atol=1e-5)
+
+
+def test_monai_bundle_load_builds_the_shipped_network_from_the_bundle_folder(packaged: Path, bundle_tools) -> None:
+    # the Model Zoo's monai.bundle.load: network_def of inference.json plus models/model.pt, run in the bundle folder
+    snippet = (
+        f"{_HIDE_INSTALLED}\n"
+        "import torch\n"
+        "from monai.bundle import load\n"
+        f"net = load(name={packaged.name!r}, bundle_dir={str(packaged.parent)!r}, workflow_type='inference', "
+        "device='cpu').eval()\n"
+        "x = torch.rand(1, 1, 64, 64, 48) - 0.449\n"
+        "with torch.no_grad():\n"
+        "    print('max_abs_diff', float((net(x) - torch.jit.load('models/model.ts')(x)).abs().max()))\n"
+        f"print({_MARK!r} + sys.modules['hirescam_ext'].__file__)\n"
+    )
+    env = {k: v for k, v in bundle_tools.env().items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", snippet], cwd=packaged, env=env, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert str(_used_code(proc.stdout)).startswith(str(packaged.resolve()) + os.sep)
+    assert float(proc.stdout.split("max_abs_diff")[1].split()[0]) < 1e-5
 
 
 def test_zip_holds_every_file_of_the_bundle_folder_model_ts_included(packaged: Path) -> None:
