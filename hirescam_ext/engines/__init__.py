@@ -19,6 +19,7 @@ from hirescam_ext.engines.model_settings import (
     network_from_settings,
     preprocessing_from_settings,
     read_model_settings,
+    read_settings_file,
 )
 from hirescam_ext.engines.optim import LR_SCHEDULES, OPTIMIZERS, build_lr_scheduler, build_optimizer
 from hirescam_ext.engines.guards import NonFiniteLossError, NonFiniteLossGuard, describe_batch
@@ -41,6 +42,7 @@ __all__ = [
     "network_from_settings",
     "preprocessing_from_settings",
     "read_model_settings",
+    "read_settings_file",
     "OPTIMIZERS",
     "build_optimizer",
     "build_lr_scheduler",

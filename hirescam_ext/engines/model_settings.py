@@ -12,8 +12,10 @@ A checkpoint written by :class:`~hirescam_ext.engines.checkpoint.TrainingCheckpo
   synthetic generator's version).
 
 :func:`load_model_settings` reads them back; a user override that contradicts the checkpoint is an error naming the
-setting and both values, no override means the checkpoint wins. A checkpoint without settings (older runs, bare state
-dicts, packaged ``model.pt``) falls back to :data:`LEGACY_SETTINGS` plus the overrides.
+setting and both values, no override means the checkpoint wins. A bare state dict such as a packaged bundle's
+``models/model.pt`` takes its settings from a JSON file (``settings_file``; ``hirescam package`` writes
+``models/model_settings.json``). A checkpoint without settings and without such a file (older runs) falls back to
+:data:`LEGACY_SETTINGS` plus the overrides.
 
 Example:
     >>> settings = load_model_settings("models/best.pt", {"trunk": None})  # doctest: +SKIP
@@ -24,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -47,6 +50,7 @@ __all__ = [
     "network_definition",
     "make_model_settings",
     "read_model_settings",
+    "read_settings_file",
     "load_model_settings",
     "network_from_settings",
     "preprocessing_from_settings",
@@ -207,6 +211,24 @@ def read_model_settings(ckpt_path: str | os.PathLike) -> dict[str, Any] | None:
     return settings
 
 
+def read_settings_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The settings saved as JSON next to a bare state dict (``models/model_settings.json`` of a packaged bundle).
+
+    Raises:
+        InputError: naming the file when it is missing, not JSON, or not a settings dictionary.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "model settings file not found (written by `hirescam package` next to model.pt)")
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(path, f"not a readable JSON file ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(settings, dict) or not isinstance(settings.get("network_def"), dict):
+        raise InputError(path, "holds no model settings (a JSON object with a 'network_def' object)")
+    return settings
+
+
 def _same(a: Any, b: Any) -> bool:
     """Equal settings, numbers compared as numbers (``[64, 64, 48]`` equals ``[64.0, 64.0, 48.0]``)."""
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
@@ -240,7 +262,10 @@ def _attention_grid(definition: Mapping[str, Any], spatial_size: Sequence[int] |
 
 
 def load_model_settings(
-    ckpt_path: str | os.PathLike, overrides: Mapping[str, Any] | None = None, require_file: bool = False
+    ckpt_path: str | os.PathLike,
+    overrides: Mapping[str, Any] | None = None,
+    require_file: bool = False,
+    settings_file: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Settings to rebuild and feed the model of ``ckpt_path``: the checkpoint's, checked against ``overrides``.
 
@@ -252,13 +277,17 @@ def load_model_settings(
         require_file: a missing file is an error (default: log a warning and use the overrides on top of
             :data:`LEGACY_SETTINGS`, so that a network can be built before any checkpoint exists, as
             ``verify_net_in_out`` does; loading the weights then reports the missing file).
+        settings_file: a JSON file holding the settings of a checkpoint that records none, such as the bare state
+            dict ``models/model.pt`` of a packaged bundle, shipped with ``models/model_settings.json`` (written by
+            ``hirescam package``). Settings recorded in the checkpoint itself take precedence. ``None``: no file.
 
     Returns:
         ``{"network_def", "preprocessing", "label_names", "attention_grid", ...}`` with ``"source"`` set to
-        ``"checkpoint"`` or ``"config"``.
+        ``"checkpoint"``, ``"settings_file"`` or ``"config"``.
 
     Raises:
-        InputError: naming the checkpoint, the setting and both values when an override contradicts the checkpoint.
+        InputError: naming the checkpoint, the setting and both values when an override contradicts the checkpoint;
+            naming ``settings_file`` when it is missing or holds no settings dictionary.
     """
     path = Path(ckpt_path)
     given = {k: to_plain(v, k) for k, v in (overrides or {}).items() if v is not None}
@@ -267,6 +296,9 @@ def load_model_settings(
         saved = None
     else:
         saved = read_model_settings(path)
+    source = "checkpoint"
+    if saved is None and settings_file is not None:
+        saved, source = read_settings_file(settings_file), "settings_file"
     if saved is None:
         settings = _legacy(given)
         settings.update(label_names=list(LABEL_NAMES), source="config")
@@ -280,7 +312,7 @@ def load_model_settings(
             )  # fmt: skip
     else:
         settings = copy.deepcopy(saved)
-        settings["source"] = "checkpoint"
+        settings["source"] = source
         preprocessing = settings.setdefault("preprocessing", {})
         definition = settings.get("network_def")
         if definition is None:

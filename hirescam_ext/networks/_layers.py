@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import List, Optional
 
 import torch
 from torch import nn
@@ -55,28 +56,45 @@ def conv_out_size(size: int, kernel: int, stride: int = 1, padding: int = 0, whe
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def check_volume(x: torch.Tensor, expected: Sequence[int | None], model: str) -> None:
+def _format_size(size: List[Optional[int]]) -> str:
+    """``[64, 64, None]`` -> ``"(64, 64, None)"`` (TorchScript-compatible ``str(tuple(size))``)."""
+    parts: List[str] = []
+    for s in size:
+        parts.append("None" if s is None else str(s))
+    return "(" + ", ".join(parts) + ")"
+
+
+def _format_shape(shape: List[int]) -> str:
+    """``[1, 1, 64, 64, 48]`` -> ``"(1, 1, 64, 64, 48)"`` (TorchScript-compatible ``str(tuple(shape))``)."""
+    return "(" + ", ".join([str(s) for s in shape]) + ")"
+
+
+def check_volume(x: torch.Tensor, expected: List[Optional[int]], model: str) -> None:
     """Check that ``x`` is a MONAI batch ``[B, 1, X, Y, Z]`` whose spatial sizes match ``expected``.
+
+    TorchScript-compatible (AxialNet's scripted ``forward`` keeps the check): ``expected`` is a list.
 
     Args:
         x: the input batch.
-        expected: the expected ``(X, Y, Z)``; ``None`` entries are not checked.
+        expected: the expected ``[X, Y, Z]``; ``None`` entries are not checked.
         model: the model name for the error message.
 
     Raises:
         ValueError: wrong number of dimensions, channels or spatial sizes.
     """
-    if x.ndim != 5 or x.shape[1] != 1:
+    if x.dim() != 5 or x.shape[1] != 1:
         raise ValueError(
             f"{model} expects a single-channel volume batch [B, 1, X, Y, Z] (RAS, axial slices on the last axis), "
-            f"got shape {tuple(x.shape)}"
+            f"got shape {_format_shape(x.shape)}"
         )
-    for axis, (got, want) in enumerate(zip(x.shape[2:], expected)):
+    for axis in range(min(3, len(expected))):
+        want = expected[axis]
+        got = x.shape[axis + 2]
         if want is not None and got != want:
             raise ValueError(
-                f"{model} was built for spatial size {tuple(expected)} (None = any) but the input has "
-                f"{tuple(x.shape[2:])}: axis {axis + 2} is {got}, expected {want}; build the network with the input's "
-                "size or resize the input"
+                f"{model} was built for spatial size {_format_size(expected)} (None = any) but the input has "
+                f"{_format_shape(x.shape[2:])}: axis {axis + 2} is {got}, expected {want}; build the network with the "
+                "input's size or resize the input"
             )
 
 
@@ -97,7 +115,9 @@ def check_volume_size(volume_size: Sequence[int], model: str, triplets: bool = T
     return size[0], size[1], size[2]
 
 
-def volume_to_triplets(x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+def volume_to_triplets(
+    x: torch.Tensor, channels_last: bool = False, slices: int = SLICES_PER_TRIPLET
+) -> torch.Tensor:
     """Regroup a volume batch ``[B, 1, X, Y, Z]`` into ``[B * H, 3, X, Y]`` 2D images, ``H = Z / 3``.
 
     Slices ``3h, 3h + 1, 3h + 2`` of sample ``b`` become channels 0, 1, 2 of image ``b * H + h`` (batch major),
@@ -107,6 +127,8 @@ def volume_to_triplets(x: torch.Tensor, channels_last: bool = False) -> torch.Te
         x: the volume batch.
         channels_last: return the images in ``torch.channels_last`` memory format (what cuDNN's fastest 2D
             convolutions take on recent GPUs); the values are the same, and the one copy made is made in that layout.
+        slices: slices per triplet (:data:`SLICES_PER_TRIPLET`; a parameter so that TorchScript, which cannot read
+            global constants, compiles the function).
 
     Raises:
         ValueError: when Z is not divisible by 3.
@@ -115,22 +137,22 @@ def volume_to_triplets(x: torch.Tensor, channels_last: bool = False) -> torch.Te
         >>> volume_to_triplets(torch.zeros(2, 1, 8, 8, 12)).shape
         torch.Size([8, 3, 8, 8])
     """
-    b, c, nx, ny, nz = x.shape
-    if c != 1:
-        raise ValueError(f"expected one channel, got shape {tuple(x.shape)}")
-    if nz % SLICES_PER_TRIPLET != 0:
+    if x.dim() != 5 or x.shape[1] != 1:
+        raise ValueError(f"expected one channel [B, 1, X, Y, Z], got shape {_format_shape(x.shape)}")
+    b, nx, ny, nz = x.shape[0], x.shape[2], x.shape[3], x.shape[4]
+    if nz % slices != 0:
         raise ValueError(
-            f"the number of axial slices Z = {nz} (last axis of input shape {tuple(x.shape)}) is not divisible by "
-            f"{SLICES_PER_TRIPLET}: pad or crop the volume so Z is a multiple of 3 (the paper uses 405 slices = 135 "
+            f"the number of axial slices Z = {nz} (last axis of input shape {_format_shape(x.shape)}) is not "
+            f"divisible by {slices}: pad or crop the volume so Z is a multiple of 3 (the paper uses 405 slices = 135 "
             "triplets)"
         )
-    h = nz // SLICES_PER_TRIPLET
-    t = x.reshape(b, nx, ny, h, SLICES_PER_TRIPLET)
+    h = nz // slices
+    t = x.reshape(b, nx, ny, h, slices)
     if channels_last:
         # [B, X, Y, H, 3] -> [B, H, X, Y, 3] (copied) -> [B * H, 3, X, Y] whose channel axis is innermost in memory
-        return t.permute(0, 3, 1, 2, 4).reshape(b * h, nx, ny, SLICES_PER_TRIPLET).permute(0, 3, 1, 2)
+        return t.permute(0, 3, 1, 2, 4).reshape(b * h, nx, ny, slices).permute(0, 3, 1, 2)
     # [B, X, Y, H, 3] -> [B, H, 3, X, Y]
-    return t.permute(0, 3, 4, 1, 2).reshape(b * h, SLICES_PER_TRIPLET, nx, ny)
+    return t.permute(0, 3, 4, 1, 2).reshape(b * h, slices, nx, ny)
 
 
 def mlp_head(

@@ -15,7 +15,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import List, NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -117,6 +117,9 @@ class AxialNet(nn.Module):
             (the original code's), which shrinks the signal about tenfold per conv and starves training. The
             fully connected layer keeps PyTorch's default; set its bias to the labels' log prior odds with
             :func:`hirescam_ext.networks.init_output_bias`. HiResCAM stays exact either way.
+
+    ``forward`` can be compiled with ``torch.jit.script`` (the Model Zoo's ``ckpt_export``), input checks included;
+    ``forward_all`` and the other methods are not part of the scripted module.
 
     Attributes:
         cam_target_layer: ``named_modules()`` name of the CAM target layer: the last custom-conv ReLU
@@ -270,9 +273,9 @@ class AxialNet(nn.Module):
         return t.reshape(batch_size, h, *t.shape[1:]).transpose(1, 2)
 
     def _check_input(self, x: torch.Tensor) -> None:
-        check_volume(x, (*self.spatial_size, None), "AxialNet")
-        if x.shape[-1] % SLICES_PER_TRIPLET != 0:
-            volume_to_triplets(x)  # raises the Z-divisibility error
+        expected: List[Optional[int]] = [self.spatial_size[0], self.spatial_size[1], None]
+        check_volume(x, expected, "AxialNet")
+        # Z divisible by 3: checked by volume_to_triplets, the first step after this check
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, 1, X, Y, Z]`` -> features ``Z`` of shape ``[B, H, F, D1, D2]``."""
@@ -281,7 +284,7 @@ class AxialNet(nn.Module):
         weight = self.trunk.conv1.weight
         channels_last = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
         feats = self.custom_convs(self.trunk(volume_to_triplets(x, channels_last=channels_last)))
-        return feats.reshape(b, -1, *feats.shape[1:])
+        return feats.reshape([b, -1] + list(feats.shape[1:]))
 
     def to_channels_last(self, enabled: bool | str = True) -> AxialNet:
         """Put the 2D convolution weights in ``torch.channels_last`` memory format (returns ``self``).

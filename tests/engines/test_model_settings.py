@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -124,3 +125,22 @@ def test_scans_of_another_spacing_are_prepared_like_the_training_scans(tiny_ckpt
     b = pre({"image": str(tmp_path / "fine.nii.gz")})["image"]
     assert tuple(b.shape) == (1, 64, 64, 48)
     assert float((a - b).abs().mean()) < 0.02  # same anatomy at the same place
+
+
+def test_a_bare_state_dict_takes_its_settings_from_the_settings_file(tiny_ckpt: Path, tmp_path: Path) -> None:
+    # the packaged bundle ships models/model.pt (a bare state dict) with models/model_settings.json
+    saved = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)
+    bare, settings_file = tmp_path / "model.pt", tmp_path / "model_settings.json"
+    torch.save(saved["model"], bare)
+    settings_file.write_text(json.dumps(saved["model_settings"]))
+    settings = load_model_settings(bare, {"trunk": None}, settings_file=settings_file)
+    assert settings["source"] == "settings_file"
+    assert settings["network_def"]["trunk"] == "small" and settings["preprocessing"]["spacing"] == TINY_SPACING
+    load_network_weights(network_from_settings(settings), bare)
+
+
+def test_a_missing_settings_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    bare = tmp_path / "model.pt"
+    torch.save(AxialNet(**TINY_NET).state_dict(), bare)
+    with pytest.raises(InputError, match=r"model_settings.json: model settings file not found"):
+        load_model_settings(bare, settings_file=tmp_path / "model_settings.json")

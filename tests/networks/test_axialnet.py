@@ -257,3 +257,35 @@ def test_channels_last_gives_the_same_outputs_as_the_default_layout():
     assert net.trunk.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(before.logits, after.logits, atol=1e-5)
     assert torch.allclose(before.attention, after.attention, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"slice_pooling": "max"}, {"custom_convs": False}, {"norm": "group"}],
+    ids=["mean", "max", "no_custom_conv", "group_norm"],
+)
+def test_torchscript_scripted_forward_equals_the_eager_logits(kwargs):
+    # the Model Zoo's CI exports with torch.jit.script (ckpt_export without --use_trace)
+    net = _small(**kwargs)
+    scripted = torch.jit.script(net)
+    x = _volume()
+    with torch.no_grad():
+        assert torch.allclose(scripted(x), net(x), atol=1e-6)
+
+
+def test_torchscript_scripted_channels_last_network_equals_the_eager_logits():
+    net = _small().to_channels_last()
+    x = _volume()
+    with torch.no_grad():
+        assert torch.allclose(torch.jit.script(net)(x), net(x), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [((1, 1, 96, 64, 12), "spatial size"), ((1, 1, *XY, 10), "not divisible by 3"), ((1, 3, *XY, 12), "B, 1, X")],
+    ids=["in_plane_size", "z", "channels"],
+)
+def test_torchscript_scripted_forward_keeps_the_input_checks(shape, message):
+    scripted = torch.jit.script(_small())
+    with pytest.raises(Exception, match=message):  # torch.jit.Error carrying the ValueError's message
+        scripted(torch.rand(*shape))
