@@ -18,7 +18,7 @@ __all__ = ["normalize_cam", "upsample_axial_maps", "upsample_maps"]
 _LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
-def normalize_cam(maps: torch.Tensor, spatial_dims: int | None = None) -> torch.Tensor:
+def normalize_cam(maps: torch.Tensor, spatial_dims: int | None = None, inplace: bool = False) -> torch.Tensor:
     """Normalize explanation maps to ``[0, 1]`` over the whole volume of each (sample, class) pair.
 
     Steps (paper, post-processing): ReLU, subtract the minimum, divide by the maximum when it is non-zero. The
@@ -29,9 +29,11 @@ def normalize_cam(maps: torch.Tensor, spatial_dims: int | None = None) -> torch.
     Args:
         maps: ``[B, M, *spatial]`` maps (any floating dtype).
         spatial_dims: number of trailing spatial axes; default ``maps.ndim - 2``.
+        inplace: overwrite ``maps`` (a contiguous floating tensor) instead of allocating the result; saves one
+            map-sized buffer when normalizing large upsampled maps. Same values either way.
 
     Returns:
-        A tensor of the same shape and dtype, values in ``[0, 1]``.
+        A tensor of the same shape and dtype, values in ``[0, 1]`` (``maps`` itself when ``inplace``).
 
     Example:
         >>> m = torch.tensor([[[[0.0, 2.0], [-1.0, 4.0]]]])  # [1, 1, 2, 2]
@@ -55,7 +57,11 @@ def normalize_cam(maps: torch.Tensor, spatial_dims: int | None = None) -> torch.
     span = high - low
     span = torch.where(span > 0, span, torch.ones_like(span))  # a constant map becomes all zero, never NaN
     # relu(x) - low == max(x, low) - low, because low = max(min(x), 0)
-    out = torch.maximum(flat, low).sub_(low).div_(span)
+    if inplace and flat.data_ptr() == maps.data_ptr() and flat.is_contiguous():
+        out = torch.maximum(flat, low, out=flat)
+    else:
+        out = torch.maximum(flat, low)
+    out.sub_(low).div_(span)
     return out.reshape(maps.shape)
 
 

@@ -132,7 +132,7 @@ def test_inplace_op_after_target_layer_does_not_corrupt_activations(reference):
 def test_fallback_loop_matches_vectorized_gradients(monkeypatch):
     net = _densenet2d()
     x = torch.rand(2, 1, 24, 24, dtype=torch.float64)
-    fast = HiResCAM(net, target_layers="features.denseblock2").compute_raw(x)
+    fast = HiResCAM(net, target_layers="features.denseblock2", gradient_mode="vmap").compute_raw(x)
     real_grad = torch.autograd.grad
     calls = {"batched": 0}
 
@@ -143,7 +143,7 @@ def test_fallback_loop_matches_vectorized_gradients(monkeypatch):
         return real_grad(*args, **kwargs)
 
     monkeypatch.setattr(torch.autograd, "grad", no_vmap)
-    slow = HiResCAM(net, target_layers="features.denseblock2").compute_raw(x)
+    slow = HiResCAM(net, target_layers="features.denseblock2", gradient_mode="vmap").compute_raw(x)
     assert calls["batched"] == 1
     torch.testing.assert_close(fast, slow)
 
