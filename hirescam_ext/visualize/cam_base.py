@@ -49,8 +49,8 @@ SliceSplit = Union[None, bool, Callable[[torch.Tensor, int], torch.Tensor]]
 GRADIENT_MODES = ("auto", "replay", "vmap")
 
 #: default number of map values (``B * classes * X * Y * Z``) upsampled at once by ``__call__`` / ``iter_maps``:
-#: 2**28 float32 values are 1 GiB, 3 classes of a 420 x 420 x 405 scan
-UPSAMPLE_CHUNK_VALUES = 2**28
+#: 2**26 float32 values are 256 MiB: one class of a 420 x 420 x 405 scan, 42 of a 128 x 128 x 96 one
+UPSAMPLE_CHUNK_VALUES = 2**26
 
 
 class CAMChunk(NamedTuple):
