@@ -40,7 +40,16 @@ from hirescam_ext.visualize.postprocess import normalize_cam, upsample_axial_map
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CAMBase", "CAMChunk", "ClassIndex", "resolve_class_idx", "default_split_slices", "is_axialnet"]
+__all__ = [
+    "CAMBase",
+    "CAMChunk",
+    "ClassIndex",
+    "candidate_target_layers",
+    "default_split_slices",
+    "default_target_layer",
+    "is_axialnet",
+    "resolve_class_idx",
+]
 
 ClassIndex = Union[None, int, Sequence[int], torch.Tensor]
 SliceSplit = Union[None, bool, Callable[[torch.Tensor, int], torch.Tensor]]
@@ -73,6 +82,51 @@ class CAMChunk(NamedTuple):
 def is_axialnet(model: nn.Module) -> bool:
     """Whether ``model`` exposes AxialNet's closed-form interface (``forward_all`` and ``fc_weight_maps``)."""
     return callable(getattr(model, "forward_all", None)) and callable(getattr(model, "fc_weight_maps", None))
+
+
+#: default target layers of stock MONAI classifiers, by class name (any class in the model's MRO): the last layer
+#: whose output still has spatial axes, before global pooling (MONAI's own CAM examples use the same layers)
+MONAI_DEFAULT_TARGET_LAYERS = {
+    "ResNet": "layer4",
+    "SENet": "layer4",
+    "DenseNet": "class_layers.relu",
+}
+
+_CANDIDATE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU)
+
+
+def default_target_layer(model: nn.Module) -> str | None:
+    """The model's CAM target layer when it has a known one, else ``None``.
+
+    Order: the model's ``cam_target_layer`` attribute (AxialNet, BodyConv, ThreeDConv), then
+    :data:`MONAI_DEFAULT_TARGET_LAYERS` for stock MONAI classifiers (``ResNet`` and ``SENet``: ``"layer4"``;
+    ``DenseNet`` and ``DenseNet121/169/201/264``: ``"class_layers.relu"``), when the model has that layer.
+
+    Example:
+        >>> from monai.networks.nets import resnet18
+        >>> default_target_layer(resnet18(spatial_dims=3, n_input_channels=1, num_classes=2))
+        'layer4'
+    """
+    declared = getattr(model, "cam_target_layer", None)
+    if declared is not None:
+        return str(declared)
+    names = dict(model.named_modules())
+    for cls in type(model).__mro__:
+        layer = MONAI_DEFAULT_TARGET_LAYERS.get(cls.__name__)
+        if layer is not None and cls.__module__.startswith("monai.") and layer in names:
+            return layer
+    return None
+
+
+def candidate_target_layers(model: nn.Module, n: int = 8) -> list[str]:
+    """Names of the model's last ``n`` convolutions, activations and top-level blocks, in module order.
+
+    Used in error messages; the last one that still has spatial axes (before global pooling) is usually the one to
+    explain.
+    """
+    top = {name for name, m in model.named_children() if len(m._modules) > 0}
+    names = [name for name, m in model.named_modules() if name and (name in top or isinstance(m, _CANDIDATE_TYPES))]
+    return names[-n:]
 
 
 def default_split_slices(t: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -159,7 +213,9 @@ class CAMBase:
     Args:
         nn_module: the classifier; its ``forward(x)`` returns pre-sigmoid scores ``[B, M]``.
         target_layers: ``named_modules()`` name of the layer whose output activations ``A`` are explained. ``None``
-            means the model's ``cam_target_layer`` attribute (AxialNet, BodyConv, ThreeDConv declare one).
+            means :func:`default_target_layer`: the model's ``cam_target_layer`` attribute (AxialNet, BodyConv,
+            ThreeDConv declare one), or ``"layer4"`` for MONAI's ResNet / SENet and ``"class_layers.relu"`` for
+            MONAI's DenseNet; for other models the error lists candidate layers.
         upsampler: ``upsampler(maps, spatial_size) -> maps`` used by ``__call__``; default (``None``) picks
             :func:`upsample_axial_maps` for maps laid out ``[B, K, H, D1, D2]`` (AxialNet's grid, split per-slice
             layers, a model whose ``cam_layout`` is ``("B", "F", "H", "D1", "D2")``) and :func:`upsample_maps`
@@ -209,12 +265,13 @@ class CAMBase:
         self.axialnet = is_axialnet(nn_module)
         default_layer = getattr(nn_module, "cam_target_layer", None)
         if target_layers is None:
-            if default_layer is None:
+            target_layers = default_target_layer(nn_module)
+            if target_layers is None:
                 raise ValueError(
-                    f"target_layers is required for {type(nn_module).__name__}: it declares no cam_target_layer "
-                    "(a model without a spatial map to explain, such as CTNet, cannot have a CAM)"
+                    f"target_layers is required for {type(nn_module).__name__}: it declares no cam_target_layer and "
+                    "is not a MONAI ResNet / SENet / DenseNet (a model without a spatial map to explain, such as "
+                    f"CTNet, cannot have a CAM); candidate layers: {candidate_target_layers(nn_module)}"
                 )
-            target_layers = str(default_layer)
         self.target_layers: str = target_layers
         # maps of the model's own target layer laid out [B, F, H, D1, D2] (slice axis first, e.g. BodyConv) are
         # upsampled like AxialNet's; ``cam_layout`` names the axes of that layer's activations
