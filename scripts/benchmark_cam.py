@@ -177,8 +177,14 @@ def _peak_increase_mib(fn: Callable[[], object]) -> tuple[float, float]:
     return elapsed, (rss.peak_bytes - rss.start_bytes) / 2**20
 
 
-def bench_generic_layers(quick: bool, repeats: int, layers: list[str], device: str) -> dict:
-    """(c): vmap vs replayed class gradients per target layer of MONAI's 3D ResNet-18, vs a plain forward."""
+def bench_generic_layers(
+    quick: bool, repeats: int, layers: list[str], device: str, class_counts: tuple[int, ...] = (80,)
+) -> dict:
+    """(c): vmap vs replayed class gradients per target layer of MONAI's 3D ResNet-18, vs a plain forward.
+
+    ``class_counts``: numbers of classes ``K`` to time (the first ``K`` classes); 80 is recorded under the layer's
+    own name, other counts under ``"<layer>_k<K>"``.
+    """
     from monai.networks.nets import resnet18
 
     from hirescam_ext.visualize import HiResCAM
@@ -200,14 +206,20 @@ def bench_generic_layers(quick: bool, repeats: int, layers: list[str], device: s
         "target_ratio": 2.0,
         "layers": {},
     }
-    for layer in layers:
+    for layer, k in [(layer, k) for layer in layers for k in class_counts]:
         vmap = HiResCAM(net, target_layers=layer, gradient_mode="vmap")
         replay = HiResCAM(net, target_layers=layer, gradient_mode="replay")
-        fns = {"forward": forward, "vmap": lambda: vmap.compute_raw(x), "replay": lambda: replay.compute_raw(x)}
+        classes = None if k == 80 else list(range(k))
+        fns = {
+            "forward": forward,
+            "vmap": lambda: vmap.compute_raw(x, classes),
+            "replay": lambda: replay.compute_raw(x, classes),
+        }
         t = median_times(fns, repeats)
-        diff = (replay.compute_raw(x) - vmap.compute_raw(x)).abs().max().item()
+        diff = (replay.compute_raw(x, classes) - vmap.compute_raw(x, classes)).abs().max().item()
         mem = {name: _peak_increase_mib(fn)[1] for name, fn in fns.items()} if device == "cpu" else {}
-        out["layers"][layer] = {
+        out["layers"][layer if k == 80 else f"{layer}_k{k}"] = {
+            "classes": k,
             "map_shape": list(replay.compute_raw(x, class_idx=0).shape),
             "median_s": t,
             "vmap_over_forward": t["vmap"] / t["forward"],
@@ -286,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         help="generic section: resnet10 (b, with the per-class MONAI loop) or monai_resnet18 (c, per layer)",
     )
     parser.add_argument("--layers", nargs="+", default=["layer2", "layer3", "layer4"], help="layers for (c)")
+    parser.add_argument(
+        "--class-counts", nargs="+", type=int, default=[80], help="classes K per layer for (c) (default 80)"
+    )
     parser.add_argument("--upsampled", action="store_true", help="add (d): all-80 upsampled maps, time and memory")
     parser.add_argument("--no-axialnet", action="store_true", help="skip (a), the closed-form overhead")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
@@ -307,10 +322,15 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": repeats,
         "argv": sys.argv[1:] if argv is None else list(argv),
     }
+    from hirescam_ext.benchmark import environment_info
+
+    report["environment"] = environment_info(args.device, report["argv"])
     if not args.no_axialnet:
         report["axialnet_closed_form"] = bench_axialnet(args.quick, repeats, args.device)
     if args.model == "monai_resnet18":
-        report["generic_layers"] = bench_generic_layers(args.quick, repeats, args.layers, args.device)
+        report["generic_layers"] = bench_generic_layers(
+            args.quick, repeats, args.layers, args.device, tuple(args.class_counts)
+        )
     else:
         report["generic_3d"] = bench_generic(args.quick, repeats, naive_classes, args.device)
     if args.upsampled:
