@@ -392,9 +392,10 @@ class CAMBase:
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         step = chunk_size or self._upsample_chunk(maps.shape[0], size if upsample else tuple(maps.shape[2:]))
+        finite = _all_finite(maps)
         for start in range(0, maps.shape[1], step):
             stop = min(start + step, maps.shape[1])
-            part = self._finish(maps[:, start:stop], axial, size, upsample, normalize)
+            part = self._finish(maps[:, start:stop], axial, size, upsample, normalize, finite)
             if dtype is not None:
                 part = part.to(dtype)
             yield CAMChunk(start, stop, idx[:, start:stop], part)
@@ -423,9 +424,18 @@ class CAMBase:
         return max(1, UPSAMPLE_CHUNK_VALUES // max(voxels, 1))
 
     def _finish(
-        self, maps: torch.Tensor, axial: bool, size: tuple[int, ...], upsample: bool, normalize: bool
+        self,
+        maps: torch.Tensor,
+        axial: bool,
+        size: tuple[int, ...],
+        upsample: bool,
+        normalize: bool,
+        finite: bool = False,
     ) -> torch.Tensor:
-        """Upsample (to ``size``) and post-process the maps of some classes ``[B, k, *S]``."""
+        """Upsample (to ``size``) and post-process the maps of some classes ``[B, k, *S]``.
+
+        ``finite``: the raw maps hold no infinity, so neither do their (convex) linear interpolations.
+        """
         fresh = False  # whether ``maps`` is a new tensor of our own (then it may be normalized in place)
         if upsample:
             before = maps
@@ -444,7 +454,7 @@ class CAMBase:
                 fresh = maps is not before
         if normalize and self.postprocessing is not None:
             if self.postprocessing is normalize_cam and fresh and maps.is_floating_point():
-                maps = normalize_cam(maps, inplace=True)
+                maps = normalize_cam(maps, inplace=True, known_finite=finite)
             else:
                 maps = self.postprocessing(maps)
         return maps
@@ -464,9 +474,10 @@ class CAMBase:
             return maps if dtype is None else maps.to(dtype)
         b, k = maps.shape[:2]
         step = self._upsample_chunk(b, size if upsample else tuple(maps.shape[2:]))
+        finite = _all_finite(maps)  # one check on the small raw maps instead of one per upsampled chunk
         for start in range(0, k, step):
             stop = min(start + step, k)
-            part = self._finish(maps[:, start:stop], axial, size, upsample, normalize)
+            part = self._finish(maps[:, start:stop], axial, size, upsample, normalize, finite)
             if out is None:
                 if not part.is_floating_point():
                     part = part.float()
@@ -680,6 +691,10 @@ class CAMBase:
                 )
             parts.append(g)
         return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _all_finite(maps: torch.Tensor) -> bool:
+    return bool(torch.isfinite(maps).all()) if maps.is_floating_point() else True
 
 
 def _last_linear_outputs(model: nn.Module) -> int | None:

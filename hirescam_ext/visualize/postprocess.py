@@ -18,7 +18,9 @@ __all__ = ["normalize_cam", "upsample_axial_maps", "upsample_maps"]
 _LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
-def normalize_cam(maps: torch.Tensor, spatial_dims: int | None = None, inplace: bool = False) -> torch.Tensor:
+def normalize_cam(
+    maps: torch.Tensor, spatial_dims: int | None = None, inplace: bool = False, known_finite: bool = False
+) -> torch.Tensor:
     """Normalize explanation maps to ``[0, 1]`` over the whole volume of each (sample, class) pair.
 
     Steps (paper, post-processing): ReLU, subtract the minimum, divide by the maximum when it is non-zero. The
@@ -31,6 +33,8 @@ def normalize_cam(maps: torch.Tensor, spatial_dims: int | None = None, inplace: 
         spatial_dims: number of trailing spatial axes; default ``maps.ndim - 2``.
         inplace: overwrite ``maps`` (a contiguous floating tensor) instead of allocating the result; saves one
             map-sized buffer when normalizing large upsampled maps. Same values either way.
+        known_finite: the caller knows ``maps`` holds no infinity (e.g. maps linearly interpolated from finite ones),
+            so the check for it, a pass over the data and a device synchronization, is skipped.
 
     Returns:
         A tensor of the same shape and dtype, values in ``[0, 1]`` (``maps`` itself when ``inplace``).
@@ -48,7 +52,7 @@ def normalize_cam(maps: torch.Tensor, spatial_dims: int | None = None, inplace: 
         raise ValueError(f"normalize_cam: spatial_dims={spatial_dims} is invalid for maps of shape {tuple(maps.shape)}")
     lead = maps.shape[: maps.ndim - spatial_dims]
     flat = maps.reshape(*lead, -1)
-    if bool(torch.isinf(flat).any()):  # an overflowed cell (fp16 AMP) is the map's maximum: clamp to the range
+    if not known_finite and bool(torch.isinf(flat).any()):  # an overflowed cell (fp16 AMP) is the map's maximum: clamp to the range
         info = torch.finfo(flat.dtype)
         flat = torch.nan_to_num(flat, nan=float("nan"), posinf=info.max, neginf=info.min)
     # min and max after the ReLU are the raw ones clamped at 0, so one pass over the data gives both

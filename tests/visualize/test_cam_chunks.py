@@ -124,3 +124,16 @@ def test_normalize_in_place_gives_the_same_values():
     want = normalize_cam(maps)
     got = normalize_cam(maps.clone(), inplace=True)
     assert torch.equal(got, want)
+
+
+def test_infinite_raw_maps_still_normalize_like_before():
+    net = _axialnet()
+    x = torch.rand(1, 1, 64, 64, 12)
+    raw = HiResCAM(net).compute_raw(x).clone()
+    raw[0, 1, 0, 0, 0] = float("inf")
+    cam = HiResCAM(net, upsample_chunk_size=2)
+    cam._compute = lambda _x, _c, with_idx=False: (raw, True)  # raw maps with an infinite cell (fp16 overflow)
+    got = cam(x)
+    want = normalize_cam(upsample_axial_maps(raw, x.shape[2:]))
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True)
