@@ -52,7 +52,8 @@ def normalize_cam(
         raise ValueError(f"normalize_cam: spatial_dims={spatial_dims} is invalid for maps of shape {tuple(maps.shape)}")
     lead = maps.shape[: maps.ndim - spatial_dims]
     flat = maps.reshape(*lead, -1)
-    if not known_finite and bool(torch.isinf(flat).any()):  # an overflowed cell (fp16 AMP) is the map's maximum: clamp to the range
+    # an overflowed cell (fp16 AMP) is the map's maximum: clamp to the range
+    if not known_finite and bool(torch.isinf(flat).any()):
         info = torch.finfo(flat.dtype)
         flat = torch.nan_to_num(flat, nan=float("nan"), posinf=info.max, neginf=info.min)
     # min and max after the ReLU are the raw ones clamped at 0, so one pass over the data gives both
