@@ -10,14 +10,30 @@ Measured side by side in one process on one GPU (Draelos & Carin, HiResCAM, arXi
     inference forward: overhead ratio, target <= 1.10; fp32 and bf16 autocast;
 (c) Grad-CAM of all 80 abnormalities by the closed form, likewise.
 
-``torch.backends.cudnn.benchmark`` is on; every measurement has warm-up runs first. The whole run takes about one to
-three minutes on an H100. Imports: torch and this package's networks / losses / visualize (which need MONAI) only.
-Each section is written out as soon as it finishes, so a failure late in the run keeps the earlier numbers.
+Issue 15 sections (run first, in this order, by default):
+
+``bare_steps``: the training step (``forward_all`` + BCE + 1/3 mask loss + backward + SGD step) under bf16 autocast
+    at ``[B, 1, 420, 420, 405]``, one variant after the other: batch 1 default layout, batch 1
+    ``AxialNet.to_channels_last()``, batch 2 and 4 channels_last: volumes/s and peak GiB each.
+``cam_upsampled``: all-80 HiResCAM upsampled to the scan and normalized, vs a plain forward, fp32 and bf16 autocast:
+    ``iter_maps`` consuming one chunk at a time (the way that fits), ``__call__(dtype=float16)`` (all 80 on the GPU,
+    11 GB) and, last, all maps at once as before issue 15 (46 GB); time ratio and peak GiB each (target: the first
+    <= 2x a forward and <= 8 GiB).
+``generic_layers``: generic HiResCAM (all 80 classes, ``compute_raw``) of MONAI's 3D ResNet-18 at ``layer2``,
+    ``layer3``, ``layer4`` (input ``[1, 1, 128, 128, 128]``), vmap vs replayed class gradients, vs a forward.
+``compiled_step``: batch 1 channels_last with ``torch.compile(net.forward_all)``: compile time (first step) and
+    volumes/s after it; last of the issue 15 sections because compiling can take a minute.
+
+``torch.backends.cudnn.benchmark`` is on; every measurement has warm-up runs first. Imports: torch and this package's
+networks / losses / visualize (which need MONAI) only. Each section is written out as soon as it finishes, so a
+failure late in the run keeps the earlier numbers. ``--budget-s`` bounds the whole run: each section runs under an
+alarm set to the time left, and sections that would start after the budget are skipped with a note.
 
 Usage (from the repository root; ``scripts/gpu_benchmark.sh`` installs the carried wheels first)::
 
-    python3 scripts/gpu_benchmark.py            # on a CUDA machine
-    python3 scripts/gpu_benchmark.py --dry-run  # seconds on CPU: tiny sizes, same code path
+    python3 scripts/gpu_benchmark.py --budget-s 150    # on a CUDA machine: issue 15 sections, then train and cam
+    python3 scripts/gpu_benchmark.py --dry-run          # seconds on CPU: tiny sizes, same code path
+    python3 scripts/gpu_benchmark.py --sections train cam   # only the sections of the first GPU run
 """
 
 from __future__ import annotations
@@ -25,7 +41,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
+import signal
+import statistics
 import sys
 import time
 import traceback
@@ -38,18 +57,334 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
 import torch
 
 from hirescam_ext.benchmark import (  # noqa: E402
+    LEARNING_RATE,
+    MOMENTUM,
     SIZES,
+    BenchSize,
     TrainConfig,
     build_axialnet,
     compare_train_steps,
     environment_info,
     mask_loss_time_ratios,
     median_times,
+    synthetic_batch,
 )
 
-__all__ = ["main", "bench_train", "bench_cam"]
+__all__ = [
+    "main",
+    "bench_train",
+    "bench_cam",
+    "bench_bare_steps",
+    "bench_compiled_step",
+    "bench_cam_upsampled",
+    "bench_generic_layers",
+]
 
 TARGET_RATIO = 1.10
+UPSAMPLED_TARGET_RATIO = 2.0
+UPSAMPLED_TARGET_GIB = 8.0
+GENERIC_TARGET_RATIO = 2.0
+
+
+class BudgetExceeded(Exception):
+    """Raised by the alarm when a section runs past the time left of ``--budget-s``."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float):
+    """Raise :class:`BudgetExceeded` in this (main) thread after ``seconds`` (SIGALRM; no-op where unavailable)."""
+    if not hasattr(signal, "SIGALRM") or seconds <= 0 or math.isinf(seconds):
+        yield
+        return
+
+    def _alarm(_signum: int, _frame: Any) -> None:
+        raise BudgetExceeded(f"section stopped: the --budget-s time ran out after {seconds:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _peak_gib(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _BareStep:
+    """One bf16 training step of AxialNet with BCE + mask loss + SGD (the ``bare_steps`` variants)."""
+
+    def __init__(
+        self, size: BenchSize, device: torch.device, channels_last: bool, compile_backend: str | None
+    ) -> None:
+        from hirescam_ext.losses import ClassificationMaskLoss
+
+        self.device = device
+        self.net = build_axialnet(size).to(device).train()
+        if channels_last:
+            self.net.to_channels_last()
+        self.forward_all = self.net.forward_all
+        if compile_backend is not None:
+            self.forward_all = torch.compile(self.net.forward_all, backend=compile_backend)
+        self.x, self.target = synthetic_batch(self.net, size, device)
+        self.loss_fn = ClassificationMaskLoss(use_mask_loss=True)
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
+        self.loss = float("nan")
+
+    def step(self) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16):
+            out = self.forward_all(self.x)
+            loss = self.loss_fn({"logits": out.logits, "attention": out.attention}, self.target)
+        loss.backward()
+        self.opt.step()
+        self.loss = float(loss.detach())
+
+
+def _time_steps(
+    trainer: _BareStep, device: torch.device, steps: int, warmup: int, batch: int
+) -> dict[str, Any]:
+    """First step (compile / cudnn autotuning), warm-up, then ``steps`` timed steps with the peak memory."""
+    _sync(device)
+    t0 = time.perf_counter()
+    trainer.step()
+    _sync(device)
+    first = time.perf_counter() - t0
+    for _ in range(max(warmup - 1, 0)):
+        trainer.step()
+    _reset_peak(device)
+    times = []
+    for _ in range(steps):
+        _sync(device)
+        t0 = time.perf_counter()
+        trainer.step()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    return {
+        "batch": batch,
+        "volumes_per_s": batch / med,
+        "step_s_median": med,
+        "step_s_min": min(times),
+        "step_s_all": times,
+        "first_step_s": first,
+        "peak_memory_gib": _peak_gib(device),
+        "final_loss": trainer.loss,
+        "loss_finite": math.isfinite(trainer.loss),
+    }
+
+
+def _paper_like(size_name: str, batch: int) -> BenchSize:
+    base = SIZES[size_name]
+    return BenchSize((batch, *base.shape[1:]), base.trunk, base.custom_conv_padding)
+
+
+def bench_bare_steps(
+    size_name: str,
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    batches: tuple[int, ...] = (2, 4),
+    out: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """bf16 training steps: batch 1 default layout, batch 1 / ``batches`` channels_last (one after the other).
+
+    ``out`` (filled in place, variant by variant, and returned) keeps the finished variants if the run is stopped.
+    """
+    variants = [("b1_default", 1, False)] + [(f"b{b}_channels_last", b, True) for b in (1, *batches)]
+    out = {} if out is None else out
+    out.update(
+        {
+            "step": "bf16 autocast: forward_all + BCE + 1/3 mask loss + backward + SGD (lr 1e-3, momentum 0.99)",
+            "input": list(_paper_like(size_name, 1).shape),
+            "steps": steps,
+            "warmup": warmup,
+        }
+    )
+    for name, batch, channels_last in variants:
+        try:
+            trainer = _BareStep(_paper_like(size_name, batch), device, channels_last, None)
+            out[name] = {"channels_last": channels_last, **_time_steps(trainer, device, steps, warmup, batch)}
+        except torch.cuda.OutOfMemoryError as e:
+            out[name] = {"error": f"out of memory: {str(e).splitlines()[0][:200]}"}
+        trainer = None
+        _free(device)
+    base = out.get("b1_default", {}).get("volumes_per_s")
+    for name, _, _ in variants:
+        if base and "volumes_per_s" in out[name]:
+            out[name]["speedup_vs_b1_default"] = out[name]["volumes_per_s"] / base
+    return out
+
+
+def bench_compiled_step(
+    size_name: str, device: torch.device, steps: int, warmup: int, backend: str
+) -> dict[str, Any]:
+    """Batch 1 channels_last with ``torch.compile(net.forward_all)``: compile time and volumes/s."""
+    trainer = _BareStep(_paper_like(size_name, 1), device, True, backend)
+    res = _time_steps(trainer, device, steps, max(warmup, 2), 1)
+    res["compile_backend"] = backend
+    res["compile_s_approx"] = res["first_step_s"] - res["step_s_median"]
+    del trainer
+    _free(device)
+    return {"input": list(_paper_like(size_name, 1).shape), "b1_channels_last_compiled": res}
+
+
+def bench_cam_upsampled(
+    size_name: str, device: torch.device, repeats: int, warmup: int, out: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """All-80 HiResCAM upsampled to the input and normalized, vs a plain forward: time ratio and peak GiB.
+
+    ``out`` is filled in place (variant by variant) and returned.
+    """
+    from hirescam_ext.visualize import HiResCAM, normalize_cam, upsample_axial_maps
+
+    size = SIZES[size_name]
+    net = build_axialnet(size).to(device).eval()
+    x = torch.rand(size.shape, generator=torch.Generator().manual_seed(0)).to(device)
+    cam = HiResCAM(net)
+    voxels = math.prod(size.shape[2:])
+    out = {} if out is None else out
+    out.update(
+        {
+            "input": list(size.shape),
+            "classes": net.n_classes,
+            "repeats": repeats,
+            "output_gib_fp32_all_classes": net.n_classes * voxels * 4 / 2**30,
+            "upsample_chunk_classes": cam._upsample_chunk(size.shape[0], size.shape[2:]),
+            "target_ratio": UPSAMPLED_TARGET_RATIO,
+            "target_peak_gib": UPSAMPLED_TARGET_GIB,
+        }
+    )
+    for precision in ("fp32", "bf16"):
+
+        def ctx(precision: str = precision) -> contextlib.AbstractContextManager:
+            if precision == "bf16":
+                return torch.autocast(device.type, dtype=torch.bfloat16)
+            return contextlib.nullcontext()
+
+        def forward() -> torch.Tensor:
+            with torch.no_grad(), ctx():
+                return net(x)
+
+        def iter_all() -> torch.Tensor:
+            peak = torch.zeros((), device=device)
+            with ctx():
+                for part in cam.iter_maps(x):  # one chunk at a time; stand-in consumer: the maps' maximum
+                    peak = torch.maximum(peak, part.maps.amax().float())
+            return peak
+
+        def call_fp16() -> torch.Tensor:
+            with ctx():
+                return cam(x, dtype=torch.float16)
+
+        def all_at_once() -> torch.Tensor:  # __call__ before issue 15: upsample all, normalize out of place
+            with ctx():
+                return normalize_cam(upsample_axial_maps(cam.compute_raw(x), x.shape[2:]))
+
+        res: dict[str, Any] = {}
+        out[precision] = res
+        for name, fn in (("iter_maps", iter_all), ("call_fp16", call_fp16), ("all_at_once_before", all_at_once)):
+            try:
+                t = median_times({"forward": forward, name: fn}, repeats=repeats, warmup=warmup, device=device)
+                _reset_peak(device)
+                before = torch.cuda.memory_allocated(device) / 2**30 if device.type == "cuda" else None
+                result = fn()
+                _sync(device)
+                peak = _peak_gib(device)
+                del result
+                res[name] = {
+                    "forward_s": t["forward"],
+                    "s": t[name],
+                    "over_forward": t[name] / t["forward"],
+                    "peak_memory_gib": peak,
+                    "memory_before_gib": before,
+                }
+            except torch.cuda.OutOfMemoryError as e:
+                res[name] = {"error": f"out of memory: {str(e).splitlines()[0][:200]}"}
+            _free(device)
+        it = res.get("iter_maps", {})
+        if "over_forward" in it:
+            res["iter_maps_meets_ratio_target"] = it["over_forward"] <= UPSAMPLED_TARGET_RATIO
+            if it["peak_memory_gib"] is not None:
+                res["iter_maps_meets_memory_target"] = it["peak_memory_gib"] <= UPSAMPLED_TARGET_GIB
+    del net, cam, x
+    _free(device)
+    return out
+
+
+def bench_generic_layers(
+    device: torch.device,
+    repeats: int,
+    warmup: int,
+    size: int,
+    layers: tuple[str, ...] = ("layer2", "layer3", "layer4"),
+    out: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Generic HiResCAM of MONAI's 3D ResNet-18 per layer: vmap vs replayed class gradients, vs a forward.
+
+    ``out`` is filled in place (layer by layer, replay before vmap) and returned.
+    """
+    from monai.networks.nets import resnet18
+
+    from hirescam_ext.visualize import HiResCAM
+
+    torch.manual_seed(0)
+    net = resnet18(spatial_dims=3, n_input_channels=1, num_classes=80).eval().to(device)
+    x = torch.rand(1, 1, size, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+
+    def forward() -> torch.Tensor:
+        with torch.no_grad():
+            return net(x)
+
+    out = {} if out is None else out
+    out.update(
+        {
+            "model": "monai.networks.nets.resnet18(spatial_dims=3, n_input_channels=1, num_classes=80)",
+            "input": [1, 1, size, size, size],
+            "method": "HiResCAM(net, target_layers=layer, gradient_mode=...).compute_raw(x), all 80 classes, fp32",
+            "target_ratio": GENERIC_TARGET_RATIO,
+        }
+    )
+    for layer in layers:
+        res: dict[str, Any] = {}
+        out[layer] = res
+        for mode in ("replay", "vmap"):
+            cam = HiResCAM(net, target_layers=layer, gradient_mode=mode)
+            try:
+                t = median_times(
+                    {"forward": forward, mode: lambda: cam.compute_raw(x)}, repeats=repeats, warmup=warmup,
+                    device=device,
+                )
+                _reset_peak(device)
+                cam.compute_raw(x)
+                _sync(device)
+                res[mode] = {
+                    "forward_s": t["forward"],
+                    "s": t[mode],
+                    "over_forward": t[mode] / t["forward"],
+                    "peak_memory_gib": _peak_gib(device),
+                }
+            except torch.cuda.OutOfMemoryError as e:
+                res[mode] = {"error": f"out of memory: {str(e).splitlines()[0][:200]}"}
+            _free(device)
+        if "s" in res.get("replay", {}) and "s" in res.get("vmap", {}):
+            res["speedup_replay_vs_vmap"] = res["vmap"]["s"] / res["replay"]["s"]
+    del net, x
+    _free(device)
+    return out
 
 
 def bench_train(size_name: str, device: torch.device, steps: int, warmup: int, fp32: bool) -> dict[str, Any]:
@@ -164,6 +499,9 @@ def _write(report: dict[str, Any]) -> None:
         tmp.replace(path)
 
 
+SECTIONS = ("bare_steps", "cam_upsampled", "generic_layers", "compiled_step", "train", "cam")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -173,34 +511,63 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 3)")
     parser.add_argument("--repeats", type=int, default=None, help="timed CAM / forward runs (default 20)")
     parser.add_argument("--no-fp32", action="store_true", help="skip the float32 training step")
+    parser.add_argument(
+        "--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS, help="sections to run, in this order"
+    )
+    parser.add_argument(
+        "--budget-s", type=float, default=None, help="end the run within this many seconds (default: no limit)"
+    )
+    parser.add_argument("--generic-size", type=int, default=None, help="generic_layers input edge (default 128)")
     args = parser.parse_args(argv)
     if args.dry_run:
         device, size_name = torch.device("cpu"), "tiny"
         steps, warmup, repeats = args.steps or 1, args.warmup if args.warmup is not None else 0, args.repeats or 1
+        cam_repeats, generic_size, compile_backend, batches = 1, args.generic_size or 16, "eager", (2,)
+        cam_warmup, generic_repeats = 0, 1
     else:
         if not torch.cuda.is_available():
             print(json.dumps({"error": "no CUDA device available; use --dry-run for a CPU check"}))
             return 2
         device, size_name = torch.device("cuda"), "paper"
         steps, warmup, repeats = args.steps or 10, args.warmup if args.warmup is not None else 3, args.repeats or 20
+        cam_repeats, generic_size, compile_backend, batches = 5, args.generic_size or 128, "inductor", (2, 4)
+        cam_warmup, generic_repeats = 1, 3
         torch.backends.cudnn.benchmark = True
     start = time.perf_counter()
+    budget = args.budget_s if args.budget_s is not None else math.inf
     report: dict[str, Any] = {
         "benchmark": "scripts/gpu_benchmark.py",
         "dry_run": args.dry_run,
+        "budget_s": args.budget_s,
         **environment_info(device, sys.argv[1:] if argv is None else argv),
+        "note_gpu_numbers": "fill docs/PERFORMANCE.md section 'GPU, issue 15' from this file",
     }
+    # each section fills the dict it is given where it can, so a section stopped by the budget keeps what it has
     sections = {
-        "train": lambda: bench_train(size_name, device, steps, warmup, fp32=not args.no_fp32),
-        "cam": lambda: bench_cam(size_name, device, repeats, max(warmup, 1)),
+        "bare_steps": lambda o: bench_bare_steps(size_name, device, steps, warmup, batches, out=o),
+        "cam_upsampled": lambda o: bench_cam_upsampled(size_name, device, cam_repeats, cam_warmup, out=o),
+        "generic_layers": lambda o: bench_generic_layers(device, generic_repeats, cam_warmup, generic_size, out=o),
+        "compiled_step": lambda o: bench_compiled_step(size_name, device, steps, warmup, compile_backend),
+        "train": lambda o: bench_train(size_name, device, steps, warmup, fp32=not args.no_fp32),
+        "cam": lambda o: bench_cam(size_name, device, repeats, max(warmup, 1)),
     }
     status = 0
-    for name, fn in sections.items():
+    for name in args.sections:
+        left = budget - (time.perf_counter() - start)
+        if left < 5:
+            report[name] = {"skipped": f"--budget-s {args.budget_s:g} spent ({budget - left:.0f} s elapsed)"}
+            _write(report)
+            continue
         t0 = time.perf_counter()
+        partial: dict[str, Any] = {}
         try:
-            report[name] = fn()
+            with _deadline(left - 2):
+                report[name] = sections[name](partial)
+        except BudgetExceeded as e:
+            report[name] = {**partial, "error": str(e)}
+            _free(device)
         except Exception as e:  # noqa: BLE001 - keep the other sections' numbers
-            report[name] = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+            report[name] = {**partial, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
             status = 1
             _free(device)
         report[name + "_wall_s"] = time.perf_counter() - t0

@@ -58,6 +58,23 @@ def test_gpu_benchmark_dry_run_runs_every_section_and_writes_out_json(tmp_path, 
         cam = written["cam"][precision]
         assert cam["map_shape"] == [1, 80, 4, 2, 2]
         assert cam["hirescam_normalized_overhead_ratio"] > 0 and cam["gradcam_normalized_overhead_ratio"] > 0
+    # issue 15 sections
+    for variant in ("b1_default", "b1_channels_last", "b2_channels_last"):
+        assert written["bare_steps"][variant]["volumes_per_s"] > 0 and written["bare_steps"][variant]["loss_finite"]
+    assert written["compiled_step"]["b1_channels_last_compiled"]["volumes_per_s"] > 0
+    for precision in ("fp32", "bf16"):
+        for variant in ("iter_maps", "call_fp16", "all_at_once_before"):
+            assert written["cam_upsampled"][precision][variant]["over_forward"] > 0, (precision, variant)
+    for layer in ("layer2", "layer3", "layer4"):
+        assert {"replay", "vmap"} <= set(written["generic_layers"][layer]), layer
+
+
+def test_gpu_benchmark_budget_skips_the_sections_it_cannot_start(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OUT", str(tmp_path))
+    gpu = _load_gpu_script()
+    assert gpu.main(["--dry-run", "--budget-s", "1", "--sections", "cam", "train"]) == 0
+    written = json.loads((tmp_path / "gpu_benchmark.json").read_text())
+    assert "spent" in written["cam"]["skipped"] and "spent" in written["train"]["skipped"]
 
 
 @pytest.mark.parametrize("argv", [["--steps", "0"], ["--warmup", "-1"]])

@@ -38,8 +38,12 @@ class HiResCAM(CAMBase):
 
     With AxialNet and its ``cam_target_layer`` (the default), the closed form is used: mean pooling gives
     ``attention / H``; max pooling sends the gradient of ``S_m`` to the slice with the highest score only, so the
-    map is the attention of that slice and zero elsewhere. Other models and layers use one forward pass and a
-    vectorized backward from the target layer to the scores.
+    map is the attention of that slice and zero elsewhere. Other models and layers use one forward pass and one
+    backward from the scores to the target layer, over ``K`` stacked copies of its activations (see ``gradient_mode``).
+
+    Upsampled maps of many classes are large (80 x 420 x 420 x 405 float32 values are 23 GB): ``__call__`` builds
+    them chunk by chunk of classes into one output (``dtype=torch.float16`` halves it, ``out=`` puts it anywhere),
+    and :meth:`iter_maps` yields them one chunk at a time without keeping them.
 
     Example:
         >>> from monai.networks.nets import DenseNet121
@@ -47,6 +51,8 @@ class HiResCAM(CAMBase):
         >>> cam = HiResCAM(net, target_layers="class_layers.relu")
         >>> maps = cam(torch.rand(1, 1, 64, 64, 64))  # [1, 80, 64, 64, 64], all classes
         >>> raw = cam.compute_raw(torch.rand(1, 1, 64, 64, 64), class_idx=[3, 7])  # [1, 2, 2, 2, 2]
+        >>> for chunk in cam.iter_maps(torch.rand(1, 1, 64, 64, 64), chunk_size=8):  # 10 chunks of 8 classes
+        ...     keep = chunk.maps.half()
     """
 
     def _combine(self, grads: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:

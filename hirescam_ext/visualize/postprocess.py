@@ -18,7 +18,9 @@ __all__ = ["normalize_cam", "upsample_axial_maps", "upsample_maps"]
 _LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
-def normalize_cam(maps: torch.Tensor, spatial_dims: int | None = None) -> torch.Tensor:
+def normalize_cam(
+    maps: torch.Tensor, spatial_dims: int | None = None, inplace: bool = False, known_finite: bool = False
+) -> torch.Tensor:
     """Normalize explanation maps to ``[0, 1]`` over the whole volume of each (sample, class) pair.
 
     Steps (paper, post-processing): ReLU, subtract the minimum, divide by the maximum when it is non-zero. The
@@ -29,9 +31,13 @@ def normalize_cam(maps: torch.Tensor, spatial_dims: int | None = None) -> torch.
     Args:
         maps: ``[B, M, *spatial]`` maps (any floating dtype).
         spatial_dims: number of trailing spatial axes; default ``maps.ndim - 2``.
+        inplace: overwrite ``maps`` (a contiguous floating tensor) instead of allocating the result; saves one
+            map-sized buffer when normalizing large upsampled maps. Same values either way.
+        known_finite: the caller knows ``maps`` holds no infinity (e.g. maps linearly interpolated from finite ones),
+            so the check for it, a pass over the data and a device synchronization, is skipped.
 
     Returns:
-        A tensor of the same shape and dtype, values in ``[0, 1]``.
+        A tensor of the same shape and dtype, values in ``[0, 1]`` (``maps`` itself when ``inplace``).
 
     Example:
         >>> m = torch.tensor([[[[0.0, 2.0], [-1.0, 4.0]]]])  # [1, 1, 2, 2]
@@ -46,7 +52,8 @@ def normalize_cam(maps: torch.Tensor, spatial_dims: int | None = None) -> torch.
         raise ValueError(f"normalize_cam: spatial_dims={spatial_dims} is invalid for maps of shape {tuple(maps.shape)}")
     lead = maps.shape[: maps.ndim - spatial_dims]
     flat = maps.reshape(*lead, -1)
-    if bool(torch.isinf(flat).any()):  # an overflowed cell (fp16 AMP) is the map's maximum: clamp to the range
+    # an overflowed cell (fp16 AMP) is the map's maximum: clamp to the range
+    if not known_finite and bool(torch.isinf(flat).any()):
         info = torch.finfo(flat.dtype)
         flat = torch.nan_to_num(flat, nan=float("nan"), posinf=info.max, neginf=info.min)
     # min and max after the ReLU are the raw ones clamped at 0, so one pass over the data gives both
@@ -55,7 +62,11 @@ def normalize_cam(maps: torch.Tensor, spatial_dims: int | None = None) -> torch.
     span = high - low
     span = torch.where(span > 0, span, torch.ones_like(span))  # a constant map becomes all zero, never NaN
     # relu(x) - low == max(x, low) - low, because low = max(min(x), 0)
-    out = torch.maximum(flat, low).sub_(low).div_(span)
+    if inplace and flat.data_ptr() == maps.data_ptr() and flat.is_contiguous():
+        out = torch.maximum(flat, low, out=flat)
+    else:
+        out = torch.maximum(flat, low)
+    out.sub_(low).div_(span)
     return out.reshape(maps.shape)
 
 

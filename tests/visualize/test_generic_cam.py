@@ -132,7 +132,7 @@ def test_inplace_op_after_target_layer_does_not_corrupt_activations(reference):
 def test_fallback_loop_matches_vectorized_gradients(monkeypatch):
     net = _densenet2d()
     x = torch.rand(2, 1, 24, 24, dtype=torch.float64)
-    fast = HiResCAM(net, target_layers="features.denseblock2").compute_raw(x)
+    fast = HiResCAM(net, target_layers="features.denseblock2", gradient_mode="vmap").compute_raw(x)
     real_grad = torch.autograd.grad
     calls = {"batched": 0}
 
@@ -143,7 +143,7 @@ def test_fallback_loop_matches_vectorized_gradients(monkeypatch):
         return real_grad(*args, **kwargs)
 
     monkeypatch.setattr(torch.autograd, "grad", no_vmap)
-    slow = HiResCAM(net, target_layers="features.denseblock2").compute_raw(x)
+    slow = HiResCAM(net, target_layers="features.denseblock2", gradient_mode="vmap").compute_raw(x)
     assert calls["batched"] == 1
     torch.testing.assert_close(fast, slow)
 
@@ -160,8 +160,9 @@ def test_bad_layer_and_class_index_raise_clear_errors():
     net = _densenet2d()
     with pytest.raises(ValueError, match="not found"):
         HiResCAM(net, target_layers="no.such.layer")
-    with pytest.raises(ValueError, match="target_layers is required"):
-        HiResCAM(net)
+    plain = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 22 * 22, 2))
+    with pytest.raises(ValueError, match=r"target_layers is required.*candidate layers: \['0', '1'\]"):
+        HiResCAM(plain)
     with pytest.raises(ValueError, match=r"\[0, 4\]"):
         HiResCAM(net, target_layers="features.denseblock2").compute_raw(torch.rand(1, 1, 24, 24).double(), 7)
 
@@ -176,3 +177,12 @@ def test_works_when_caller_disabled_autograd():
         x_inference = x.clone()
         torch.testing.assert_close(HiResCAM(net, target_layers="layer4").compute_raw(x_inference), want)
     assert torch.is_grad_enabled()
+
+
+def test_stock_monai_models_get_a_default_target_layer():
+    x = torch.rand(1, 1, 16, 16, 16, dtype=torch.float64)
+    resnet = _resnet3d()
+    assert HiResCAM(resnet).target_layers == "layer4"
+    torch.testing.assert_close(HiResCAM(resnet).compute_raw(x), HiResCAM(resnet, "layer4").compute_raw(x))
+    densenet = _densenet2d()
+    assert GradCAM(densenet).target_layers == "class_layers.relu"
