@@ -1,0 +1,245 @@
+"""Train the bundle's reference AxialNet on one GPU with the benchmark kept in GPU memory (prints and writes JSON).
+
+The bundle's own training (``configs/train.json``) reads NIfTI files through a DataLoader; on a lent GPU machine for
+a few minutes that path is CPU-bound (issue 15: about 50 scans/s per job measured on an H200 with four jobs sharing
+16 cores). This script trains the same network with the same recipe, without the file round trip:
+
+1. generate the synthetic benchmark in memory (``hirescam_ext.synthetic``, one process per core), window it with the
+   bundle's HU window and centre, and keep every scan on the GPU (bf16);
+2. train AxialNet (ResNet-18 trunk, Kaiming custom convs, output bias at the log prior odds, Adam, linear warm-up
+   for one epoch then cosine decay, bf16 autocast, ``channels_last``), classification loss of
+   :class:`~hirescam_ext.losses.ClassificationMaskLoss` without the mask term, the paper's flip / rot90
+   augmentation on the GPU, for a time budget; the cosine is sized after the first epoch so it ends with the budget;
+3. keep the weights of the best validation AUROC, report validation / test / test_shifted AUROC per label, and save
+   a checkpoint the bundle loads (``{"model": fp16 state dict, "model_settings": ...}``, the same settings a
+   ``configs/train.json`` run records) as ``$OUT/reference_resnet18.pt`` (or ``--out``).
+
+Usage (from the repository root; the pure-Python wheels travel in ``.whl/``, see docs/PERFORMANCE.md)::
+
+    python3 scripts/gpu_train_reference.py --seconds 150          # on a CUDA machine
+    python3 scripts/gpu_train_reference.py --dry-run              # a minute on a CPU: tiny sizes, same code path
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a file: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+
+from hirescam_ext.labels import LABEL_NAMES, label_prevalence
+from hirescam_ext.losses import ClassificationMaskLoss
+from hirescam_ext.metrics.auroc import compute_multilabel_auroc
+from hirescam_ext.networks import AxialNet, init_output_bias
+from hirescam_ext.synthetic.generator import GENERATOR_VERSION, PROFILES, generate_case, make_config
+
+HU_RANGE, CENTER = (-1000.0, 800.0), -0.449
+_CONFIG: Any = None
+
+
+def _init_worker(config: Any) -> None:
+    global _CONFIG
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+    _CONFIG = config
+
+
+def _case(args: tuple[int, int]) -> tuple[int, np.ndarray, list[int], str]:
+    index, seed = args
+    case = generate_case(index, seed, config=_CONFIG)
+    return index, case.image, [int(v) for v in case.label], case.split
+
+
+def generate(n_scans: int, profile: str, seed: int, workers: int, shape: tuple[int, int, int] | None) -> dict:
+    """Scans (int16 ``[N, X, Y, Z]``), labels ``[N, 80]`` and splits of the benchmark, generated in parallel."""
+    config = make_config(profile, n_scans=n_scans, shape=shape)
+    jobs = [(i, seed) for i in range(n_scans)]
+    images: list[np.ndarray | None] = [None] * n_scans
+    labels: list[list[int]] = [[]] * n_scans
+    splits = [""] * n_scans
+    ctx = mp.get_context("fork")
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
+        for i, image, label, split in pool.imap_unordered(_case, jobs, chunksize=4):
+            images[i], labels[i], splits[i] = image, label, split
+    return {"images": np.stack(images), "labels": np.asarray(labels, np.float32), "splits": splits, "config": config}
+
+
+def window(x: torch.Tensor) -> torch.Tensor:
+    """The bundle's HU window and centre (``hirescam_ext.transforms.intensity.hu_window``), on any device."""
+    lo, hi = HU_RANGE
+    return (x.float().clamp(lo, hi) - lo) / (hi - lo) + CENTER
+
+
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """The paper's augmentation per scan: p=0.5 flip along one random axis, then p=0.5 rot90 k in {1,2,3} in-plane."""
+    out = []
+    for v in x:  # [1, X, Y, Z]
+        r = torch.rand(4, generator=gen).tolist()
+        if r[0] < 0.5:
+            v = v.flip(1 + int(r[1] * 3))
+        if r[2] < 0.5:
+            v = torch.rot90(v, 1 + int(r[3] * 3), dims=(1, 2))
+        out.append(v)
+    return torch.stack(out).contiguous()
+
+
+@torch.no_grad()
+def scores(net: torch.nn.Module, x: torch.Tensor, batch: int, amp: bool) -> torch.Tensor:
+    net.eval()
+    out = []
+    for i in range(0, len(x), batch):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            out.append(net(x[i : i + batch].float()).float())
+    return torch.cat(out)
+
+
+def auroc(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    res = compute_multilabel_auroc(logits.cpu(), labels.cpu())
+    finite = {k: float(v) for k, v in res.per_label.items() if v is not None and math.isfinite(v)}
+    return {"mean": float(np.mean(list(finite.values()))) if finite else None, "per_label": finite}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--scans", type=int, default=2400)
+    p.add_argument("--profile", default="demo", choices=sorted(PROFILES), help="synthetic profile (size, spacing)")
+    p.add_argument("--seed", type=int, default=0, help="dataset seed")
+    p.add_argument("--train-seed", type=int, default=0)
+    p.add_argument("--seconds", type=float, default=150.0, help="training time budget")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--trunk", default="resnet18", choices=("resnet18", "small"))
+    p.add_argument("--workers", type=int, default=0, help="generation processes (0: one per core)")
+    p.add_argument("--out", default=os.environ.get("OUT", "outputs/gpu_reference"))
+    p.add_argument("--dry-run", action="store_true", help="tiny sizes on any device, same code path")
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.dry_run else "cpu")
+    amp = device.type == "cuda"
+    shape = (64, 64, 48) if args.dry_run else None
+    if args.dry_run:
+        args.scans, args.seconds, args.batch, args.trunk = min(args.scans, 40), min(args.seconds, 20.0), 4, "small"
+    torch.backends.cudnn.benchmark = True
+    log = lambda msg: print(f"[{time.perf_counter() - t0:6.1f} s] {msg}", flush=True)  # noqa: E731
+
+    data = generate(args.scans, args.profile, args.seed, args.workers or os.cpu_count() or 1, shape)
+    config = data["config"]
+    log(f"generated {args.scans} scans of {tuple(config.shape)} at {tuple(config.spacing)} mm")
+    split = np.asarray(data["splits"])
+    y_all = torch.from_numpy(data["labels"])
+    parts = {s: torch.from_numpy(np.flatnonzero(split == s)) for s in ("training", "validation", "test", "test_shifted")}
+    # int16 to the device, windowed there: the whole benchmark stays in GPU memory as bf16
+    x = {s: window(torch.from_numpy(data["images"][i.numpy()]).to(device)).to(torch.bfloat16)[:, None]
+         for s, i in parts.items()}
+    y = {s: y_all[i].to(device) for s, i in parts.items()}
+    del data["images"]
+    log("on " + str(device) + ": " + ", ".join(f"{s} {len(i)}" for s, i in parts.items()))
+
+    torch.manual_seed(args.train_seed)
+    definition = {
+        "_target_": "hirescam_ext.AxialNet",
+        "n_classes": len(LABEL_NAMES),
+        "spatial_size": list(config.shape),
+        "trunk": args.trunk,
+        "pretrained": None,
+        "custom_convs": True,
+        "custom_conv_padding": 1,
+        "slice_pooling": "mean",
+        "norm": "batch",
+        "custom_conv_init": "kaiming",
+    }
+    net = AxialNet(**{k: v for k, v in definition.items() if k != "_target_"})
+    prior = label_prevalence([{"label": row} for row in data["labels"][parts["training"].numpy()].tolist()])
+    init_output_bias(net, prior)
+    net = net.to(device)
+    if device.type == "cuda":
+        net.to_channels_last()
+    optimizer = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=1e-7)
+    loss_fn = ClassificationMaskLoss(use_mask_loss=False)
+    gen = torch.Generator().manual_seed(args.train_seed)
+    n_train = len(parts["training"])
+    steps_per_epoch = n_train // args.batch
+    history, best, best_state, total_epochs, epoch, step = [], -1.0, None, None, 0, 0
+    train_start = time.perf_counter()
+    while total_epochs is None or epoch < total_epochs:
+        e0 = time.perf_counter()
+        net.train()
+        order = torch.randperm(n_train, generator=gen)
+        for b in range(steps_per_epoch):
+            if total_epochs is None:  # warm-up epoch: linear
+                lr = args.lr * (b + 1) / steps_per_epoch
+            else:  # cosine from the end of the warm-up to 5 % at the end of the budget
+                progress = min(1.0, (step - steps_per_epoch) / max(1, (total_epochs - 1) * steps_per_epoch))
+                lr = args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            idx = order[b * args.batch : (b + 1) * args.batch].to(device)
+            batch = augment(x["training"][idx], gen)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = net(batch.float())
+            loss = loss_fn(logits.float(), y["training"][idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+        epoch += 1
+        val = auroc(scores(net, x["validation"], 2 * args.batch, amp), y["validation"])
+        seconds = time.perf_counter() - e0
+        if total_epochs is None:
+            total_epochs = max(2, int(args.seconds // seconds))
+            log(f"epoch 1 took {seconds:.1f} s ({n_train / seconds:.0f} scans/s with validation): {total_epochs} epochs")
+        history.append({"epoch": epoch, "loss": float(loss), "val_auroc": val["mean"], "seconds": seconds, "lr": lr})
+        log(f"epoch {epoch}/{total_epochs} loss {float(loss):.4f} val AUROC {val['mean']:.3f}")
+        if val["mean"] is not None and val["mean"] > best:
+            best, best_epoch = val["mean"], epoch
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
+    train_seconds = time.perf_counter() - train_start
+    net.load_state_dict(best_state)
+    results = {s: auroc(scores(net, x[s], 2 * args.batch, amp), y[s]) for s in ("validation", "test", "test_shifted")}
+    from hirescam_ext.engines.model_settings import make_model_settings
+    from hirescam_ext.version import __version__
+
+    settings = make_model_settings(
+        definition,
+        spacing=list(config.spacing),
+        spatial_size=list(config.shape),
+        hu_range=list(HU_RANGE),
+        center=CENTER,
+        attention_grid=list(AxialNet.attention_grid(config.shape[:2], z=config.shape[2], trunk=args.trunk,
+                                                    custom_conv_padding=1)),
+        dataset={"generator_version": GENERATOR_VERSION, "profile": args.profile, "n_scans": args.scans,
+                 "seed": args.seed, "shape": list(config.shape), "spacing": list(config.spacing)},
+    )
+    fp16 = {k: v.half() if v.is_floating_point() else v for k, v in best_state.items()}
+    name = f"reference_{args.trunk}.pt"
+    torch.save({"model": fp16, "model_settings": settings, "trainer": {"epoch": best_epoch}}, out / name)
+    report = {
+        "command": "python3 scripts/gpu_train_reference.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__, "hirescam_ext": __version__, "generator_version": GENERATOR_VERSION,
+        "scans": {s: len(i) for s, i in parts.items()}, "batch": args.batch, "lr": args.lr, "trunk": args.trunk,
+        "epochs": epoch, "best_epoch": best_epoch, "train_seconds": train_seconds,
+        "scans_per_second_train": epoch * n_train / train_seconds, "history": history,
+        "auroc": results, "checkpoint": name, "checkpoint_bytes": (out / name).stat().st_size,
+        "total_seconds": time.perf_counter() - t0,
+    }
+    (out / "reference_training.json").write_text(json.dumps(report, indent=1))
+    log("AUROC " + ", ".join(f"{s} {r['mean']:.3f}" for s, r in results.items()) + f"; saved {out / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
