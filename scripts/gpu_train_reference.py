@@ -10,9 +10,10 @@ a few minutes that path is CPU-bound (issue 15: about 50 scans/s per job measure
    for one epoch then cosine decay, bf16 autocast, ``channels_last``), classification loss of
    :class:`~hirescam_ext.losses.ClassificationMaskLoss` without the mask term, the paper's flip / rot90
    augmentation on the GPU, for a time budget; the cosine is sized after the first epoch so it ends with the budget;
-3. keep the weights of the best validation AUROC, report validation / test / test_shifted AUROC per label, and save
-   a checkpoint the bundle loads (``{"model": fp16 state dict, "model_settings": ...}``, the same settings a
-   ``configs/train.json`` run records) as ``$OUT/reference_resnet18.pt`` (or ``--out``).
+3. keep the weights of the best validation AUROC, saved as soon as they improve (a run stopped from outside keeps
+   its best model) as a checkpoint the bundle loads (``{"model": fp16 state dict, "model_settings": ...}``, the same
+   settings a ``configs/train.json`` run records) in ``$OUT/reference_<trunk>.pt`` (or ``--out``), and report
+   validation / test / test_shifted AUROC per label.
 
 Usage (from the repository root; the pure-Python wheels travel in ``.whl/``, see docs/PERFORMANCE.md)::
 
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="dataset seed")
     p.add_argument("--train-seed", type=int, default=0)
     p.add_argument("--seconds", type=float, default=150.0, help="training time budget")
+    p.add_argument("--epochs", type=int, default=None, help="train this many epochs instead of a time budget")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--trunk", default="resnet18", choices=("resnet18", "small"))
@@ -172,17 +174,41 @@ def main(argv: list[str] | None = None) -> int:
     gen = torch.Generator().manual_seed(args.train_seed)
     n_train = len(parts["training"])
     steps_per_epoch = n_train // args.batch
-    history, best, best_state, total_epochs, epoch, step = [], -1.0, None, None, 0, 0
+    history, best, best_state, best_epoch, epoch, step = [], -1.0, None, 0, 0, 0
+    total_epochs = args.epochs
+    from hirescam_ext.engines.model_settings import make_model_settings
+    from hirescam_ext.version import __version__
+
+    settings = make_model_settings(
+        definition,
+        spacing=list(config.spacing),
+        spatial_size=list(config.shape),
+        hu_range=list(HU_RANGE),
+        center=CENTER,
+        attention_grid=list(AxialNet.attention_grid(config.shape[:2], z=config.shape[2], trunk=args.trunk,
+                                                    custom_conv_padding=1)),
+        dataset={"generator_version": GENERATOR_VERSION, "profile": args.profile, "n_scans": args.scans,
+                 "seed": args.seed, "shape": list(config.shape), "spacing": list(config.spacing)},
+    )
+    name = f"reference_{args.trunk}.pt"
+
+    def save(state: dict[str, torch.Tensor], epoch: int) -> None:
+        fp16 = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        tmp = out / f".{name}.tmp"
+        torch.save({"model": fp16, "model_settings": settings, "trainer": {"epoch": epoch}}, tmp)
+        os.replace(tmp, out / name)
+
     train_start = time.perf_counter()
     while total_epochs is None or epoch < total_epochs:
         e0 = time.perf_counter()
         net.train()
         order = torch.randperm(n_train, generator=gen)
         for b in range(steps_per_epoch):
-            if total_epochs is None:  # warm-up epoch: linear
+            if epoch == 0:  # warm-up epoch: linear
                 lr = args.lr * (b + 1) / steps_per_epoch
             else:  # cosine from the end of the warm-up to 5 % at the end of the budget
-                progress = min(1.0, (step - steps_per_epoch) / max(1, (total_epochs - 1) * steps_per_epoch))
+                planned = total_epochs if total_epochs is not None else 2
+                progress = min(1.0, (step - steps_per_epoch) / max(1, (planned - 1) * steps_per_epoch))
                 lr = args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -198,34 +224,19 @@ def main(argv: list[str] | None = None) -> int:
         epoch += 1
         val = auroc(scores(net, x["validation"], 2 * args.batch, amp), y["validation"])
         seconds = time.perf_counter() - e0
-        if total_epochs is None:
-            total_epochs = max(2, int(args.seconds // seconds))
-            log(f"epoch 1 took {seconds:.1f} s ({n_train / seconds:.0f} scans/s with validation): {total_epochs} epochs")
-        history.append({"epoch": epoch, "loss": float(loss), "val_auroc": val["mean"], "seconds": seconds, "lr": lr})
-        log(f"epoch {epoch}/{total_epochs} loss {float(loss):.4f} val AUROC {val['mean']:.3f}")
+        if total_epochs is None and epoch == 2:  # epoch 1 includes cuDNN autotuning: size the run from epoch 2
+            total_epochs = max(2, 1 + int((args.seconds - (time.perf_counter() - train_start) + seconds) // seconds))
+            log(f"epoch 2 took {seconds:.1f} s ({n_train / seconds:.0f} scans/s with validation): {total_epochs} epochs")
+        history.append({"epoch": epoch, "loss": float(loss.detach()), "val_auroc": val["mean"], "seconds": seconds,
+                        "lr": lr})
+        log(f"epoch {epoch}/{total_epochs or '?'} loss {float(loss.detach()):.4f} val AUROC {val['mean']:.3f}")
         if val["mean"] is not None and val["mean"] > best:
             best, best_epoch = val["mean"], epoch
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
+            save(best_state, epoch)
     train_seconds = time.perf_counter() - train_start
     net.load_state_dict(best_state)
     results = {s: auroc(scores(net, x[s], 2 * args.batch, amp), y[s]) for s in ("validation", "test", "test_shifted")}
-    from hirescam_ext.engines.model_settings import make_model_settings
-    from hirescam_ext.version import __version__
-
-    settings = make_model_settings(
-        definition,
-        spacing=list(config.spacing),
-        spatial_size=list(config.shape),
-        hu_range=list(HU_RANGE),
-        center=CENTER,
-        attention_grid=list(AxialNet.attention_grid(config.shape[:2], z=config.shape[2], trunk=args.trunk,
-                                                    custom_conv_padding=1)),
-        dataset={"generator_version": GENERATOR_VERSION, "profile": args.profile, "n_scans": args.scans,
-                 "seed": args.seed, "shape": list(config.shape), "spacing": list(config.spacing)},
-    )
-    fp16 = {k: v.half() if v.is_floating_point() else v for k, v in best_state.items()}
-    name = f"reference_{args.trunk}.pt"
-    torch.save({"model": fp16, "model_settings": settings, "trainer": {"epoch": best_epoch}}, out / name)
     report = {
         "command": "python3 scripts/gpu_train_reference.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
