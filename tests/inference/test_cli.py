@@ -89,3 +89,14 @@ def test_tiny_run_writes_result_json(tiny_ckpt: Path, tmp_path: Path) -> None:
     result = json.loads((out / "a" / "result.json").read_text())
     assert len(list((out / "a").glob("hirescam_*.nii.gz"))) == 2, result
     assert (out / "probabilities.csv").is_file()
+
+
+def test_implausible_spacing_scan_is_reported_and_the_others_written(tiny_ckpt: Path, tmp_path: Path) -> None:
+    _scan(tmp_path / "scans" / "good.nii.gz")
+    _scan(tmp_path / "scans" / "wrong_unit.nii.gz", spacing=104.0)
+    out = tmp_path / "out"
+    status = hirescam(["infer", "-i", str(tmp_path / "scans"), "-o", str(out), "--model", str(tiny_ckpt)])
+    assert status == 1
+    assert (out / "good" / "result.json").is_file()
+    failures = (out / "failures.csv").read_text()
+    assert "wrong_unit" in failures and "implausible voxel spacing" in failures
