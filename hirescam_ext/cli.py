@@ -20,6 +20,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "segment": ("hirescam_ext.segmentation.cli:main", "segment right lung, left lung and heart/mediastinum"),
     "label": ("hirescam_ext.labeling.cli:main", "label free-text chest CT reports (80 labels + locations)"),
     "regions": ("hirescam_ext.regions.cli:main", "precompute organ maps and allowed regions for a dataset"),
+    "datalist": ("hirescam_ext.data.cli:main", "write the data-list JSON of a folder of CTs and a labels CSV"),
+    "infer": ("hirescam_ext.inference.cli:main", "explain chest CT scans with HiResCAM (maps, overlays, tables)"),
     "bench": ("hirescam_ext.benchmark:main", "run the speed/memory benchmarks and print JSON"),
     "package": ("hirescam_ext.bundle_tools.package:main", "build and check a Model Zoo bundle directory"),
     "reproduce": ("hirescam_ext.reproduce:main", "reproduce the paper's experiments on the synthetic benchmark"),

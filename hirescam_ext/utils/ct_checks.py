@@ -9,6 +9,9 @@ or blank volume, an MR). This module checks a scan before and after reading it:
   orientation, one image size, unique and evenly spaced slice positions and no Modality other than CT.
 - :func:`check_ct_array`: the loaded image is one 3D volume (not 2D, not several volumes) large enough for the
   preprocessing, finite, not constant and, for CT keys, in Hounsfield units (air below -500 HU, not 8-bit).
+- :func:`check_ct_spacing`: the voxel spacing read from the header is plausible for a CT: a warning (file and
+  spacing) outside :data:`PLAUSIBLE_SPACING_MM`, an ``InputError`` above :data:`MAX_SPACING_MM` (a header in the
+  wrong unit, e.g. 104 mm, would be resampled into a few voxels and explained as if it were a chest).
 - :class:`LoadCTd`: ``LoadImaged`` that picks one reader by suffix, runs both checks and turns every reader
   failure into an ``InputError`` such as ``scan.nii.gz: cannot read the image (file is truncated: ...)``.
 
@@ -39,9 +42,11 @@ __all__ = [
     "LoadCTd",
     "check_ct_array",
     "check_ct_source",
+    "check_ct_spacing",
     "check_dicom_series",
     "load_ct",
     "read_error_reason",
+    "voxel_spacing",
 ]
 
 logger = logging.getLogger(__name__)
@@ -50,6 +55,10 @@ logger = logging.getLogger(__name__)
 AIR_BELOW_HU = -500.0
 #: AxialNet groups axial slices in triplets: fewer than 3 voxels along an axis cannot be processed
 MIN_VOXELS_PER_AXIS = 3
+#: voxel spacings (mm) of real CT scans: outside this range a scan loads with a warning naming the file and spacing
+PLAUSIBLE_SPACING_MM = (0.1, 20.0)
+#: voxel spacing (mm) above which a scan is refused: no CT has voxels this large, the header is wrong
+MAX_SPACING_MM = 50.0
 
 
 class DicomSlice:
@@ -230,6 +239,58 @@ def check_ct_array(
         logger.info("%s: padding values down to %g HU (clipped by the HU window)", path, low)
 
 
+def voxel_spacing(image: Any) -> np.ndarray | None:
+    """The voxel spacing (mm per spatial axis) of a loaded image: the column norms of its affine; ``None`` without
+    one (a plain array)."""
+    affine = getattr(image, "affine", None)
+    if affine is None:
+        return None
+    a = np.asarray(affine.detach().cpu() if isinstance(affine, torch.Tensor) else affine, dtype=np.float64)
+    if a.ndim != 2 or a.shape[0] < 4 or a.shape[1] < 4:
+        return None
+    return np.linalg.norm(a[:3, :3], axis=0)
+
+
+def check_ct_spacing(
+    image: Any,
+    path: str | os.PathLike | None,
+    plausible: tuple[float, float] = PLAUSIBLE_SPACING_MM,
+    max_spacing: float = MAX_SPACING_MM,
+) -> np.ndarray | None:
+    """Check the voxel spacing of a loaded CT (from its affine); return it (``None`` when the image has no affine).
+
+    A spacing outside ``plausible`` (mm, along any axis) logs a warning naming the file and the spacing: the scan is
+    still processed (resampling makes it the training spacing), but its header is probably wrong.
+
+    Raises:
+        InputError: naming ``path`` when a spacing is not finite, zero, or above ``max_spacing`` mm.
+
+    Example:
+        >>> from monai.data import MetaTensor
+        >>> check_ct_spacing(MetaTensor(torch.zeros(1, 4, 4, 4), affine=torch.diag(torch.tensor([104.0, 1, 1, 1]))),
+        ...                  "ct.nii.gz")  # doctest: +SKIP
+        InputError: ct.nii.gz: implausible voxel spacing (104, 1, 1) mm: above 50 mm along an axis; ...
+    """
+    spacing = voxel_spacing(image)
+    if spacing is None:
+        return None
+    shown = "(" + ", ".join(f"{v:g}" for v in spacing) + ") mm"
+    if not np.isfinite(spacing).all() or (spacing <= 0).any():
+        raise InputError(path, f"invalid voxel spacing {shown}: the image header has no usable geometry")
+    if (spacing > max_spacing).any():
+        raise InputError(
+            path,
+            f"implausible voxel spacing {shown}: above {max_spacing:g} mm along an axis; no CT has voxels this large "
+            "(a header in the wrong unit?), fix the header's spacing",
+        )
+    low, high = plausible
+    if (spacing < low).any() or (spacing > high).any():
+        logger.warning(
+            "%s: unusual voxel spacing %s (CT scans have %g to %g mm); check the image header", path, shown, low, high
+        )
+    return spacing
+
+
 _ITK_NOISE = re.compile(r"^(/\S+\.(cxx|h|hxx):\d+:|ITK ERROR: |Description: )|\(0x[0-9a-f]+\)")
 
 
@@ -254,7 +315,7 @@ class LoadCTd(LoadImaged):
     ITK), so a corrupt file reports that reader's error in one line instead of MONAI's list of every reader tried,
     and never loads half through a more lenient second reader. Before reading,
     :func:`check_ct_source` runs (missing or empty files, DICOM folder faults); after it, :func:`check_ct_array`
-    (``hounsfield=True`` for CT keys, ``False`` for label maps).
+    (``hounsfield=True`` for CT keys, ``False`` for label maps), and for CT keys :func:`check_ct_spacing`.
 
     Args:
         keys: keys holding paths.
@@ -328,6 +389,8 @@ class LoadCTd(LoadImaged):
                 min_voxels=self.min_voxels,
                 check_values=self.check_values,
             )
+            if self.hounsfield:
+                check_ct_spacing(image, source if named else None)
             d[key] = image
         return d
 
