@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from hirescam_ext.utils.errors import InputError
+from hirescam_ext.utils.io import read_json_file
 
 __all__ = [
     "build_bundle",
@@ -125,12 +126,7 @@ def eval_metrics_from_results(path: str | os.PathLike, split: str = "test") -> d
         InputError: naming the file when it is missing, not JSON, or has no ``results.<split>.auroc``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "evaluation results not found (outputs/evaluation/results.json of evaluate.json)")
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(path, f"not a readable JSON file ({type(exc).__name__}: {exc})") from exc
+    content = read_json_file(path, "evaluation results not found (outputs/evaluation/results.json of evaluate.json)")
     result = content.get("results", {}).get(split) if isinstance(content, dict) else None
     auroc = result.get("auroc") if isinstance(result, dict) else None
     if not isinstance(auroc, dict) or "mean" not in auroc:

@@ -114,6 +114,21 @@ def _likely_settings(keys: Iterable[str], shapes: dict[str, tuple[tuple, tuple]]
     return likely or ["trunk", "spatial_size", "n_classes"]
 
 
+def read_checkpoint(path: str | os.PathLike) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, with our message for a missing or unreadable file.
+
+    Raises:
+        InputError: naming the file when it is missing or not a readable PyTorch checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "checkpoint file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle/zip errors differ between torch versions
+        raise InputError(path, f"not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
+
+
 def load_network_weights(network: torch.nn.Module, path: str | os.PathLike, key: str = "model") -> None:
     """Load ``path`` (a checkpoint with ``key`` or a bare state dict) into ``network``, strictly.
 
@@ -121,12 +136,7 @@ def load_network_weights(network: torch.nn.Module, path: str | os.PathLike, key:
         InputError: naming the file when it is missing, unreadable, or made for another architecture or label set.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "checkpoint file not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle/zip errors differ between torch versions
-        raise InputError(path, f"not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
+    ckpt = read_checkpoint(path)
     state = ckpt.get(key, ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise InputError(path, f"holds no state dict under {key!r}")

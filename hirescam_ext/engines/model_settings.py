@@ -26,7 +26,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -38,6 +37,7 @@ import torch
 
 from hirescam_ext.labels import LABEL_NAMES
 from hirescam_ext.utils.errors import InputError
+from hirescam_ext.utils.io import read_json_file
 from hirescam_ext.version import __version__
 
 __all__ = [
@@ -198,13 +198,10 @@ def read_model_settings(ckpt_path: str | os.PathLike) -> dict[str, Any] | None:
     Raises:
         InputError: naming the file when it is missing or unreadable.
     """
+    from hirescam_ext.engines.checkpoint import read_checkpoint
+
     path = Path(ckpt_path)
-    if not path.is_file():
-        raise InputError(path, "checkpoint file not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle/zip errors differ between torch versions
-        raise InputError(path, f"not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
+    ckpt = read_checkpoint(path)
     settings = ckpt.get(MODEL_SETTINGS_KEY) if isinstance(ckpt, dict) else None
     if settings is not None and not isinstance(settings, dict):
         raise InputError(path, f"{MODEL_SETTINGS_KEY!r} is a {type(settings).__name__}, not a dictionary")
@@ -218,12 +215,7 @@ def read_settings_file(path: str | os.PathLike) -> dict[str, Any]:
         InputError: naming the file when it is missing, not JSON, or not a settings dictionary.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "model settings file not found (written by `hirescam package` next to model.pt)")
-    try:
-        settings = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(path, f"not a readable JSON file ({type(exc).__name__}: {exc})") from exc
+    settings = read_json_file(path, "model settings file not found (written by `hirescam package` next to model.pt)")
     if not isinstance(settings, dict) or not isinstance(settings.get("network_def"), dict):
         raise InputError(path, "holds no model settings (a JSON object with a 'network_def' object)")
     return settings

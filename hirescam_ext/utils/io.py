@@ -18,12 +18,16 @@ import os
 import stat
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+
+from hirescam_ext.utils.errors import InputError
 
 __all__ = [
     "atomic_write",
     "ensure_writable_dir",
     "is_dicom_file",
+    "read_json_file",
     "sha256_file",
     "write_text_atomic",
     "write_json_atomic",
@@ -122,6 +126,21 @@ def is_dicom_file(path: str | os.PathLike) -> bool:
             return f.read(4) == b"DICM"
     except OSError:
         return False
+
+
+def read_json_file(path: str | os.PathLike, missing: str = "file not found") -> Any:
+    """The JSON content of ``path``.
+
+    Raises:
+        InputError: naming the file: ``missing`` when it does not exist, or why it is not readable JSON.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, missing)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(path, f"not a readable JSON file ({type(exc).__name__}: {exc})") from exc
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
