@@ -20,7 +20,7 @@ from typing import Any
 
 from hirescam_ext.utils.errors import InputError
 
-__all__ = ["ModelSpec", "ReproProfile", "MODELS", "PROFILES", "get_profile"]
+__all__ = ["ModelSpec", "ReproProfile", "MODELS", "PAPER_MODELS", "PROFILES", "get_profile"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,10 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("plain3d", "Plain 3D CNN (global pooling; sanity baseline, not in the paper)", network="plain3d"),
     )
 }
+
+
+#: the paper's Table 1 / Table 2 models, the default of every profile (the plain 3D CNN is an extra sanity baseline)
+PAPER_MODELS: tuple[str, ...] = tuple(name for name in MODELS if name != "plain3d")
 
 
 @dataclass(frozen=True)
@@ -114,17 +118,7 @@ class ReproProfile:
     max_epochs: int
     seeds: tuple[int, ...]
     dataset_seed: int = 0
-    models: tuple[str, ...] = (
-        "axialnet",
-        "axialnet_mask",
-        "maxpool",
-        "nocustomconv",
-        "axialnet_imagenet",
-        "axialnet_imagenet_mask",
-        "ctnet",
-        "bodyconv",
-        "threedconv",
-    )
+    models: tuple[str, ...] = PAPER_MODELS
     region_mode: str = "nearest"
     area_threshold: float = 0.5
     custom_conv_padding: int = 1
@@ -198,18 +192,7 @@ PROFILES: dict[str, ReproProfile] = {
         trunk="resnet18",
         max_epochs=20,
         seeds=(0, 1, 2),
-        models=(
-            "axialnet",
-            "axialnet_mask",
-            "maxpool",
-            "nocustomconv",
-            "axialnet_imagenet",
-            "axialnet_imagenet_mask",
-            "ctnet",
-            "bodyconv",
-            "threedconv",
-            "plain3d",
-        ),
+        models=(*PAPER_MODELS, "plain3d"),
         region_mode="area",
         area_threshold=0.1,
         sanity_scans=16,
