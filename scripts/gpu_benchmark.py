@@ -109,6 +109,13 @@ def _deadline(seconds: float):
         signal.signal(signal.SIGALRM, previous)
 
 
+def _precision(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for ``"bf16"``, nothing for ``"fp32"``."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def _peak_gib(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
@@ -271,9 +278,7 @@ def bench_cam_upsampled(
     for precision in ("fp32", "bf16"):
 
         def ctx(precision: str = precision) -> contextlib.AbstractContextManager:
-            if precision == "bf16":
-                return torch.autocast(device.type, dtype=torch.bfloat16)
-            return contextlib.nullcontext()
+            return _precision(device, precision)
 
         def forward() -> torch.Tensor:
             with torch.no_grad(), ctx():
@@ -433,9 +438,7 @@ def bench_cam(size_name: str, device: torch.device, repeats: int, warmup: int) -
     out: dict[str, Any] = {"size": size_name, "input": list(size.shape), "classes": net.n_classes, "repeats": repeats}
     for precision in ("fp32", "bf16"):
         def ctx(precision: str = precision) -> contextlib.AbstractContextManager:
-            if precision == "bf16":
-                return torch.autocast(device.type, dtype=torch.bfloat16)
-            return contextlib.nullcontext()
+            return _precision(device, precision)
 
         def forward() -> torch.Tensor:
             with torch.no_grad(), ctx():
