@@ -179,6 +179,9 @@ def _settings_text(settings: Mapping[str, Any] | None) -> str:
     data = settings.get("data")
     if data:
         lines.append(f"- training data: {json.dumps(data, sort_keys=True)}")
+    training = settings.get("training")
+    if training:
+        lines.append(f"- training: {json.dumps(training, sort_keys=True)}")
     return "\n".join(lines)
 
 
@@ -201,6 +204,10 @@ def _eval_text(metrics: Mapping[str, float | None] | None, source: str) -> str:
             + "; highest: "
             + ", ".join(f"{k} {_fmt(v)}" for v, k in valid[-3:][::-1])
             + ".",
+            "",
+            "| label | AUROC (percent) |",
+            "|---|---|",
+            *(f"| {k} | {_fmt(v)} |" for v, k in sorted(valid, key=lambda pair: (-pair[0], pair[1]))),
         ]
     return "\n".join(lines)
 

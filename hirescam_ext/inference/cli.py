@@ -9,6 +9,9 @@ Expected faults (a missing input folder, no scans in it, an unreadable checkpoin
 checkpoint) end in one line on stderr, ``hirescam infer: <file>: <problem>``, and exit status 2; ``--debug`` shows the
 traceback instead. When some scans fail and the others are written, the exit status is 1.
 
+Without ``--model`` the bundle's ``models/best.pt`` (your training run) is used; in a checkout that has none, the
+shipped reference model ``bundle/models/reference.pt`` is, and the command says so.
+
 Example:
     $ hirescam infer -i scans/ -o outputs/inference --model models/best.pt --top-k 3
 """
@@ -23,7 +26,7 @@ from typing import Any
 
 from hirescam_ext.utils.errors import InputError
 
-__all__ = ["EXIT_FAILED_SCANS", "EXIT_USAGE", "build_overrides", "configs_dir", "expected_fault", "main"]
+__all__ = ["EXIT_FAILED_SCANS", "EXIT_USAGE", "build_overrides", "configs_dir", "default_model", "expected_fault", "main"]
 
 PROG = "hirescam infer"
 #: exit status of an expected fault (bad input, checkpoint or setting), as argparse uses for usage errors
@@ -37,6 +40,15 @@ MAX_MESSAGE_CHARS = 600
 def configs_dir() -> Path:
     """The bundle's ``configs`` folder, next to the installed package (as the reproduce workflows find it)."""
     return Path(__file__).resolve().parents[2] / "configs"
+
+
+def default_model(bundle_root: Path) -> Path:
+    """The checkpoint used without ``--model``: ``models/best.pt`` of ``bundle_root`` (what training writes), or
+    the shipped reference model ``bundle/models/reference.pt`` when there is no such file and the reference is there
+    (a fresh checkout); else ``models/best.pt`` (whose absence the run then reports)."""
+    trained = bundle_root / "models" / "best.pt"
+    reference = bundle_root / "bundle" / "models" / "reference.pt"
+    return reference if not trained.is_file() and reference.is_file() else trained
 
 
 def expected_fault(exc: BaseException) -> BaseException | None:
@@ -72,7 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-i", "--input", required=True, help="a scan, or a folder of scans (searched recursively)")
     parser.add_argument("-o", "--output", required=True, help="output folder")
-    parser.add_argument("--model", help="checkpoint (default: models/best.pt of the bundle)")
+    parser.add_argument("--model", help="checkpoint (default: models/best.pt of the bundle, or the shipped reference "
+                        "model bundle/models/reference.pt when there is none)")
     parser.add_argument(
         "--model-settings", help="model_settings.json for a bare state dict (a packaged bundle's models/model.pt)"
     )
@@ -92,8 +105,7 @@ def build_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "input_dir": str(args.input),
         "output_dir": str(args.output),
     }
-    if args.model is not None:
-        overrides["ckpt_path"] = str(args.model)
+    overrides["ckpt_path"] = str(args.model if args.model is not None else default_model(configs_dir().parent))
     if args.model_settings is not None:
         overrides["model_settings_file"] = str(args.model_settings)
     if args.device is not None:
@@ -120,6 +132,11 @@ def _run(args: argparse.Namespace) -> int:
 
     overrides = build_overrides(args)
     find_ct_inputs(args.input)  # a missing or empty input fails before the model is loaded
+    if args.model is None:
+        print(f"{PROG}: model {overrides['ckpt_path']}" + (
+            " (the shipped reference model, trained on the synthetic benchmark: its probabilities say nothing about "
+            "real patients; --model PATH for your own)" if "bundle/models" in Path(overrides["ckpt_path"]).as_posix()
+            else ""), file=sys.stderr)  # fmt: skip
     configs = configs_dir()
     workflow = ConfigWorkflow(
         config_file=str(configs / "inference.json"),

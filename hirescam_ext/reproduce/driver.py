@@ -1,6 +1,7 @@
 """``hirescam reproduce``: run the paper's experiments on the synthetic benchmark and write the report.
 
-For each model of the profile and each training seed: train with ``configs/train.json``, evaluate with
+For each model of the profile and each training seed: train with ``configs/train.json`` (or take the profile's
+checkpoint of that model, trained elsewhere: ``--profile reference``), evaluate with
 ``configs/train.json`` + ``configs/evaluate.json`` (AUROC and OrganIoU per split, label and concept group), then
 run the analyses of :mod:`hirescam_ext.reproduce.analysis` on the evaluated network and the same preprocessed test
 items. Finished runs are kept in ``<work_dir>/runs/<model>_seed<seed>/run.json`` and reused, so an interrupted run
@@ -17,6 +18,7 @@ import gc
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -138,19 +140,57 @@ def _items(workflow: Any, key: str) -> list[dict[str, Any]]:
     return [dataset[i] for i in range(len(dataset))]
 
 
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A profile's checkpoint path: as given, else relative to the repository (where the shipped models live).
+
+    Raises:
+        InputError: naming the path when neither exists.
+    """
+    given = Path(path)
+    for candidate in (given, Path(__file__).resolve().parents[2] / given):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise InputError(given, "checkpoint not found (looked in the working directory and the repository)")
+
+
+def _install_checkpoint(source: Path, run_dir: Path) -> str:
+    """Copy ``source`` to ``run_dir/models/best.pt`` (where the evaluate config reads it); return its sha256."""
+    from hirescam_ext.utils.io import atomic_write, sha256_file
+
+    digest = sha256_file(source)
+    target = run_dir / "models" / "best.pt"
+    if not target.is_file() or sha256_file(target) != digest:
+        with atomic_write(target) as tmp:
+            shutil.copyfile(source, tmp)
+    return digest
+
+
+def _checkpoint_training(path: Path) -> dict[str, Any]:
+    """What a checkpoint's model settings say about its training (``data`` and ``training``), for the record."""
+    from hirescam_ext.engines.model_settings import read_model_settings
+
+    settings = read_model_settings(path) or {}
+    return {"checkpoint": str(path), "data": settings.get("data"), "training": settings.get("training")}
+
+
 def run_one(spec_name: str, seed: int, profile: ReproProfile, dataset_dir: Path, work_dir: Path,
             pretrained: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train, evaluate and analyse one (model, seed); return (and store) the run record."""
+    """Train (or take the profile's checkpoint), evaluate and analyse one (model, seed); return (and store) the run
+    record."""
     from hirescam_ext.reproduce import analysis, workflows
 
     spec = MODELS[spec_name]
+    external = resolve_checkpoint(profile.checkpoints[spec_name]) if spec_name in profile.checkpoints else None
     run_dir = work_dir / "runs" / f"{spec_name}_seed{seed}"
     grid = workflows.region_grid(spec, profile)
     cache = work_dir / "cache" / (f"grid{'x'.join(map(str, grid))}_{profile.region_mode}{profile.area_threshold:g}"
                                   f"_{'x'.join(map(str, profile.spatial_size))}")
     overrides = workflows.bundle_overrides(spec, profile, dataset_dir, run_dir, seed, pretrained,
                                            cache_dir=cache if profile.cache == "disk" else None)
+    if external is not None:  # a checkpoint trained elsewhere: its content is part of what identifies the run
+        overrides["$checkpoint_sha256"] = _install_checkpoint(external, run_dir)
     plain = _experiment(overrides)
+    overrides.pop("$checkpoint_sha256", None)
     record_path, trained_path = run_dir / RUN_FILE, run_dir / TRAINED_FILE
     old = _read_json(record_path)
     same = old is not None and _experiment(old.get("overrides") or {}) == plain
@@ -167,7 +207,10 @@ def run_one(spec_name: str, seed: int, profile: ReproProfile, dataset_dir: Path,
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     trained = _read_json(trained_path)
-    if trained and _experiment(trained.get("overrides") or {}) == plain and (run_dir / "models" / "best.pt").is_file():
+    if external is not None:
+        log(f"[reproduce] {spec_name} seed {seed}: evaluating the checkpoint {external} (not trained here)")
+        train_seconds = 0.0
+    elif trained and _experiment(trained.get("overrides") or {}) == plain and (run_dir / "models" / "best.pt").is_file():
         log(f"[reproduce] {spec_name} seed {seed}: reusing the trained checkpoint")
         train_seconds = float(trained.get("seconds", 0.0))
     else:
@@ -183,7 +226,13 @@ def run_one(spec_name: str, seed: int, profile: ReproProfile, dataset_dir: Path,
                               "command_train": workflows.equivalent_command(["configs/train.json"],
                                                                           workflows.training_overrides(overrides)),
                               "evaluation": results["results"]}
-    record["fit"] = _fit(wf, profile.fit_scans)
+    if external is not None:
+        record["overrides"] = {**overrides, "$checkpoint_sha256": plain["$checkpoint_sha256"]}
+        record["command_train"] = None
+        record["trained_elsewhere"] = _checkpoint_training(external)
+        record["fit"] = None  # this dataset's training split is not what the checkpoint was trained on
+    else:
+        record["fit"] = _fit(wf, profile.fit_scans)
     record["epochs_trained"] = _epochs_trained(run_dir)
     if spec.has_cam:
         network = workflows.network_of(wf).eval()
@@ -301,6 +350,10 @@ def write_outputs(profile: ReproProfile, runs: dict[str, dict[int, dict[str, Any
         "(compute_raw) of each scan's present labels; a constant randomized map counts as rho = 0",
         "noise: a seed-paired difference is 'within noise' when |mean| <= 2 standard errors",
     ]
+    if profile.checkpoints:
+        notes[1] = (f"networks: trunk `{profile.trunk}`, custom-conv padding {profile.custom_conv_padding}; not trained "
+                    "by this run: " + "; ".join(f"`{m}` = `{p}`" for m, p in profile.checkpoints.items())
+                    + " (how each was trained: `trained_elsewhere` of its run in results.json)")
     notes += [f"skipped {k}: {v}" for k, v in skipped.items()]
     findings = _findings_text(agg, claims, runs)
     report.write_report_md(out_dir, md, header, notes, findings)
@@ -323,6 +376,12 @@ def run_reproduction(profile: ReproProfile, out_dir: str | os.PathLike, work_dir
     work.mkdir(parents=True, exist_ok=True)
     if pretrained is not None and not Path(pretrained).is_file():
         raise InputError(pretrained, "ImageNet ResNet-18 weights not found")
+    unknown = sorted(set(profile.checkpoints) - set(profile.models))
+    if unknown:
+        raise InputError(None, f"checkpoints given for models {unknown} that this run does not include "
+                               f"(models: {list(profile.models)})")
+    for path in profile.checkpoints.values():  # before minutes of data generation
+        resolve_checkpoint(path)
     machine = _machine(profile.device)
     log(f"[reproduce] profile {profile.name}: generating/reusing the dataset under {work}")
     dataset_dir = prepare_dataset(profile, work)
@@ -369,6 +428,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-train-seconds", type=float, default=None,
                    help="training time budget per run: stops at the last epoch boundary that fits")
     p.add_argument("--synth-workers", type=int, default=None, help="processes generating the benchmark")
+    p.add_argument("--checkpoint", action="append", default=None, metavar="MODEL=PATH",
+                   help="evaluate this checkpoint as MODEL instead of training it (repeatable; the reference profile "
+                   "names the shipped bundle/models/reference*.pt)")
     p.add_argument("--prepare-only", action="store_true",
                    help="generate (or check) the benchmark data and stop; later runs reuse it")
     p.add_argument("--verbose", action="store_true", help="show the bundle's training logs")
@@ -385,6 +447,15 @@ def profile_from_args(args: argparse.Namespace) -> ReproProfile:
     changed = {"epochs": args.epochs, "models": args.models, "seeds": args.seeds, "device": args.device,
                "scans": args.scans, "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size,
                "num_workers": args.num_workers, "max_train_seconds": args.max_train_seconds}
+    if args.checkpoint:
+        given: dict[str, str] = {}
+        for entry in args.checkpoint:
+            model, sep, path = entry.partition("=")
+            if not sep or model not in MODELS or not path:
+                raise InputError(None, f"--checkpoint {entry!r}: expected MODEL=PATH with MODEL one of {sorted(MODELS)}")
+            given[model] = path
+        profile = replace(profile, checkpoints={**profile.checkpoints, **given})
+        changed["checkpoint"] = given
     changed = {k: v for k, v in changed.items() if v is not None}
     if changed:
         profile = replace(profile, note=f"{profile.note} [overridden on the command line: {changed}]")

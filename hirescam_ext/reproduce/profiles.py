@@ -107,6 +107,10 @@ class ReproProfile:
         device: ``"cpu"``, ``"cuda"`` or ``None`` (the bundle's choice).
         cache: ``"disk"`` (preprocessed volumes shared by all runs of one grid), ``"memory"`` or ``"none"``.
         synth_workers: processes generating the benchmark (0: one per CPU, at most 8).
+        checkpoints: ``{model: checkpoint path}`` of models trained elsewhere (e.g. by
+            ``scripts/train_reference.py``): the run evaluates and analyses that checkpoint instead of training
+            (relative paths are looked up in the working directory, then in the repository). Its network settings
+            must match the profile's (``spatial_size``, ``trunk``, ``custom_conv_padding``...).
         note: what the profile is for.
     """
 
@@ -140,6 +144,7 @@ class ReproProfile:
     device: str | None = None
     cache: str = "disk"
     synth_workers: int = 1
+    checkpoints: dict[str, str] = field(default_factory=dict)
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -205,6 +210,26 @@ PROFILES: dict[str, ReproProfile] = {
         synth_workers=16,
         note="one GPU: 2400 scans of 128x128x96 (4x4 attention grid), ResNet-18, Adam with warm-up and cosine decay, "
         "batch 8, 20 epochs; bf16 autocast and channels_last (the configs' CUDA defaults)",
+    ),
+    "reference": ReproProfile(
+        name="reference",
+        synth_profile="tiny",
+        n_scans=1200,
+        dataset_seed=2,
+        spatial_size=(64, 64, 48),
+        trunk="small",
+        max_epochs=0,
+        seeds=(0,),
+        models=("axialnet", "axialnet_mask"),
+        region_mode="area",
+        area_threshold=0.1,
+        sanity_scans=8,
+        device="cpu",
+        synth_workers=2,
+        checkpoints={"axialnet": "bundle/models/reference.pt", "axialnet_mask": "bundle/models/reference_mask.pt"},
+        note="the shipped reference models (scripts/train_reference.py: small trunk, 64x64x48, 3300 training scans "
+        "of dataset seed 1, classification loss only / with the mask loss) evaluated and analysed on 1200 scans of "
+        "dataset seed 2, patients they never saw; no training",
     ),
     "full": ReproProfile(
         name="full",

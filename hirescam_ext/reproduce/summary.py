@@ -144,7 +144,7 @@ def above_chance(values: Sequence[Any]) -> bool:
 
 def check_claims(runs: Mapping[str, Mapping[int, Mapping[str, Any]]], base: str = "axialnet",
                  mask: str = "axialnet_mask") -> list[dict[str, Any]]:
-    """Check the four claims; each entry has ``id``, ``claim``, ``status``, ``evidence`` (text) and the numbers.
+    """Check the five claims; each entry has ``id``, ``claim``, ``status``, ``evidence`` (text) and the numbers.
 
     Every claim is about what a *trained* classifier attends to. When the baseline's test AUROC does not beat chance
     (:func:`above_chance`), a claim is ``not evaluable`` whatever its rule gives (kept as ``rule_status``): maps of a
@@ -253,4 +253,22 @@ def _claims(runs: Mapping[str, Mapping[int, Mapping[str, Any]]], base: str, mask
     claims.append({"id": "randomization_sanity", "status": status, "evidence": text,
                    "claim": "randomized models give maps with rank correlation < 0.2 to the trained model's",
                    "final_spearman": fs})
+
+    # 5. localization: the baseline's HiResCAM points into the lesion far more often than a uniform map would
+    pg = summarize(_values(runs, base, "pointing_game_hirescam", seeds))
+    chance = summarize(_values(runs, base, "pointing_game_chance", seeds))
+    if pg["mean"] is None or not chance["mean"]:
+        status, text, ratio = NOT_EVALUABLE, "no localization numbers for AxialNet", None
+    else:
+        ratio = pg["mean"] / chance["mean"]
+        status = HELD if ratio >= 3.0 else NOT_HELD
+        text = (f"AxialNet HiResCAM pointing game {_pct(pg['mean'])}% +- {_pct(pg['std'])} vs chance "
+                f"{_pct(chance['mean'])}% (a uniform map: the share of grid cells the lesion touches): {ratio:.2f}x "
+                "(needs >= 3x)")
+        if chance["mean"] > 1.0 / 3.0:
+            text += (f"; with chance at {_pct(chance['mean'])}% even a perfect pointer reaches only "
+                     f"{1.0 / chance['mean']:.2f}x: the attention grid is too coarse for the lesions")
+    claims.append({"id": "pointing_game_3x_chance", "status": status, "evidence": text, "ratio": ratio,
+                   "claim": "HiResCAM's maximum falls in the lesion >= 3x as often as chance (pointing game)",
+                   "pointing_game": pg, "chance": chance})
     return claims

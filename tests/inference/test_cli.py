@@ -100,3 +100,21 @@ def test_implausible_spacing_scan_is_reported_and_the_others_written(tiny_ckpt: 
     assert (out / "good" / "result.json").is_file()
     failures = (out / "failures.csv").read_text()
     assert "wrong_unit" in failures and "implausible voxel spacing" in failures
+
+
+def test_default_model_is_the_trained_checkpoint_when_there_is_one(tmp_path: Path) -> None:
+    from hirescam_ext.inference.cli import default_model
+
+    for rel in ("models/best.pt", "bundle/models/reference.pt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    assert default_model(tmp_path) == tmp_path / "models" / "best.pt"
+
+
+def test_default_model_falls_back_to_the_shipped_reference_in_a_fresh_checkout(tmp_path: Path) -> None:
+    from hirescam_ext.inference.cli import default_model
+
+    assert default_model(tmp_path) == tmp_path / "models" / "best.pt"  # neither: the run names the missing best.pt
+    (tmp_path / "bundle" / "models").mkdir(parents=True)
+    (tmp_path / "bundle" / "models" / "reference.pt").write_bytes(b"x")
+    assert default_model(tmp_path) == tmp_path / "bundle" / "models" / "reference.pt"

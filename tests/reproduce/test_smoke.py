@@ -88,7 +88,7 @@ def test_every_model_with_a_map_has_localization_and_confounder_numbers(tiny_run
 def test_every_claim_gets_a_status_and_appears_in_the_report(tiny_run: Path) -> None:
     payload = json.loads((tiny_run / "results.json").read_text(encoding="utf-8"))
     report = (tiny_run / "REPORT.md").read_text(encoding="utf-8")
-    assert len(payload["claims"]) == 4
+    assert len(payload["claims"]) == 5
     for claim in payload["claims"]:
         assert claim["status"] in (HELD, NOT_HELD, NOT_EVALUABLE)
         assert claim["claim"] in report

@@ -1,24 +1,27 @@
-"""Train the bundle's reference AxialNet on one GPU with the benchmark kept in GPU memory (prints and writes JSON).
+"""Train the bundle's reference AxialNet with the benchmark kept in memory, on a GPU or a CPU (prints and writes JSON).
 
-The bundle's own training (``configs/train.json``) reads NIfTI files through a DataLoader; on a lent GPU machine for
-a few minutes that path is CPU-bound (issue 15: about 50 scans/s per job measured on an H200 with four jobs sharing
-16 cores). This script trains the same network with the same recipe, without the file round trip:
+The bundle's own training (``configs/train.json``) reads NIfTI files through a DataLoader; that path is bound by
+the data side (issue 15: about 50 scans/s per job measured on an H200 with four jobs sharing 16 cores; on this
+project's 2-core CPU the quick profile spends most of its time loading). This script trains the same network with
+the same recipe, without the file round trip:
 
 1. generate the synthetic benchmark in memory (``hirescam_ext.synthetic``, one process per core), window it with the
-   bundle's HU window and centre, and keep every scan on the GPU (bf16);
-2. train AxialNet (ResNet-18 trunk, Kaiming custom convs, output bias at the log prior odds, Adam, linear warm-up
-   for one epoch then cosine decay, bf16 autocast, ``channels_last``), classification loss of
+   bundle's HU window and centre, and keep every scan on the training device (bf16);
+2. train AxialNet (Kaiming custom convs, output bias at the log prior odds, Adam, linear warm-up for one epoch then
+   cosine decay; on CUDA also bf16 autocast and ``channels_last``), classification loss of
    :class:`~hirescam_ext.losses.ClassificationMaskLoss` without the mask term, the paper's flip / rot90
-   augmentation on the GPU, for a time budget; the cosine is sized after the first epoch so it ends with the budget;
+   augmentation on the device, for a time budget; the cosine is sized after the first epoch so it ends with the budget;
 3. keep the weights of the best validation AUROC, saved as soon as they improve (a run stopped from outside keeps
    its best model) as a checkpoint the bundle loads (``{"model": fp16 state dict, "model_settings": ...}``, the same
    settings a ``configs/train.json`` run records) in ``$OUT/reference_<trunk>.pt`` (or ``--out``), and report
    validation / test / test_shifted AUROC per label.
 
-Usage (from the repository root; the pure-Python wheels travel in ``.whl/``, see docs/PERFORMANCE.md)::
+Usage (from the repository root; on a GPU machine the pure-Python wheels travel in ``.whl/``, see
+docs/PERFORMANCE.md)::
 
-    python3 scripts/gpu_train_reference.py --seconds 150          # on a CUDA machine
-    python3 scripts/gpu_train_reference.py --dry-run              # a minute on a CPU: tiny sizes, same code path
+    python3 scripts/train_reference.py --seconds 150                                  # CUDA: ResNet-18, demo size
+    python scripts/train_reference.py --profile tiny --trunk small --seconds 1800      # CPU: the shipped model
+    python scripts/train_reference.py --dry-run                                       # a minute: tiny sizes
 """
 
 from __future__ import annotations
@@ -43,37 +46,50 @@ from hirescam_ext.labels import LABEL_NAMES, label_prevalence
 from hirescam_ext.losses import ClassificationMaskLoss
 from hirescam_ext.metrics.auroc import compute_multilabel_auroc
 from hirescam_ext.networks import AxialNet, init_output_bias
+from hirescam_ext.regions.allowed import allowed_regions
+from hirescam_ext.regions.layout import to_attention_layout
 from hirescam_ext.synthetic.generator import GENERATOR_VERSION, PROFILES, generate_case, make_config
 
 HU_RANGE, CENTER = (-1000.0, 800.0), -0.449
+#: allowed regions of the mask loss: the bundle's ``AllowedRegionsd`` in the mode the demo and quick profile use
+REGION_MODE, REGION_AREA_THRESHOLD = "area", 0.1
 _CONFIG: Any = None
+_GRID: tuple[int, int, int] | None = None
 
 
-def _init_worker(config: Any) -> None:
-    global _CONFIG
+def _init_worker(config: Any, grid: tuple[int, int, int] | None) -> None:
+    global _CONFIG, _GRID
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
-    _CONFIG = config
+    _CONFIG, _GRID = config, grid
 
 
-def _case(args: tuple[int, int]) -> tuple[int, np.ndarray, list[int], str]:
+def _case(args: tuple[int, int]) -> tuple[int, np.ndarray, list[int], str, np.ndarray | None]:
     index, seed = args
     case = generate_case(index, seed, config=_CONFIG)
-    return index, case.image, [int(v) for v in case.label], case.split
+    regions = None
+    if _GRID is not None:  # G_true [80, D1, D2, H] from the organ truth and the report's locations
+        regions = allowed_regions(case.organs, case.label, case.locations, grid=_GRID, mode=REGION_MODE,
+                                  area_threshold=REGION_AREA_THRESHOLD, dtype=torch.bool).numpy()
+    return index, case.image, [int(v) for v in case.label], case.split, regions
 
 
-def generate(n_scans: int, profile: str, seed: int, workers: int, shape: tuple[int, int, int] | None) -> dict:
-    """Scans (int16 ``[N, X, Y, Z]``), labels ``[N, 80]`` and splits of the benchmark, generated in parallel."""
+def generate(n_scans: int, profile: str, seed: int, workers: int, shape: tuple[int, int, int] | None,
+             grid: tuple[int, int, int] | None = None) -> dict:
+    """Scans (int16 ``[N, X, Y, Z]``), labels ``[N, 80]``, splits and, with ``grid`` ``(D1, D2, H)``, the allowed
+    regions (bool ``[N, 80, D1, D2, H]``) of the benchmark, generated in parallel."""
     config = make_config(profile, n_scans=n_scans, shape=shape)
     jobs = [(i, seed) for i in range(n_scans)]
     images: list[np.ndarray | None] = [None] * n_scans
+    regions: list[np.ndarray | None] = [None] * n_scans
     labels: list[list[int]] = [[]] * n_scans
     splits = [""] * n_scans
     ctx = mp.get_context("fork")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
-        for i, image, label, split in pool.imap_unordered(_case, jobs, chunksize=4):
-            images[i], labels[i], splits[i] = image, label, split
-    return {"images": np.stack(images), "labels": np.asarray(labels, np.float32), "splits": splits, "config": config}
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(config, grid)) as pool:
+        for i, image, label, split, region in pool.imap_unordered(_case, jobs, chunksize=4):
+            images[i], labels[i], splits[i], regions[i] = image, label, split, region
+    return {"images": np.stack(images), "labels": np.asarray(labels, np.float32), "splits": splits, "config": config,
+            "regions": np.stack(regions) if grid is not None else None}
 
 
 def window(x: torch.Tensor) -> torch.Tensor:
@@ -82,17 +98,29 @@ def window(x: torch.Tensor) -> torch.Tensor:
     return (x.float().clamp(lo, hi) - lo) / (hi - lo) + CENTER
 
 
-def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """The paper's augmentation per scan: p=0.5 flip along one random axis, then p=0.5 rot90 k in {1,2,3} in-plane."""
-    out = []
-    for v in x:  # [1, X, Y, Z]
+def augment(
+    x: torch.Tensor, gen: torch.Generator, regions: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The paper's augmentation per scan: p=0.5 flip along one random axis, then p=0.5 rot90 k in {1,2,3} in-plane.
+
+    ``regions`` (``[B, 80, D1, D2, H]``, the grid of ``x``'s ``[B, 1, X, Y, Z]``) get the same flips and rotations,
+    as ``RandFlipRot90d`` does in the bundle (exact: the volume is a whole number of grid cells on every axis).
+    """
+    out, out_regions = [], []
+    for b, v in enumerate(x):  # [1, X, Y, Z]
         r = torch.rand(4, generator=gen).tolist()
+        g = regions[b] if regions is not None else None
         if r[0] < 0.5:
-            v = v.flip(1 + int(r[1] * 3))
+            axis = 1 + int(r[1] * 3)
+            v = v.flip(axis)
+            g = g.flip(axis) if g is not None else None
         if r[2] < 0.5:
-            v = torch.rot90(v, 1 + int(r[3] * 3), dims=(1, 2))
+            k = 1 + int(r[3] * 3)
+            v = torch.rot90(v, k, dims=(1, 2))
+            g = torch.rot90(g, k, dims=(1, 2)) if g is not None else None
         out.append(v)
-    return torch.stack(out).contiguous()
+        out_regions.append(g)
+    return torch.stack(out).contiguous(), (torch.stack(out_regions) if regions is not None else None)
 
 
 @torch.no_grad()
@@ -122,14 +150,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--trunk", default="resnet18", choices=("resnet18", "small"))
+    p.add_argument("--mask-loss", action="store_true",
+                   help="train with the HiResCAM mask loss (weight 1/3; allowed regions from the organ truth and the "
+                   "report locations, area mode at 10 %%, as the demo)")
     p.add_argument("--workers", type=int, default=0, help="generation processes (0: one per core)")
-    p.add_argument("--out", default=os.environ.get("OUT", "outputs/gpu_reference"))
+    p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"), help="auto: CUDA when available")
+    p.add_argument("--out", default=os.environ.get("OUT", "outputs/reference"))
     p.add_argument("--dry-run", action="store_true", help="tiny sizes on any device, same code path")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device("cuda" if torch.cuda.is_available() and not args.dry_run else "cpu")
+    auto = "cuda" if torch.cuda.is_available() and not args.dry_run else "cpu"
+    device = torch.device(auto if args.device == "auto" else args.device)
     amp = device.type == "cuda"
     shape = (64, 64, 48) if args.dry_run else None
     if args.dry_run:
@@ -137,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cudnn.benchmark = True
     log = lambda msg: print(f"[{time.perf_counter() - t0:6.1f} s] {msg}", flush=True)  # noqa: E731
 
-    data = generate(args.scans, args.profile, args.seed, args.workers or os.cpu_count() or 1, shape)
-    config = data["config"]
+    config = make_config(args.profile, n_scans=args.scans, shape=shape)
+    grid_hdd = AxialNet.attention_grid(config.shape[:2], z=config.shape[2], trunk=args.trunk, custom_conv_padding=1)
+    grid = (grid_hdd[1], grid_hdd[2], grid_hdd[0]) if args.mask_loss else None  # (D1, D2, H) for allowed_regions
+    data = generate(args.scans, args.profile, args.seed, args.workers or os.cpu_count() or 1, shape, grid)
     log(f"generated {args.scans} scans of {tuple(config.shape)} at {tuple(config.spacing)} mm")
     split = np.asarray(data["splits"])
     y_all = torch.from_numpy(data["labels"])
@@ -147,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     x = {s: window(torch.from_numpy(data["images"][i.numpy()]).to(device)).to(torch.bfloat16)[:, None]
          for s, i in parts.items()}
     y = {s: y_all[i].to(device) for s, i in parts.items()}
+    regions = torch.from_numpy(data["regions"][parts["training"].numpy()]).to(device) if args.mask_loss else None
     del data["images"]
     log("on " + str(device) + ": " + ", ".join(f"{s} {len(i)}" for s, i in parts.items()))
 
@@ -170,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         net.to_channels_last()
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=1e-7)
-    loss_fn = ClassificationMaskLoss(use_mask_loss=False)
+    loss_fn = ClassificationMaskLoss(use_mask_loss=args.mask_loss)
     gen = torch.Generator().manual_seed(args.train_seed)
     n_train = len(parts["training"])
     steps_per_epoch = n_train // args.batch
@@ -190,7 +226,14 @@ def main(argv: list[str] | None = None) -> int:
         dataset={"generator_version": GENERATOR_VERSION, "profile": args.profile, "n_scans": args.scans,
                  "seed": args.seed, "shape": list(config.shape), "spacing": list(config.spacing)},
     )
-    name = f"reference_{args.trunk}.pt"
+    settings["training"] = {  # how it was trained (not read by the bundle; for the model card)
+        "script": "scripts/train_reference.py", "mask_loss": args.mask_loss,
+        "mask_weight": loss_fn.mask_weight if args.mask_loss else None,
+        "region_mode": REGION_MODE if args.mask_loss else None,
+        "region_area_threshold": REGION_AREA_THRESHOLD if args.mask_loss else None,
+        "optimizer": "adam", "lr": args.lr, "batch": args.batch, "schedule": "warmup_cosine", "seed": args.train_seed,
+    }
+    name = f"reference_{args.trunk}{'_mask' if args.mask_loss else ''}.pt"
 
     def save(state: dict[str, torch.Tensor], epoch: int) -> None:
         fp16 = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
@@ -213,10 +256,18 @@ def main(argv: list[str] | None = None) -> int:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             idx = order[b * args.batch : (b + 1) * args.batch].to(device)
-            batch = augment(x["training"][idx], gen)
+            batch, g_true = augment(x["training"][idx], gen, regions[idx] if regions is not None else None)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = net(batch.float())
-            loss = loss_fn(logits.float(), y["training"][idx])
+                if args.mask_loss:
+                    pred = net.forward_all(batch.float())
+                    pred = {"logits": pred.logits.float(), "attention": pred.attention.float()}
+                else:
+                    pred = net(batch.float()).float()
+            if args.mask_loss:
+                target = {"label": y["training"][idx], "regions": to_attention_layout(g_true).float()}
+            else:
+                target = y["training"][idx]
+            loss = loss_fn(pred, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -238,10 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     net.load_state_dict(best_state)
     results = {s: auroc(scores(net, x[s], 2 * args.batch, amp), y[s]) for s in ("validation", "test", "test_shifted")}
     report = {
-        "command": "python3 scripts/gpu_train_reference.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python scripts/train_reference.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "hirescam_ext": __version__, "generator_version": GENERATOR_VERSION,
         "scans": {s: len(i) for s, i in parts.items()}, "batch": args.batch, "lr": args.lr, "trunk": args.trunk,
+        "mask_loss": args.mask_loss,
         "epochs": epoch, "best_epoch": best_epoch, "train_seconds": train_seconds,
         "scans_per_second_train": epoch * n_train / train_seconds, "history": history,
         "auroc": results, "checkpoint": name, "checkpoint_bytes": (out / name).stat().st_size,

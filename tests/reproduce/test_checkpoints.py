@@ -1,0 +1,96 @@
+"""``hirescam reproduce`` with checkpoints trained elsewhere (``--checkpoint MODEL=PATH``, the ``reference``
+profile): the run evaluates and analyses the given weights instead of training, and says so in its record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from hirescam_ext.reproduce import main
+from hirescam_ext.reproduce.profiles import get_profile
+from hirescam_ext.utils.io import sha256_file
+
+
+def _tiny_checkpoint(path: Path, seed: int = 0) -> Path:
+    """An AxialNet checkpoint with model settings for the tiny profile (64 x 64 x 48, small trunk)."""
+    from hirescam_ext.engines.model_settings import make_model_settings
+    from hirescam_ext.networks import AxialNet
+    from hirescam_ext.synthetic.generator import make_config
+
+    definition = {"_target_": "hirescam_ext.AxialNet", "n_classes": 80, "spatial_size": [64, 64, 48],
+                  "trunk": "small", "pretrained": None, "custom_convs": True, "custom_conv_padding": 1,
+                  "slice_pooling": "mean", "norm": "batch", "custom_conv_init": "kaiming"}  # fmt: skip
+    torch.manual_seed(seed)
+    net = AxialNet(**{k: v for k, v in definition.items() if k != "_target_"})
+    config = make_config("tiny")
+    settings = make_model_settings(definition, spacing=list(config.spacing), spatial_size=[64, 64, 48],
+                                   hu_range=[-1000.0, 800.0], center=-0.449, attention_grid=[16, 2, 2])
+    settings["training"] = {"script": "test"}
+    torch.save({"model": net.state_dict(), "model_settings": settings}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    root = tmp_path_factory.mktemp("reproduce_checkpoint")
+    ckpt = _tiny_checkpoint(root / "given.pt")
+    out, work = root / "results", root / "work"
+    status = main(["--profile", "tiny", "--models", "axialnet", "--checkpoint", f"axialnet={ckpt}",
+                   "--out", str(out), "--work-dir", str(work)])  # fmt: skip
+    assert status == 0
+    return ckpt, out, work
+
+
+def test_given_checkpoint_is_evaluated_instead_of_trained(checkpoint_run) -> None:
+    ckpt, out, work = checkpoint_run
+    run_dir = work / "runs" / "axialnet_seed0"
+    assert sha256_file(run_dir / "models" / "best.pt") == sha256_file(ckpt)
+    assert not (run_dir / "models" / "last.pt").exists(), "a training run would have written last.pt"
+    run = json.loads((out / "results.json").read_text())["runs"]["axialnet"]["0"]
+    assert run["trained_elsewhere"]["checkpoint"] == str(ckpt.resolve())
+    assert run["trained_elsewhere"]["training"] == {"script": "test"}
+    assert run["command_train"] is None and run["fit"] is None
+    assert run["evaluation"]["test"]["auroc"]["mean"] is not None
+    assert run["localization"]["n_pairs"] > 0
+
+
+def test_report_names_the_checkpoint_and_has_the_pointing_game_claim(checkpoint_run) -> None:
+    ckpt, out, _ = checkpoint_run
+    report = (out / "REPORT.md").read_text()
+    assert str(ckpt) in report and "not trained by this run" in report
+    claims = {c["id"]: c for c in json.loads((out / "results.json").read_text())["claims"]}
+    assert "pointing_game_3x_chance" in claims
+
+
+def test_a_changed_checkpoint_is_evaluated_again(checkpoint_run, tmp_path: Path) -> None:
+    ckpt, out, work = checkpoint_run
+    other = _tiny_checkpoint(tmp_path / "other.pt", seed=1)
+    status = main(["--profile", "tiny", "--models", "axialnet", "--checkpoint", f"axialnet={other}",
+                   "--out", str(tmp_path / "results"), "--work-dir", str(work)])  # fmt: skip
+    assert status == 0
+    run = json.loads((tmp_path / "results" / "results.json").read_text())["runs"]["axialnet"]["0"]
+    assert not run.get("reused") and run["trained_elsewhere"]["checkpoint"] == str(other.resolve())
+    assert sha256_file(work / "runs" / "axialnet_seed0" / "models" / "best.pt") == sha256_file(other)
+
+
+@pytest.mark.parametrize("entry", ["axialnet", "nosuchmodel=x.pt", "axialnet="])
+def test_malformed_checkpoint_option_is_a_one_line_error(entry: str, capsys, tmp_path: Path) -> None:
+    assert main(["--profile", "tiny", "--checkpoint", entry, "--work-dir", str(tmp_path)]) == 2
+    assert "MODEL=PATH" in capsys.readouterr().err
+
+
+def test_missing_checkpoint_file_is_named(capsys, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pt"
+    status = main(["--profile", "tiny", "--models", "axialnet", "--checkpoint", f"axialnet={missing}",
+                   "--out", str(tmp_path / "r"), "--work-dir", str(tmp_path / "w")])  # fmt: skip
+    assert status == 2
+    assert "nope.pt" in capsys.readouterr().err
+
+
+def test_reference_profile_evaluates_the_shipped_models_on_unseen_patients() -> None:
+    profile = get_profile("reference")
+    assert set(profile.checkpoints) == set(profile.models) == {"axialnet", "axialnet_mask"}
+    assert profile.dataset_seed == 2  # the shipped models were trained on dataset seed 1
