@@ -1,0 +1,36 @@
+"""``scripts/train_reference.py``: the in-memory trainer of the shipped reference models."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_reference.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("train_reference", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_augmentation_moves_the_allowed_regions_with_the_scan() -> None:
+    """G_true on the grid stays the per-cell maximum of the scan after every flip and rot90 (as RandFlipRot90d)."""
+    mod = _module()
+    torch.manual_seed(0)
+    x = (torch.rand(32, 1, 64, 64, 48) > 0.9995).float()  # a few hot voxels per scan
+    cells = torch.nn.functional.max_pool3d(x, kernel_size=(32, 32, 3))  # [B, 1, D1=2, D2=2, H=16]
+    regions = cells.repeat(1, 3, 1, 1, 1).bool()  # [B, M, D1, D2, H]
+    out, moved = mod.augment(x, torch.Generator().manual_seed(1), regions)
+    assert not torch.equal(out, x), "the seed should flip or rotate some scans"
+    expected = torch.nn.functional.max_pool3d(out, kernel_size=(32, 32, 3)).bool()
+    assert torch.equal(moved, expected.repeat(1, 3, 1, 1, 1))
+
+
+def test_augmentation_without_regions_returns_none_for_them() -> None:
+    mod = _module()
+    out, moved = mod.augment(torch.rand(2, 1, 8, 8, 6), torch.Generator().manual_seed(0))
+    assert out.shape == (2, 1, 8, 8, 6) and moved is None
