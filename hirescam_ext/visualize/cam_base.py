@@ -222,7 +222,10 @@ class CAMBase:
             (same axis order as the input) otherwise. Called on chunks of classes (see ``upsample_chunk_size``).
         postprocessing: ``postprocessing(maps) -> maps`` used by ``__call__`` when ``normalize=True``; default
             :func:`normalize_cam` (ReLU, min-max over the whole volume). Called on chunks of classes, so it must
-            treat every (sample, class) map on its own, as :func:`normalize_cam` does.
+            treat every (sample, class) map on its own, as :func:`normalize_cam` does. Beware when comparing with
+            ``monai.visualize.GradCAM``: MONAI 1.6.1's ``default_normalizer`` maps (min, max) to **(1, 0)**, so
+            its maps are inverted relative to ours (the most important voxel gets 0) and it applies no ReLU; pass
+            ``postprocessing=lambda m: m`` to MONAI's classes, or compare raw maps, to line the two up.
         slice_split: for layers whose activations merge batch and slice axes (``[B*H, F, D1, D2]``, AxialNet's
             per-slice layers): ``None`` detects it (model has ``split_slices`` and the activation's leading axis is a
             multiple of the batch size other than the batch size), ``True`` forces it (``model.split_slices`` or a
