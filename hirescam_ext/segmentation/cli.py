@@ -143,9 +143,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed.append({"input": path, "error": f"{path}: segmentation failed ({type(exc).__name__}: {exc})"})
             logger.exception("skipped %s", path)
             continue
-        done.append({"input": path, "organs": rec["organs"], "ok": rec["ok"], "reasons": rec["reasons"]})
+        done.append({"input": path, "organs": rec["organs"], "ok": rec["ok"], "reasons": rec["reasons"],
+                     "partial_field_of_view": rec.get("partial_field_of_view", False)})
         if not rec["ok"]:
             logger.warning("%s: segmentation flagged: %s", path, "; ".join(rec["reasons"]))
+        if rec.get("partial_field_of_view"):
+            logger.warning("%s: partial field of view (a lung touches the volume border)", path)
     write_json_atomic(os.path.join(args.out, "segment_summary.json"), {"segmented": done, "failed": failed})
     if failed:
         print(f"hirescam segment: {len(failed)} of {len(args.inputs)} input(s) failed:", file=sys.stderr)

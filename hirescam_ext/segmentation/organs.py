@@ -67,6 +67,8 @@ class OrganSegmentation:
         notes: informative remarks that do not fail the result (partial field of view, no trachea found...).
         volumes_ml: volume of each organ in mL.
         split: how the lungs were told apart (``"components"``, ``"erosion"``, ``"single"``, ``"none"``).
+        partial_field_of_view: QC flag: a lung touches the volume border, so the scan does not hold the whole chest
+            (organ volumes are then not checked against whole-chest limits, and regions of a cut organ are cut too).
     """
 
     organs: np.ndarray
@@ -76,6 +78,7 @@ class OrganSegmentation:
     notes: list[str] = field(default_factory=list)
     volumes_ml: dict[str, float] = field(default_factory=dict)
     split: str = "none"
+    partial_field_of_view: bool = False
 
     def quality(self) -> dict[str, Any]:
         """JSON-ready quality record (everything but the label map)."""
@@ -86,6 +89,7 @@ class OrganSegmentation:
             "notes": list(self.notes),
             "volumes_ml": dict(self.volumes_ml),
             "split": self.split,
+            "partial_field_of_view": self.partial_field_of_view,
         }
 
 
@@ -322,4 +326,4 @@ def segment_organs(
         logger.warning("organ segmentation fallback: %s", fallback)
     for n in notes:
         logger.info("organ segmentation: %s", n)
-    return OrganSegmentation(finish(organs), not reasons, reasons, fallback, notes, vols, lungs.split)
+    return OrganSegmentation(finish(organs), not reasons, reasons, fallback, notes, vols, lungs.split, partial)

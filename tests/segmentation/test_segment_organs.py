@@ -136,3 +136,16 @@ def test_lungs_entering_at_the_top_slice_over_a_short_span_are_flagged_lung_base
     seg = segment_organs(hu[:, :, :top], spacing=SPACING)
     assert any(r.startswith("lung bases only") for r in seg.reasons) == flagged
     assert seg.ok != flagged
+
+
+def test_whole_chest_is_not_flagged_as_a_partial_field_of_view(chest):
+    hu, _ = chest()
+    seg = segment_organs(hu, spacing=SPACING)
+    assert seg.partial_field_of_view is False and seg.quality()["partial_field_of_view"] is False
+
+
+def test_lungs_cut_by_the_volume_border_set_the_partial_field_of_view_flag(chest):
+    hu, _ = chest()
+    cut = hu[:, :, 20:]  # the top slice now runs through both lungs
+    seg = segment_organs(cut, spacing=SPACING)
+    assert seg.partial_field_of_view is True and seg.quality()["partial_field_of_view"] is True
