@@ -33,8 +33,21 @@ __all__ = ["AUROCResult", "MultiLabelAUROC", "average_ranks", "binary_auroc", "c
 
 
 def average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks of ``values``, ties sharing the average of their ranks."""
+    """1-based ranks of ``values``, ties sharing the average of their ranks (``scipy.stats.rankdata``).
+
+    SciPy's ``rankdata(method="average")`` when SciPy is installed (the bundle's requirements have it); the lent GPU
+    machines this project trains on carry only torch and pure-Python wheels, so a NumPy path with the same result
+    (:func:`_average_ranks_numpy`, tested against SciPy) serves there.
+    """
     values = np.asarray(values, dtype=np.float64).reshape(-1)
+    try:
+        from scipy.stats import rankdata
+    except ImportError:
+        return _average_ranks_numpy(values)
+    return np.asarray(rankdata(values, method="average"), dtype=np.float64)
+
+
+def _average_ranks_numpy(values: np.ndarray) -> np.ndarray:
     order = np.argsort(values, kind="mergesort")
     ordered = values[order]
     starts_group = np.empty(len(values), dtype=bool)

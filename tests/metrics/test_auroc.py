@@ -91,3 +91,13 @@ def test_agrees_with_monai_compute_roc_auc_on_labels_with_both_classes():
     ours = compute_multilabel_auroc(y_pred, y)
     theirs = compute_roc_auc(y_pred, y, average="none")
     assert list(ours.per_label.values()) == pytest.approx(theirs)
+
+
+def test_numpy_rank_fallback_equals_scipy_rankdata_with_ties():
+    from scipy.stats import rankdata
+
+    from hirescam_ext.metrics.auroc import _average_ranks_numpy
+
+    values = np.random.default_rng(0).integers(0, 20, size=500).astype(float)
+    assert np.array_equal(_average_ranks_numpy(values), rankdata(values, method="average"))
+    assert np.array_equal(average_ranks(values), rankdata(values, method="average"))
