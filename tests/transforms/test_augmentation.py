@@ -86,3 +86,35 @@ def test_draw_probabilities_follow_the_paper():
         ks.add(aug._k)
     assert 150 < flips < 250 and 150 < rots < 250
     assert axes == {None, 0, 1, 2} and ks == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("flip_axis,k", list(itertools.product([None, 0, 1, 2], [0, 1, 2, 3])))
+def test_every_draw_equals_monai_rand_axis_flip_then_rand_rotate90(flip_axis, k):
+    """The same outcome through MONAI's RandAxisFlipd + RandRotate90d(max_k=3, spatial_axes=(0, 1)): same voxels,
+    same affine (RandFlipRot90d adds what those lack: set_draw, one record per draw, the square-plane check)."""
+    from monai.transforms import Flipd, Rotate90d
+
+    ours = RandFlipRot90d(("image", "organs"))
+    ours.set_draw(flip_axis, k)
+    out = ours(_sample(), randomize=False)
+    ref = {key: v for key, v in _sample().items() if key != "regions"}
+    if flip_axis is not None:  # what RandAxisFlipd does once it has drawn the axis
+        ref = Flipd(("image", "organs"), spatial_axis=flip_axis)(ref)
+    if k:  # what RandRotate90d does once it has drawn k in {1, 2, 3}
+        ref = Rotate90d(("image", "organs"), k=k, spatial_axes=(0, 1))(ref)
+    for key in ("image", "organs"):
+        assert torch.equal(out[key].as_tensor(), ref[key].as_tensor())
+        assert torch.allclose(out[key].affine.double(), ref[key].affine.double(), atol=1e-6)
+
+
+def test_monai_pair_draws_the_paper_outcomes():
+    """MONAI's pair draws the same outcome space: one axis of three for the flip and k in {1, 2, 3} for rot90."""
+    from monai.transforms import RandAxisFlipd, RandRotate90d
+
+    flip, rot = RandAxisFlipd("image", prob=1.0), RandRotate90d("image", prob=1.0, max_k=3, spatial_axes=(0, 1))
+    flip.set_random_state(seed=0), rot.set_random_state(seed=0)
+    axes, ks = set(), set()
+    for _ in range(60):
+        flip.flipper.randomize(torch.zeros(1, 4, 4, 4)), rot.randomize()
+        axes.add(flip.flipper._axis), ks.add(rot._rand_k)
+    assert axes == {0, 1, 2} and ks == {1, 2, 3}
