@@ -21,6 +21,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "label": ("hirescam_ext.labeling.cli:main", "label free-text chest CT reports (80 labels + locations)"),
     "regions": ("hirescam_ext.regions.cli:main", "precompute organ maps and allowed regions for a dataset"),
     "datalist": ("hirescam_ext.data.cli:main", "write the data-list JSON of a folder of CTs and a labels CSV"),
+    "train": ("hirescam_ext.engines.cli:train_main", "train AxialNet (configs/train.json; --key value overrides)"),
+    "evaluate": ("hirescam_ext.engines.cli:evaluate_main", "evaluate a checkpoint: AUROC, OrganIoU (configs/evaluate.json)"),
     "infer": ("hirescam_ext.inference.cli:main", "explain chest CT scans with HiResCAM (maps, overlays, tables)"),
     "bench": ("hirescam_ext.benchmark:main", "run the speed/memory benchmarks and print JSON"),
     "package": ("hirescam_ext.bundle_tools.package:main", "build and check a Model Zoo bundle directory"),
