@@ -227,10 +227,15 @@ def _claims(runs: Mapping[str, Mapping[int, Mapping[str, Any]]], base: str, mask
                 f"{_pct(bds['mean'])} +- {_pct(bds['std'])} points): it did not learn the shortcut, so there is "
                 f"nothing to halve (mask loss: {_pct(mds['mean'])} +- {_pct(mds['std'])})")
     else:
-        status = HELD if mds["mean"] <= 0.5 * bds["mean"] else NOT_HELD
+        # a model that no longer detects the label has no drop either: the mask-loss model must still find it
+        detects = summarize(_values(runs, mask, "confounder_auroc_test", seeds))
+        still_detects = detects["mean"] is not None and detects["mean"] >= 0.6
+        status = HELD if (mds["mean"] <= 0.5 * bds["mean"] and still_detects) else NOT_HELD
         text = (f"AUROC drop of {CONFOUNDED_LABEL} from test to test_shifted: baseline {_pct(bds['mean'])} +- "
                 f"{_pct(bds['std'])} points, mask loss {_pct(mds['mean'])} +- {_pct(mds['std'])} "
-                f"({paired(md, bd)['verdict']})")
+                f"({paired(md, bd)['verdict']}); the mask-loss model's test AUROC of the label is "
+                f"{_pct(detects['mean'])} (needs >= 60: halving the drop by no longer detecting the label does not "
+                "count)")
     claims.append({"id": "confounder_drop_halved", "status": status, "evidence": text,
                    "claim": "mask loss at least halves the confounder's AUROC drop (test -> test_shifted)",
                    "baseline_drop": bds, "mask_drop": mds})

@@ -10,7 +10,8 @@ from hirescam_ext.synthetic.findings import CONFOUNDED_LABEL
 from hirescam_ext.reproduce.summary import HELD, NOT_EVALUABLE, NOT_HELD, check_claims, paired, summarize
 
 
-def _run(auroc: float, grad: float, hires: float, conf_test: float, conf_shift: float, rho: float) -> dict[str, Any]:
+def _run(auroc: float, grad: float, hires: float, conf_test: float, conf_shift: float, rho: float,
+         pointing: float = 0.5, chance: float = 0.1) -> dict[str, Any]:
     def split(conf: float) -> dict[str, Any]:
         return {
             "auroc": {"mean": auroc, "per_label": {CONFOUNDED_LABEL: conf}},
@@ -20,6 +21,7 @@ def _run(auroc: float, grad: float, hires: float, conf_test: float, conf_shift: 
     return {
         "evaluation": {"test": split(conf_test), "test_shifted": split(conf_shift)},
         "sanity": {"blocks": ["fc"], "hirescam": {"spearman": [rho]}, "gradcam": {"spearman": [rho]}},
+        "localization": {"hirescam": {"pointing_game": pointing}, "chance": {"pointing_game": chance}},
     }
 
 
@@ -86,3 +88,17 @@ def test_claims_are_not_evaluable_when_the_baseline_is_at_chance() -> None:
     claims = check_claims({"axialnet": base, "axialnet_mask": mask})
     assert {c["status"] for c in claims} == {NOT_EVALUABLE}
     assert claims[0]["rule_status"] == HELD
+
+
+def test_pointing_game_claim_needs_three_times_chance() -> None:
+    mask = {s: _run(0.70, 0.21, 0.28, 0.75, 0.65, 0.05) for s in range(3)}
+    assert _claims({s: _run(0.70, 0.20, 0.21, 0.80, 0.50, 0.05, 0.31, 0.1) for s in range(3)},
+                   mask)["pointing_game_3x_chance"] == HELD  # fmt: skip
+    assert _claims({s: _run(0.70, 0.20, 0.21, 0.80, 0.50, 0.05, 0.25, 0.1) for s in range(3)},
+                   mask)["pointing_game_3x_chance"] == NOT_HELD  # fmt: skip
+
+
+def test_confounder_claim_fails_when_the_mask_model_no_longer_detects_the_label() -> None:
+    base = {s: _run(0.70, 0.20, 0.21, 0.90, 0.10, 0.05) for s in range(3)}
+    mask = {s: _run(0.70, 0.21, 0.28, 0.52, 0.50, 0.05) for s in range(3)}  # no drop, but no detection either
+    assert _claims(base, mask)["confounder_drop_halved"] == NOT_HELD
