@@ -135,8 +135,10 @@ class _BareStep:
     """One bf16 training step of AxialNet with BCE + mask loss + SGD (the ``bare_steps`` variants)."""
 
     def __init__(
-        self, size: BenchSize, device: torch.device, channels_last: bool, compile_backend: str | None
+        self, size: BenchSize, device: torch.device, channels_last: bool, compile_backend: str | None,
+        fused: bool = False,
     ) -> None:
+        from hirescam_ext.engines.optim import build_optimizer
         from hirescam_ext.losses import ClassificationMaskLoss
 
         self.device = device
@@ -148,7 +150,8 @@ class _BareStep:
             self.forward_all = torch.compile(self.net.forward_all, backend=compile_backend)
         self.x, self.target = synthetic_batch(self.net, size, device)
         self.loss_fn = ClassificationMaskLoss(use_mask_loss=True)
-        self.opt = torch.optim.SGD(self.net.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
+        # the bundle's optimizer factory: fused=None would pick the fused step on CUDA; the variants say which
+        self.opt = build_optimizer(self.net.parameters(), "sgd", lr=LEARNING_RATE, momentum=MOMENTUM, fused=fused)
         self.loss = float("nan")
 
     def step(self) -> None:
@@ -211,7 +214,8 @@ def bench_bare_steps(
 
     ``out`` (filled in place, variant by variant, and returned) keeps the finished variants if the run is stopped.
     """
-    variants = [("b1_default", 1, False)] + [(f"b{b}_channels_last", b, True) for b in (1, *batches)]
+    variants = [("b1_default", 1, False, False)] + [(f"b{b}_channels_last", b, True, False) for b in (1, *batches)]
+    variants.append(("b1_channels_last_fused_sgd", 1, True, True))  # the configs' CUDA default
     out = {} if out is None else out
     out.update(
         {
@@ -221,16 +225,17 @@ def bench_bare_steps(
             "warmup": warmup,
         }
     )
-    for name, batch, channels_last in variants:
+    for name, batch, channels_last, fused in variants:
         try:
-            trainer = _BareStep(_paper_like(size_name, batch), device, channels_last, None)
-            out[name] = {"channels_last": channels_last, **_time_steps(trainer, device, steps, warmup, batch)}
+            trainer = _BareStep(_paper_like(size_name, batch), device, channels_last, None, fused)
+            out[name] = {"channels_last": channels_last, "fused_optimizer": fused,
+                         **_time_steps(trainer, device, steps, warmup, batch)}
         except torch.cuda.OutOfMemoryError as e:
             out[name] = {"error": f"out of memory: {str(e).splitlines()[0][:200]}"}
         trainer = None
         _free(device)
     base = out.get("b1_default", {}).get("volumes_per_s")
-    for name, _, _ in variants:
+    for name, *_ in variants:
         if base and "volumes_per_s" in out[name]:
             out[name]["speedup_vs_b1_default"] = out[name]["volumes_per_s"] / base
     return out

@@ -21,24 +21,34 @@ def build_optimizer(
     lr: float = 1e-3,
     momentum: float = 0.99,
     weight_decay: float = 1e-7,
+    fused: bool | None = None,
 ) -> torch.optim.Optimizer:
     """The paper's SGD (lr 1e-3, momentum 0.99, weight decay 1e-7; Draelos & Carin), or Adam / AdamW.
 
     The paper's SGD trains an ImageNet-initialized trunk for up to 100 epochs; from random initialization and a few
     epochs on a CPU (the demo), Adam learns much faster.
 
+    Args:
+        fused: PyTorch's fused implementation (one kernel for all parameters; same update within float rounding).
+            ``None`` (default): fused when the parameters are on a CUDA device, PyTorch's default otherwise, so CPU
+            behaviour is unchanged.
+
     Example:
         >>> opt = build_optimizer(torch.nn.Linear(2, 2).parameters(), "adam", lr=1e-4)
         >>> type(opt).__name__
         'Adam'
     """
+    params = list(params)
+    if fused is None:
+        fused = bool(params) and all(p.is_cuda for p in params if isinstance(p, torch.Tensor))
+    extra = {"fused": True} if fused else {}
     key = name.lower()
     if key == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **extra)
     if key == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **extra)
     if key == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **extra)
     raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
 
 

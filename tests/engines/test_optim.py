@@ -37,3 +37,29 @@ def test_cosine_decays_to_the_final_fraction():
 def test_unknown_schedule_is_refused():
     with pytest.raises(ValueError, match="unknown lr schedule"):
         build_lr_scheduler(torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0), "step")
+
+
+def test_optimizer_is_not_fused_on_cpu_by_default():
+    from hirescam_ext.engines.optim import build_optimizer
+
+    for name in ("sgd", "adam", "adamw"):
+        assert not build_optimizer(torch.nn.Linear(3, 2).parameters(), name).defaults.get("fused")
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_fused_optimizer_takes_the_same_step_within_rounding(name):
+    from hirescam_ext.engines.optim import build_optimizer
+
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(16, 4), torch.nn.Linear(16, 4)
+    b.load_state_dict(a.state_dict())
+    plain, fused = build_optimizer(a.parameters(), name), build_optimizer(b.parameters(), name, fused=True)
+    assert fused.defaults["fused"] is True
+    x = torch.randn(8, 16)
+    for _ in range(3):
+        for net, opt in ((a, plain), (b, fused)):
+            opt.zero_grad()
+            net(x).square().mean().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
