@@ -17,12 +17,15 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from hirescam_ext.utils.args import as_bool
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["output_layer", "init_output_bias", "log_prior_odds", "prepare_network"]
 
@@ -83,8 +86,10 @@ def prepare_network(
     label_prior: Sequence[float] | None = None,
     output_bias_prior: bool | str = True,
     channels_last: bool | str = False,
+    compile: bool | str = False,
+    compile_backend: str = "inductor",
 ) -> nn.Module:
-    """What the bundle configs do to ``network_def`` before training: prior bias, device, memory format.
+    """What the bundle configs do to ``network_def`` before training: prior bias, device, memory format, compile.
 
     Args:
         network: the network built from ``network_def``.
@@ -93,6 +98,11 @@ def prepare_network(
         output_bias_prior: ``False`` leaves the bias alone too (the configs' switch).
         channels_last: put AxialNet's 2D convolutions in ``channels_last`` format (fast on CUDA; networks without
             ``to_channels_last`` are left as they are).
+        compile: wrap ``forward`` and ``forward_all`` (AxialNet's training and CAM entry point) in
+            ``torch.compile`` (opt-in; the weights and their state-dict names are unchanged, so checkpoints stay
+            interchangeable). Compilation happens on the first call: the first iteration's time includes it, and
+            the log says so.
+        compile_backend: ``torch.compile`` backend (``"inductor"``; ``"eager"`` checks the wiring without a compiler).
 
     Returns:
         ``network`` itself, moved to ``device``.
@@ -102,4 +112,10 @@ def prepare_network(
     network = network.to(device)
     if as_bool(channels_last, "channels_last") and hasattr(network, "to_channels_last"):
         network.to_channels_last()
+    if as_bool(compile, "compile"):
+        for name in ("forward", "forward_all"):
+            if hasattr(network, name):
+                setattr(network, name, torch.compile(getattr(network, name), backend=compile_backend))
+        logger.info("torch.compile (backend %s): compiled on first use; the first iteration includes the compile "
+                    "time", compile_backend)
     return network

@@ -78,3 +78,18 @@ def test_prepare_network_skips_the_prior_when_switched_off():
     before = net.fc.bias.detach().clone()
     prepare_network(net, "cpu", label_prior=[0.5] * 4, output_bias_prior="false")
     assert torch.equal(net.fc.bias, before)
+
+
+def test_compile_switch_keeps_outputs_and_state_dict_names():
+    torch.manual_seed(0)
+    net = AxialNet(n_classes=3, spatial_size=(64, 64), trunk="small", custom_conv_padding=1).eval()
+    x = torch.rand(1, 1, 64, 64, 6)
+    with torch.no_grad():
+        before, before_all = net(x), net.forward_all(x).attention
+    keys = list(net.state_dict())
+    compiled = prepare_network(net, "cpu", compile="true", compile_backend="eager")
+    with torch.no_grad():
+        assert torch.allclose(compiled(x), before, atol=1e-6)
+        assert torch.allclose(compiled.forward_all(x).attention, before_all, atol=1e-6)
+    assert list(compiled.state_dict()) == keys
+    assert compiled.forward is not AxialNet.forward.__get__(compiled)  # wrapped, not the plain method
