@@ -227,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                  "seed": args.seed, "shape": list(config.shape), "spacing": list(config.spacing)},
     )
     settings["training"] = {  # how it was trained (not read by the bundle; for the model card)
-        "script": "scripts/train_reference.py", "mask_loss": args.mask_loss,
+        "script": "scripts/train_reference.py", "argv": list(sys.argv[1:] if argv is None else argv),
+        "mask_loss": args.mask_loss,
         "mask_weight": loss_fn.mask_weight if args.mask_loss else None,
         "region_mode": REGION_MODE if args.mask_loss else None,
         "region_area_threshold": REGION_AREA_THRESHOLD if args.mask_loss else None,
