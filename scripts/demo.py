@@ -7,7 +7,8 @@
 3. evaluate that model: thresholds on validation, Tables 1/2 on test and test_shifted (configs/evaluate.json);
 4. evaluate the shipped reference model (bundle/models/reference.pt, trained on 3,300 scans; its network and
    preprocessing come from the settings it carries, so the demo's scans are resampled to its grid) the same way;
-5. inference with the reference model on a few test scans: probabilities, HiResCAM NIfTI maps, PNG overlays
+5. inference with the reference model on a few test scans that hold a finding it learned (test AUROC >= 0.8 in
+   bundle/models/reference.json): probabilities, and HiResCAM NIfTI maps and PNG overlays of those findings
    (configs/inference.json).
 
 Each step is one `python -m monai.bundle run` command, printed before it runs so it can be repeated by hand.
@@ -27,6 +28,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "bundle" / "models" / "reference.pt"
 REFERENCE_EVAL = ROOT / "outputs" / "evaluation_reference"
+REFERENCE_REPORT = ROOT / "bundle" / "models" / "reference.json"
+
+
+def learned_labels(min_auroc: float = 0.8) -> list[str]:
+    """The findings the reference model ranks well on its own test split (its training report)."""
+    per_label = json.loads(REFERENCE_REPORT.read_text())["auroc"]["test"]["per_label"]
+    return sorted(k for k, v in per_label.items() if v >= min_auroc)
 
 
 def bundle(configs: list[str], *overrides: str) -> list[str]:
@@ -90,16 +98,26 @@ def main() -> int:
         "4/5 evaluate the shipped reference model on the same scans",
         bundle(["train.json", "evaluate.json"], *data_only, *reference, "--eval_dir", str(REFERENCE_EVAL)),
     )
-    test_items = json.loads((data / "datalist.json").read_text())["test"][: args.inference_scans]
+    from hirescam_ext.labels import LABEL_NAMES
+
+    learned = learned_labels()
+    test = json.loads((data / "datalist.json").read_text())["test"]
+    with_learned = [it for it in test if any(it["label"][LABEL_NAMES.index(n)] for n in learned)]
+    test_items = (with_learned or test)[: args.inference_scans]
     inputs = ROOT / "outputs" / "demo_inputs"
     inputs.mkdir(parents=True, exist_ok=True)
+    chosen = {Path(item["image"]).name for item in test_items}
+    for old in inputs.iterdir():  # links an earlier demo chose (another selection rule or scan count)
+        if old.is_symlink() and old.name not in chosen:
+            old.unlink()
     for item in test_items:
         link = inputs / Path(item["image"]).name
         if not link.exists():
             os.symlink(data / item["image"], link)
     # network and preprocessing (trunk, size, spacing, HU window) come from the checkpoint's saved settings
-    inference_args = ["--input_dir", str(inputs), *reference]
-    timings["inference"] = step(f"5/5 inference with the reference model on {len(test_items)} test scans",
+    inference_args = ["--input_dir", str(inputs), *reference, "--report_labels", json.dumps(learned)]
+    timings["inference"] = step(f"5/5 inference with the reference model on {len(test_items)} test scans (maps of "
+                                f"{', '.join(learned)})",
                                 bundle(["inference.json"], *inference_args))
 
     out = ROOT / "outputs"

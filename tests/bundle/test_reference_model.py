@@ -142,3 +142,19 @@ def test_readme_inference_command_runs_the_reference_model_on_real_ct_at_two_res
     # the same anatomy at 0.78 mm is prepared like the 4 mm scan (resampled to the model's 5.8 mm grid): the
     # probabilities agree; had the fine scan been centre-cropped instead (issue 14 item 1), they would not
     assert np.abs(probabilities["cip_4mm"] - probabilities["cip_078mm"]).max() < 0.1
+
+
+def test_repository_metadata_describes_the_shipped_reference_model() -> None:
+    from hirescam_ext.bundle_tools.package import eval_metrics_from_results
+    from hirescam_ext.engines.model_settings import read_model_settings
+
+    meta = json.loads((REPO / "configs" / "metadata.json").read_text())
+    settings = read_model_settings(REFERENCE)
+    image = meta["network_data_format"]["inputs"]["image"]
+    assert image["spatial_shape"] == settings["preprocessing"]["spatial_size"]
+    assert image["spacing"] == settings["preprocessing"]["spacing"]
+    # eval_metrics are the reference model's evaluation, shipped next to it, not placeholders
+    assert meta["eval_metrics"] == eval_metrics_from_results(REPO / "bundle" / "models" / "reference_evaluation.json")
+    assert meta["eval_metrics"]["test_mean_auroc"] is not None and "reference.pt" in meta["eval_metrics_source"]
+    card = (REPO / "bundle" / "docs" / "README.md").read_text()
+    assert f"| AUROC mean | {100 * meta['eval_metrics']['test_mean_auroc']:.1f} |" in card
