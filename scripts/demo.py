@@ -129,6 +129,11 @@ def main() -> int:
     print(f"models:    {ROOT / 'models' / 'best.pt'} (short run; TensorBoard: {out / 'tensorboard'}), {REFERENCE}")
     print("\nthe demo's short run:\n" + (out / "evaluation" / "table1.md").read_text())
     print("\nthe shipped reference model:\n" + (REFERENCE_EVAL / "table1.md").read_text())
+    results = json.loads((REFERENCE_EVAL / "results.json").read_text())["results"]
+    for split in ("test", "test_shifted"):
+        per_label = results.get(split, {}).get("auroc", {}).get("per_label", {})
+        found = ", ".join(f"{n} {100 * per_label[n]:.0f}" for n in learned if per_label.get(n) is not None)
+        print(f"reference model, AUROC of the findings it learned on {split}: {found or 'no positive scans'}")
     return 0
 
 
