@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hirescam_ext.engines.checkpoint import TrainingCheckpointer, load_network_weights, randomizable_transforms
 from hirescam_ext.engines.evaluator import ExplanationEvaluator, SkipFailedEpochWise, resize_maps_to, to_region_layout
+from hirescam_ext.engines.distributed import evaluation_sampler, is_main_process
 from hirescam_ext.engines.failures import (
     FailedItemsHandler,
     FailureLog,
@@ -28,6 +29,8 @@ from hirescam_ext.engines.time_limit import TrainingTimeLimit
 from hirescam_ext.engines.wrappers import WithAttention
 
 __all__ = [
+    "evaluation_sampler",
+    "is_main_process",
     "ExplanationEvaluator",
     "FailedItemsHandler",
     "FailureLog",

@@ -57,7 +57,10 @@ def collect_results(
     """
     details = getattr(evaluator.state, "metric_details", {}) or {}
     metrics = evaluator.state.metrics
-    out: dict[str, Any] = {"n_scans": int(evaluator.state.iteration), "auroc": details.get(auroc_name)}
+    auroc = details.get(auroc_name)
+    # the AUROC metric counts the scans of the whole split (gathered over ranks); the engine only its own
+    n_scans = (auroc or {}).get("n_samples") or int(evaluator.state.iteration)
+    out: dict[str, Any] = {"n_scans": int(n_scans), "auroc": auroc}
     if out["auroc"] is None and auroc_name in metrics:
         out["auroc"] = {"mean": float(metrics[auroc_name])}
     out["organ_iou"] = {method: details.get(name) for method, name in organ_iou_names.items()}
@@ -85,8 +88,12 @@ def write_evaluation_report(
         notes: extra lines for the report (command, checkpoint, thresholds source).
 
     Returns:
-        ``{name: path}`` of the files written.
+        ``{name: path}`` of the files written (nothing on a rank other than 0 of a process group).
     """
+    from hirescam_ext.engines.distributed import is_main_process
+
+    if not is_main_process():  # under torchrun every rank holds the same gathered numbers: rank 0 writes them
+        return {}
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = {"gradcam": "Grad-CAM", "hirescam": "HiResCAM"}

@@ -193,3 +193,35 @@ def test_two_process_ddp_training_on_cpu(tiny_synthetic: Path, tmp_path: Path, b
     # each rank saw half of the training scans (DistributedSampler), so the epoch had ceil(n/2) iterations
     n_train = len(json.loads((tiny_synthetic / "datalist.json").read_text())["training"])
     assert last["trainer"]["iteration"] == -(-n_train // 2)
+
+
+def test_two_process_evaluation_shards_the_scans_and_gathers_the_same_numbers(
+    trained: Path, tmp_path: Path, bundle_tools
+) -> None:
+    """``multi_gpu_evaluate.json`` under torchrun (2 gloo processes): each rank evaluates half of every split, and
+    the gathered AUROC, OrganIoU and scan counts equal a one-process evaluation of the same checkpoint."""
+    from hirescam_ext.synthetic.generator import generate_dataset
+
+    data = generate_dataset(tmp_path / "data", profile="tiny", n_scans=24, seed=5, progress=False)
+    configs = bundle_tools.configs
+    common = ["--bundle_root", str(trained), "--dataset_dir", str(data), "--cache", "none",
+              "--ckpt_path", str(trained / "models" / "best.pt")]  # fmt: skip
+    bundle_tools.run("train.json", "evaluate.json", args=[*common, "--eval_dir", str(tmp_path / "one")], cwd=tmp_path)
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    files = f"['{configs / 'train.json'}','{configs / 'evaluate.json'}','{configs / 'multi_gpu_evaluate.json'}']"
+    cmd = [torchrun, "--standalone", "--nnodes=1", "--nproc_per_node=2", "-m", "monai.bundle", "run",
+           "--config_file", files, "--meta_file", str(configs / "metadata.json"),
+           "--logging_file", str(configs / "logging.conf"), *common, "--eval_dir", str(tmp_path / "two")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, env=bundle_tools.env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    one = json.loads((tmp_path / "one" / "results.json").read_text())["results"]
+    two = json.loads((tmp_path / "two" / "results.json").read_text())["results"]
+    sizes = {s: len(v) for s, v in json.loads((data / "datalist.json").read_text()).items()}
+    for split in ("validation", "test", "test_shifted"):
+        assert one[split]["n_scans"] == two[split]["n_scans"] == sizes[split], split
+        assert one[split]["auroc"]["per_label"] == pytest.approx(two[split]["auroc"]["per_label"], nan_ok=True)
+        for method in ("hirescam", "gradcam"):
+            assert two[split]["organ_iou"][method]["mean"] == pytest.approx(one[split]["organ_iou"][method]["mean"])
+    # each rank's progress bar counted half of the test split
+    half = -(-sizes["test"] // 2)
+    assert f"evaluate test: [{half}/{half}]" in proc.stdout + proc.stderr

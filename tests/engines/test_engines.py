@@ -164,3 +164,12 @@ def test_batched_classification_loss_is_the_mean_over_scans() -> None:
         single = [loss({k: v[i : i + 1] for k, v in out.items()}, {k: v[i : i + 1] for k, v in target.items()})
                   for i in range(3)]
     assert torch.allclose(batched, torch.stack(single).mean(), atol=1e-6)
+
+
+def test_evaluation_sampler_refuses_a_split_smaller_than_the_process_count():
+    from hirescam_ext.engines import evaluation_sampler
+    from hirescam_ext.utils.errors import InputError
+
+    with pytest.raises(InputError, match="test split has 0 scan"):
+        evaluation_sampler([], "test")
+    assert list(evaluation_sampler([10, 11, 12], "test")) == [0, 1, 2]  # one process: every scan, in order
