@@ -81,3 +81,15 @@ def test_gpu_benchmark_budget_skips_the_sections_it_cannot_start(tmp_path, monke
 def test_bench_rejects_non_positive_steps_and_negative_warmup(argv):
     with pytest.raises(SystemExit):
         main(argv)
+
+
+def test_bench_pipeline_times_the_bundle_train_workflow_after_its_cache_epoch(capsys):
+    """``hirescam bench --pipeline``: the train config runs on generated scans; epoch 1 (cache) is not timed."""
+    assert main(["--pipeline", "--size", "tiny", "--pipeline-scans", "24", "--batch-size", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    pipe = report["pipeline"]
+    assert report["suite"] == "pipeline" and pipe["input"] == [2, 1, 64, 64, 48] and pipe["cache"] == "disk"
+    n_train = 13  # 55 % of 24 scans
+    assert pipe["timed_volumes"] == n_train and pipe["timed_iterations"] == math.ceil(n_train / 2)
+    assert pipe["volumes_per_s"] > 0 and 0 < pipe["data_wait_share"] < 1
+    assert set(pipe["epoch_seconds"]) == {"1", "2"}
