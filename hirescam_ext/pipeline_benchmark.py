@@ -142,7 +142,7 @@ def measure_train_pipeline(
     root = Path(scratch.name if scratch is not None else work_dir)
     try:
         t0 = time.perf_counter()
-        data = generate_dataset(root / "data", profile=profile, n_scans=scans, seed=0, progress=False)
+        data = generate_dataset(root / "data", profile=profile, n_scans=scans, seed=0, workers=0, progress=False)
         generate_s = time.perf_counter() - t0
         configs = configs_dir()
         overrides = {
