@@ -24,7 +24,6 @@
 set -uo pipefail
 
 : "${OUT:=/tmp/gpu_reproduce_out}"
-mkdir -p "$OUT"
 MODELS=${MODELS:-"axialnet axialnet_mask plain3d"}
 SEEDS=${SEEDS:-0}
 DEVICE=${DEVICE:-cuda}
@@ -47,19 +46,8 @@ if [ "${DRY:-0}" = 1 ]; then
     WORKERS=0
     BENCH_ARGS=(--dry-run)
 fi
-export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
-
-if [ -d .whl ] && ! python3 -c "import monai, ignite, nibabel, fire" 2>/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-        || exit 1
-    export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
-fi
-export PYTHONPATH=$PWD:${PYTHONPATH:-}
-t0=$(date +%s)
-elapsed() { echo $(($(date +%s) - t0)); }
-nvidia-smi -L 2>/dev/null || echo "nvidia-smi: not available"
-python3 -c "import sys, torch, monai; print('python', sys.version.split()[0], '| torch', torch.__version__,
-'| cuda', torch.version.cuda, torch.cuda.is_available(), '| monai', monai.__version__)"
+# shellcheck source=scripts/gpu_env.sh
+source scripts/gpu_env.sh
 
 repro=(python3 -m hirescam_ext reproduce --profile gpu --device "$DEVICE" --num-workers "$WORKERS" --seeds $SEEDS
        --work-dir "$WORK" "${EXTRA[@]}")

@@ -231,6 +231,27 @@ PROFILES: dict[str, ReproProfile] = {
         "of dataset seed 1, classification loss only / with the mask loss) evaluated and analysed on 1200 scans of "
         "dataset seed 2, patients they never saw; no training",
     ),
+    "reference_gpu": ReproProfile(
+        name="reference_gpu",
+        synth_profile="demo",
+        n_scans=1200,
+        dataset_seed=2,
+        spatial_size=(128, 128, 96),
+        trunk="resnet18",
+        max_epochs=0,
+        seeds=(0,),
+        models=("axialnet", "axialnet_mask"),
+        region_mode="area",
+        area_threshold=0.1,
+        sanity_scans=16,
+        device="cuda",
+        synth_workers=16,
+        checkpoints={"axialnet": "outputs/reference_gpu/reference_resnet18.pt",
+                     "axialnet_mask": "outputs/reference_gpu/mask/reference_resnet18_mask.pt"},
+        note="reference models trained on a GPU by scripts/gpu_reference.sh (ResNet-18, 128x128x96: a 4x4 attention "
+        "grid; classification loss only / with the mask loss; dataset seed 1) evaluated and analysed on 1200 scans "
+        "of dataset seed 2; no training",
+    ),
     "full": ReproProfile(
         name="full",
         synth_profile="paper",
