@@ -187,10 +187,10 @@ def run_one(spec_name: str, seed: int, profile: ReproProfile, dataset_dir: Path,
                                   f"_{'x'.join(map(str, profile.spatial_size))}")
     overrides = workflows.bundle_overrides(spec, profile, dataset_dir, run_dir, seed, pretrained,
                                            cache_dir=cache if profile.cache == "disk" else None)
+    identity = dict(overrides)
     if external is not None:  # a checkpoint trained elsewhere: its content is part of what identifies the run
-        overrides["$checkpoint_sha256"] = _install_checkpoint(external, run_dir)
-    plain = _experiment(overrides)
-    overrides.pop("$checkpoint_sha256", None)
+        identity["$checkpoint_sha256"] = _install_checkpoint(external, run_dir)
+    plain = _experiment(identity)
     record_path, trained_path = run_dir / RUN_FILE, run_dir / TRAINED_FILE
     old = _read_json(record_path)
     same = old is not None and _experiment(old.get("overrides") or {}) == plain
@@ -227,7 +227,7 @@ def run_one(spec_name: str, seed: int, profile: ReproProfile, dataset_dir: Path,
                                                                           workflows.training_overrides(overrides)),
                               "evaluation": results["results"]}
     if external is not None:
-        record["overrides"] = {**overrides, "$checkpoint_sha256": plain["$checkpoint_sha256"]}
+        record["overrides"] = identity
         record["command_train"] = None
         record["trained_elsewhere"] = _checkpoint_training(external)
         record["fit"] = None  # this dataset's training split is not what the checkpoint was trained on
@@ -447,6 +447,8 @@ def profile_from_args(args: argparse.Namespace) -> ReproProfile:
     changed = {"epochs": args.epochs, "models": args.models, "seeds": args.seeds, "device": args.device,
                "scans": args.scans, "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size,
                "num_workers": args.num_workers, "max_train_seconds": args.max_train_seconds}
+    if args.models:  # the profile's checkpoints of models left out are not used
+        profile = replace(profile, checkpoints={m: p for m, p in profile.checkpoints.items() if m in profile.models})
     if args.checkpoint:
         given: dict[str, str] = {}
         for entry in args.checkpoint:

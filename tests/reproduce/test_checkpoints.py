@@ -94,3 +94,10 @@ def test_reference_profile_evaluates_the_shipped_models_on_unseen_patients() -> 
     profile = get_profile("reference")
     assert set(profile.checkpoints) == set(profile.models) == {"axialnet", "axialnet_mask"}
     assert profile.dataset_seed == 2  # the shipped models were trained on dataset seed 1
+
+
+def test_choosing_models_keeps_only_their_checkpoints() -> None:
+    from hirescam_ext.reproduce.driver import _parser, profile_from_args
+
+    profile = profile_from_args(_parser().parse_args(["--profile", "reference", "--models", "axialnet"]))
+    assert profile.models == ("axialnet",) and set(profile.checkpoints) == {"axialnet"}
