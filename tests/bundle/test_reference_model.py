@@ -158,3 +158,18 @@ def test_repository_metadata_describes_the_shipped_reference_model() -> None:
     assert meta["eval_metrics"]["test_mean_auroc"] is not None and "reference.pt" in meta["eval_metrics_source"]
     card = (REPO / "bundle" / "docs" / "README.md").read_text()
     assert f"| AUROC mean | {100 * meta['eval_metrics']['test_mean_auroc']:.1f} |" in card
+
+
+def test_mask_loss_twin_loads_with_the_same_settings_and_records_its_recipe() -> None:
+    from hirescam_ext.engines import load_network_weights
+    from hirescam_ext.engines.model_settings import read_model_settings
+
+    twin = REPO / "bundle" / "models" / "reference_mask.pt"
+    settings, base = read_model_settings(twin), read_model_settings(REFERENCE)
+    assert settings["network_def"] == base["network_def"] and settings["preprocessing"] == base["preprocessing"]
+    assert settings["training"]["mask_loss"] is True and settings["training"]["region_mode"] == "area"
+    parser = _parsed_inference_config()
+    parser["ckpt_path"] = str(twin)
+    load_network_weights(parser.get_parsed_content("network_def"), str(twin))
+    report = json.loads((REPO / "bundle" / "models" / "reference_mask.json").read_text())
+    assert "--mask-loss" in report["command"] and report["mask_loss"] is True
