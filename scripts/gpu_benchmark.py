@@ -48,6 +48,7 @@ import statistics
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,17 @@ def _precision(device: torch.device, precision: str) -> contextlib.AbstractConte
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def _call(device: torch.device, precision: str, fn: Callable[..., Any], *args: Any, no_grad: bool = False,
+          **kwargs: Any) -> Callable[[], Any]:
+    """``fn(*args, **kwargs)`` under :func:`_precision` (and ``torch.no_grad`` when asked), as a callable to time."""
+
+    def call() -> Any:
+        with _precision(device, precision), (torch.no_grad() if no_grad else contextlib.nullcontext()):
+            return fn(*args, **kwargs)
+
+    return call
 
 
 def _peak_gib(device: torch.device) -> float | None:
@@ -280,33 +292,24 @@ def bench_cam_upsampled(
             "target_peak_gib": UPSAMPLED_TARGET_GIB,
         }
     )
+    def iter_all() -> torch.Tensor:
+        peak = torch.zeros((), device=device)
+        for part in cam.iter_maps(x):  # one chunk at a time; stand-in consumer: the maps' maximum
+            peak = torch.maximum(peak, part.maps.amax().float())
+        return peak
+
+    def all_at_once() -> torch.Tensor:  # __call__ before issue 15: upsample all, normalize out of place
+        return normalize_cam(upsample_axial_maps(cam.compute_raw(x), x.shape[2:]))
+
     for precision in ("fp32", "bf16"):
-
-        def ctx(precision: str = precision) -> contextlib.AbstractContextManager:
-            return _precision(device, precision)
-
-        def forward() -> torch.Tensor:
-            with torch.no_grad(), ctx():
-                return net(x)
-
-        def iter_all() -> torch.Tensor:
-            peak = torch.zeros((), device=device)
-            with ctx():
-                for part in cam.iter_maps(x):  # one chunk at a time; stand-in consumer: the maps' maximum
-                    peak = torch.maximum(peak, part.maps.amax().float())
-            return peak
-
-        def call_fp16() -> torch.Tensor:
-            with ctx():
-                return cam(x, dtype=torch.float16)
-
-        def all_at_once() -> torch.Tensor:  # __call__ before issue 15: upsample all, normalize out of place
-            with ctx():
-                return normalize_cam(upsample_axial_maps(cam.compute_raw(x), x.shape[2:]))
+        forward = _call(device, precision, net, x, no_grad=True)
+        variants = (("iter_maps", _call(device, precision, iter_all)),
+                    ("call_fp16", _call(device, precision, cam, x, dtype=torch.float16)),
+                    ("all_at_once_before", _call(device, precision, all_at_once)))  # fmt: skip
 
         res: dict[str, Any] = {}
         out[precision] = res
-        for name, fn in (("iter_maps", iter_all), ("call_fp16", call_fp16), ("all_at_once_before", all_at_once)):
+        for name, fn in variants:
             try:
                 t = median_times({"forward": forward, name: fn}, repeats=repeats, warmup=warmup, device=device)
                 _reset_peak(device)
@@ -442,38 +445,15 @@ def bench_cam(size_name: str, device: torch.device, repeats: int, warmup: int) -
         raise RuntimeError("the AxialNet closed form was not selected; the benchmark would time the generic path")
     out: dict[str, Any] = {"size": size_name, "input": list(size.shape), "classes": net.n_classes, "repeats": repeats}
     for precision in ("fp32", "bf16"):
-        def ctx(precision: str = precision) -> contextlib.AbstractContextManager:
-            return _precision(device, precision)
-
-        def forward() -> torch.Tensor:
-            with torch.no_grad(), ctx():
-                return net(x)
-
-        def hirescam_raw() -> torch.Tensor:
-            with ctx():
-                return hires.compute_raw(x)
-
-        def hirescam_normalized() -> torch.Tensor:
-            with ctx():
-                return hires(x, upsample=False)
-
-        def gradcam_raw() -> torch.Tensor:
-            with ctx():
-                return grad.compute_raw(x)
-
-        def gradcam_normalized() -> torch.Tensor:
-            with ctx():
-                return grad(x, upsample=False)
-
         fns = {
-            "forward": forward,
-            "hirescam_raw": hirescam_raw,
-            "hirescam_normalized": hirescam_normalized,
-            "gradcam_raw": gradcam_raw,
-            "gradcam_normalized": gradcam_normalized,
+            "forward": _call(device, precision, net, x, no_grad=True),
+            "hirescam_raw": _call(device, precision, hires.compute_raw, x),
+            "hirescam_normalized": _call(device, precision, hires, x, upsample=False),
+            "gradcam_raw": _call(device, precision, grad.compute_raw, x),
+            "gradcam_normalized": _call(device, precision, grad, x, upsample=False),
         }
         t = median_times(fns, repeats=repeats, warmup=warmup, device=device)
-        maps = hirescam_raw()
+        maps = fns["hirescam_raw"]()
         res: dict[str, Any] = {"map_shape": list(maps.shape), "median_s": t}
         for name in fns:
             if name != "forward":

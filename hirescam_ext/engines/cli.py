@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from hirescam_ext.inference.cli import EXIT_USAGE, _one_line, configs_dir, expected_fault
+from hirescam_ext.inference.cli import configs_dir, report_faults
 from hirescam_ext.utils.errors import InputError
 
 __all__ = ["parse_overrides", "run_workflow", "train_main", "evaluate_main"]
@@ -106,19 +106,7 @@ def _main(name: str, argv: Sequence[str] | None) -> int:
     if any(a in ("-h", "--help") for a in args):
         print(_usage(name))
         return 0
-    debug = "--debug" in args
-    try:
-        overrides, debug = parse_overrides(args, prog)
-        return run_workflow(name, overrides)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - expected faults become one line, the rest keep their traceback
-        fault = expected_fault(exc)
-        if fault is None or debug:
-            raise
-        print(f"{prog}: {_one_line(fault)}", file=sys.stderr)
-        return EXIT_USAGE
+    return report_faults(prog, lambda: run_workflow(name, parse_overrides(args, prog)[0]), "--debug" in args)
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:

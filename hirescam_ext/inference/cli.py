@@ -20,13 +20,22 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from hirescam_ext.utils.errors import InputError
 
-__all__ = ["EXIT_FAILED_SCANS", "EXIT_USAGE", "build_overrides", "configs_dir", "default_model", "expected_fault", "main"]
+__all__ = [
+    "EXIT_FAILED_SCANS",
+    "EXIT_USAGE",
+    "build_overrides",
+    "configs_dir",
+    "default_model",
+    "expected_fault",
+    "main",
+    "report_faults",
+]
 
 PROG = "hirescam infer"
 #: exit status of an expected fault (bad input, checkpoint or setting), as argparse uses for usage errors
@@ -158,20 +167,27 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``hirescam infer``; returns the exit status (0 done, 1 some scans failed, 2 an expected fault)."""
-    args = _parser().parse_args(argv)
+def report_faults(prog: str, run: Callable[[], int], debug: bool = False) -> int:
+    """``run()``'s exit status; an expected fault (:func:`expected_fault`) becomes one line ``<prog>: <problem>`` on
+    stderr and :data:`EXIT_USAGE`, an interrupt exit status 130; anything else (or anything with ``debug``) raises.
+    Shared by the ``hirescam`` commands that run bundle configs (``infer``, ``train``, ``evaluate``)."""
     try:
-        return _run(args)
+        return run()
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - expected faults become one line, the rest keep their traceback
         fault = expected_fault(exc)
-        if fault is None or args.debug:
+        if fault is None or debug:
             raise
-        print(f"{PROG}: {_one_line(fault)}", file=sys.stderr)
+        print(f"{prog}: {_one_line(fault)}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``hirescam infer``; returns the exit status (0 done, 1 some scans failed, 2 an expected fault)."""
+    args = _parser().parse_args(argv)
+    return report_faults(PROG, lambda: _run(args), args.debug)
 
 
 if __name__ == "__main__":  # pragma: no cover
