@@ -25,11 +25,11 @@ from ignite.engine import Engine, Events
 
 __all__ = ["PipelineTimer", "measure_train_pipeline"]
 
-#: benchmark size -> (synthetic profile, spatial_size, trunk, custom_conv_padding)
-PIPELINE_SIZES: dict[str, tuple[str, list[int], str, int]] = {
-    "tiny": ("tiny", [64, 64, 48], "small", 1),
-    "demo": ("demo", [128, 128, 96], "resnet18", 1),
-    "paper": ("paper", [420, 420, 405], "resnet18", 0),
+#: benchmark size -> (synthetic profile, spatial_size); trunk and padding are the bare-step benchmark's (``SIZES``)
+PIPELINE_SIZES: dict[str, tuple[str, list[int]]] = {
+    "tiny": ("tiny", [64, 64, 48]),
+    "demo": ("demo", [128, 128, 96]),
+    "paper": ("paper", [420, 420, 405]),
 }
 
 
@@ -129,6 +129,7 @@ def measure_train_pipeline(
     """
     from monai.bundle import ConfigWorkflow
 
+    from hirescam_ext.benchmark import SIZES
     from hirescam_ext.inference.cli import configs_dir
     from hirescam_ext.synthetic.generator import generate_dataset
 
@@ -136,7 +137,8 @@ def measure_train_pipeline(
         raise ValueError(f"unknown size {size!r}; choose one of {sorted(PIPELINE_SIZES)}")
     if epochs < 2:
         raise ValueError("epochs must be >= 2: the first epoch builds the cache and is not timed")
-    profile, spatial_size, trunk, padding = PIPELINE_SIZES[size]
+    profile, spatial_size = PIPELINE_SIZES[size]
+    trunk, padding = SIZES[size].trunk, SIZES[size].custom_conv_padding
     device = torch.device(device)
     scratch = tempfile.TemporaryDirectory(prefix="hirescam_pipeline_") if work_dir is None else None
     root = Path(scratch.name if scratch is not None else work_dir)
