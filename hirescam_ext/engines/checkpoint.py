@@ -2,8 +2,9 @@
 
 ``TrainingCheckpointer`` writes ``last.pt`` after every epoch (model, optimizer, scheduler, trainer state, early
 stopping state and every random number generator state the training loop draws from) and ``best.pt`` when the
-validation score improves. Files are written under a temporary name and renamed, so a crash never leaves a
-half-written checkpoint that a later run trusts. With ``resume=True`` a restarted run continues from ``last.pt`` and,
+validation score improves, with Ignite's ``Checkpoint`` and ``EarlyStopping`` handlers. Files are written under a
+temporary name and renamed (:class:`ReplacingDiskSaver`), so a crash never leaves a half-written checkpoint that a
+later run trusts, nor a folder without ``last.pt``. With ``resume=True`` a restarted run continues from ``last.pt`` and,
 in deterministic mode on CPU, ends with the same weights as an uninterrupted run.
 
 Both files also carry the model's settings (``"model_settings"``: network definition, preprocessing, label names,
@@ -18,20 +19,21 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint, DiskSaver, EarlyStopping
 from monai.transforms import Compose, Randomizable
 
 from hirescam_ext.engines.model_settings import MODEL_SETTINGS_KEY
 from hirescam_ext.utils.errors import InputError
 from hirescam_ext.utils.io import atomic_write
 
-__all__ = ["TrainingCheckpointer", "load_network_weights", "randomizable_transforms"]
+__all__ = ["TrainingCheckpointer", "ReplacingDiskSaver", "load_network_weights", "randomizable_transforms"]
 
 logger = logging.getLogger(__name__)
 
@@ -169,8 +171,85 @@ def load_network_weights(network: torch.nn.Module, path: str | os.PathLike, key:
     network.load_state_dict(state, strict=True)
 
 
+class _TrainerProgress:
+    """The trainer's epoch and iteration as a checkpointable object (``{"epoch", "iteration"}``).
+
+    Ignite's ``Engine.state_dict`` also stores ``max_epochs`` and restores it on load, which would stop a resumed
+    run from being extended; this keeps only the position, as the bundle's ``last.pt`` always has.
+    """
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        state = self.engine.state if self.engine is not None else None
+        return {"epoch": int(state.epoch) if state else 0, "iteration": int(state.iteration) if state else 0}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if self.engine is not None:
+            self.engine.state.epoch, self.engine.state.iteration = int(state["epoch"]), int(state["iteration"])
+
+
+class _RngStates:
+    """Every random number generator state the training loop draws from, as a checkpointable object."""
+
+    def __init__(self, transforms: list[Randomizable]) -> None:
+        self.transforms = transforms
+
+    def state_dict(self) -> dict[str, Any]:
+        return _rng_state(self.transforms)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _set_rng_state(state, self.transforms)
+
+
+class _Fixed:
+    """A value saved with every checkpoint and never loaded back (the model settings)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def state_dict(self) -> Any:
+        return self.value
+
+    def load_state_dict(self, state: Any) -> None:  # the settings are read by evaluation/inference, not by resume
+        pass
+
+
+class ReplacingDiskSaver(DiskSaver):
+    """Ignite's ``DiskSaver(atomic=True)`` for checkpoints with a fixed name (``last.pt``, ``best.pt``).
+
+    Two differences, each pinned by a test in ``tests/engines/test_checkpoint.py``:
+
+    - Ignite's :class:`~ignite.handlers.Checkpoint` calls ``remove(filename)`` before it writes a file of the same
+      name, so a crash (or a failed ``torch.save``) between the two leaves no ``last.pt`` at all. Here ``remove`` of
+      a name is left to the next write, which replaces the file in one ``os.replace``.
+    - The file is written under a temporary name that :meth:`TrainingCheckpointer.remove_stale_temporaries`
+      recognizes (``.last.pt.<random>.tmp.pt``), and gets the mode a plain ``open`` would give it (the user's umask),
+      through :func:`~hirescam_ext.utils.io.atomic_write`.
+    """
+
+    def __init__(self, dirname: str | os.PathLike, save_on_rank: int = 0) -> None:
+        super().__init__(dirname, atomic=True, create_dir=True, require_empty=False, save_on_rank=save_on_rank)
+
+    def _save_func(self, checkpoint: Mapping, path: Path, func: Callable) -> None:
+        with atomic_write(path) as tmp:
+            func(checkpoint, tmp, **self.kwargs)
+
+    def remove(self, filename: str) -> None:
+        """Keep ``filename`` until the next write replaces it (it is never left missing)."""
+
+
 class TrainingCheckpointer:
     """Save ``last.pt`` every epoch and ``best.pt`` on a better validation score; resume; stop early.
+
+    Built on Ignite: two :class:`~ignite.handlers.Checkpoint` handlers (``last.pt`` after every epoch, ``best.pt``
+    with the validation score as priority) writing through :class:`ReplacingDiskSaver` (Ignite's atomic
+    ``DiskSaver``, without the moment when the old file is deleted and the new one not yet written), and Ignite's
+    :class:`~ignite.handlers.EarlyStopping`. The objects saved are the model, optimizer, scheduler, the trainer's
+    position, the early-stopping state, the ``best.pt`` handler's own state (so a resumed run compares against the
+    right best score) and every random number generator state, so that a resumed run ends with the same weights as
+    an uninterrupted one (deterministic mode, CPU).
 
     Attach it to the trainer AFTER the validation handler (handlers run in attach order at ``EPOCH_COMPLETED``).
 
@@ -182,12 +261,13 @@ class TrainingCheckpointer:
         evaluator: the validation engine whose ``state.metrics[metric_name]`` scores an epoch.
         metric_name: validation metric that decides ``best.pt`` and early stopping.
         mode: ``"min"`` (a loss) or ``"max"`` (AUROC ...).
-        patience: stop after this many validations without improvement (``None``: never).
+        patience: stop after this many validations without improvement (``None``: never). A non-finite score
+            counts as no improvement and never becomes ``best.pt``.
         transforms: the training transform pipeline, whose random states are saved for an exact resume.
         model_settings: saved under ``"model_settings"`` in both files
             (:func:`~hirescam_ext.engines.model_settings.make_model_settings`; the bundle's train.json passes them).
         resume: continue from ``save_dir/last.pt`` when it exists.
-        save_rank0_only: in distributed runs only rank 0 writes.
+        save_rank0_only: in distributed runs only rank 0 writes (otherwise every rank writes its own copy).
 
     Example:
         >>> ckpt = TrainingCheckpointer("models", net, opt, evaluator=evaluator, patience=15)  # doctest: +SKIP
@@ -211,6 +291,8 @@ class TrainingCheckpointer:
     ) -> None:
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if patience is not None and int(patience) < 1:
+            raise ValueError(f"patience must be a positive number of validations or None, got {patience!r}")
         self.save_dir = Path(save_dir)
         self.network = getattr(network, "module", network)
         self.optimizer = optimizer
@@ -218,15 +300,15 @@ class TrainingCheckpointer:
         self.evaluator = evaluator
         self.metric_name = metric_name
         self.mode = mode
-        self.patience = patience
+        self.patience = None if patience is None else int(patience)
         self.random_transforms = randomizable_transforms(transforms) if transforms is not None else []
         self.resume = resume
         self.save_rank0_only = save_rank0_only
         self.model_settings = model_settings
-        self.best_score: float | None = None
-        self.best_epoch: int | None = None
-        self.bad_validations = 0
-        self._pending_score: float | None = None
+        self._progress = _TrainerProgress()
+        self.early_stopping: EarlyStopping | None = None
+        self._best: Checkpoint | None = None
+        self._last: Checkpoint | None = None
 
     @property
     def last_path(self) -> Path:
@@ -235,6 +317,22 @@ class TrainingCheckpointer:
     @property
     def best_path(self) -> Path:
         return self.save_dir / "best.pt"
+
+    @property
+    def best_score(self) -> float | None:
+        """The best finite validation score so far (``None`` before the first)."""
+        if self._best is None or not self._best._saved:
+            return None
+        return float(self._best._saved[-1].priority) * self._sign
+
+    @property
+    def bad_validations(self) -> int:
+        """Validations since the last improvement (Ignite's ``EarlyStopping.counter``)."""
+        return int(self.early_stopping.counter) if self.early_stopping is not None else 0
+
+    @property
+    def _sign(self) -> float:
+        return -1.0 if self.mode == "min" else 1.0
 
     def remove_stale_temporaries(self) -> list[Path]:
         """Delete temporary checkpoint files left by a run killed while saving (they are never loaded)."""
@@ -252,80 +350,73 @@ class TrainingCheckpointer:
             logger.info("removed %d temporary file(s) of an interrupted save in %s", len(removed), self.save_dir)
         return removed
 
+    def _objects(self, with_best_handler: bool) -> dict[str, Any]:
+        objects: dict[str, Any] = {
+            "model": self.network,
+            "optimizer": self.optimizer,
+            "trainer": self._progress,
+            "rng": _RngStates(self.random_transforms),
+        }
+        if self.lr_scheduler is not None:
+            objects["lr_scheduler"] = self.lr_scheduler
+        if self.early_stopping is not None:
+            objects["early_stopping"] = self.early_stopping
+        if with_best_handler and self._best is not None:
+            objects["best_checkpoint"] = self._best
+        if self.model_settings is not None:
+            objects[MODEL_SETTINGS_KEY] = _Fixed(self.model_settings)
+        return objects
+
     def attach(self, engine: Engine) -> None:
         self.remove_stale_temporaries()
+        self._progress.engine = engine
+        rank = 0
+        if not self.save_rank0_only and torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank = torch.distributed.get_rank()
+        saver = ReplacingDiskSaver(self.save_dir, save_on_rank=rank)
+        if self.evaluator is not None:
+            self.early_stopping = EarlyStopping(
+                self.patience if self.patience is not None else 2**62, self._score, engine, mode=self.mode
+            )
+            self._best = Checkpoint(
+                self._objects(with_best_handler=False), saver, filename_pattern=self.best_path.name, n_saved=1,
+                score_function=lambda _: self._sign * self._score(self.evaluator), score_name=self.metric_name,
+            )  # fmt: skip
+            self.evaluator.add_event_handler(Events.COMPLETED, self._validation_completed)
+        self._last = Checkpoint(self._objects(with_best_handler=True), saver, filename_pattern=self.last_path.name)
         if self.resume:
             engine.add_event_handler(Events.STARTED, self._resume)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
-        if self.evaluator is not None:
-            self.evaluator.add_event_handler(Events.COMPLETED, self._validation_completed)
-
-    # ------------------------------------------------------------------ state
-    def state_dict(self, engine: Engine) -> dict[str, Any]:
-        state: dict[str, Any] = {
-            "model": self.network.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "trainer": {"epoch": int(engine.state.epoch), "iteration": int(engine.state.iteration)},
-            "early_stopping": {
-                "best_score": self.best_score,
-                "best_epoch": self.best_epoch,
-                "bad_validations": self.bad_validations,
-            },
-            "rng": _rng_state(self.random_transforms),
-        }
-        if self.model_settings is not None:
-            state[MODEL_SETTINGS_KEY] = self.model_settings
-        if self.lr_scheduler is not None:
-            state["lr_scheduler"] = self.lr_scheduler.state_dict()
-        return state
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._last)
 
     def _writer(self) -> bool:
         if not self.save_rank0_only or not torch.distributed.is_available() or not torch.distributed.is_initialized():
             return True
         return torch.distributed.get_rank() == 0
 
-    def _save(self, state: dict[str, Any], path: Path) -> None:
-        if not self._writer():
-            return
-        with atomic_write(path) as tmp:
-            torch.save(state, tmp)
-
     # ------------------------------------------------------------------ events
-    def _validation_completed(self, evaluator: Engine) -> None:
+    def _score(self, evaluator: Engine) -> float:
+        """The validation metric; a non-finite value scores worst (never an improvement)."""
         value = evaluator.state.metrics.get(self.metric_name)
         if value is None:
             available = sorted(evaluator.state.metrics)
             raise KeyError(f"validation has no metric {self.metric_name!r} (metrics: {available})")
-        self._pending_score = float(value)
+        value = float(value)
+        return value if np.isfinite(value) else -self._sign * float("inf")
 
-    def _epoch_completed(self, engine: Engine) -> None:
-        improved = False
-        score, self._pending_score = self._pending_score, None
-        if score is not None and np.isfinite(score):
-            better = (
-                self.best_score is None
-                or (self.mode == "min" and score < self.best_score)
-                or (self.mode == "max" and score > self.best_score)
-            )
-            if better:
-                self.best_score, self.best_epoch, self.bad_validations = score, int(engine.state.epoch), 0
-                improved = True
-            else:
-                self.bad_validations += 1
-        state = self.state_dict(engine)
-        if improved:
-            self._save(state, self.best_path)
-        if improved and self._writer():
-            logger.info(
-                "epoch %d: %s improved to %.5f, saved %s", engine.state.epoch, self.metric_name, score, self.best_path
-            )
-        self._save(state, self.last_path)
+    def _validation_completed(self, evaluator: Engine) -> None:
+        score = self._score(evaluator)
+        if np.isfinite(score):
+            before = self.best_score
+            self._best(evaluator)
+            if self.best_score != before and self._writer():
+                epoch = self._progress.state_dict()["epoch"]
+                logger.info("epoch %d: %s improved to %.5f, saved %s", epoch, self.metric_name, score, self.best_path)
+        self.early_stopping(evaluator)
         if self.patience is not None and self.bad_validations >= self.patience:
             logger.info(
-                "early stopping: no %s improvement in %d validations (best %.5f at epoch %s)",
-                self.metric_name, self.bad_validations, self.best_score, self.best_epoch,
-            )
-            engine.terminate()
+                "early stopping: no %s improvement in %d validations (best %s)",
+                self.metric_name, self.bad_validations, self.best_score,
+            )  # fmt: skip
 
     def _resume(self, engine: Engine) -> None:
         if not self.last_path.is_file():
@@ -336,16 +427,26 @@ class TrainingCheckpointer:
         except Exception as exc:
             raise InputError(self.last_path, f"cannot resume: unreadable checkpoint ({exc})") from exc
         load_network_weights(self.network, self.last_path)
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.lr_scheduler is not None and "lr_scheduler" in state:
-            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
-        es = state.get("early_stopping", {})
-        self.best_score, self.best_epoch = es.get("best_score"), es.get("best_epoch")
-        self.bad_validations = int(es.get("bad_validations", 0))
-        if "rng" in state:
-            _set_rng_state(state["rng"], self.random_transforms)
-        engine.state.epoch = int(state["trainer"]["epoch"])
-        engine.state.iteration = int(state["trainer"]["iteration"])
+        state = _upgrade_early_stopping(state, self.best_path.name, self._sign, self.best_path.is_file())
+        objects = self._objects(with_best_handler=True)
+        to_load = {k: v for k, v in objects.items() if k in state and k not in ("model", MODEL_SETTINGS_KEY)}
+        Checkpoint.load_objects(to_load=to_load, checkpoint=state)
         logger.info("resumed from %s at epoch %d", self.last_path, engine.state.epoch)
         if self.patience is not None and self.bad_validations >= self.patience:
             engine.terminate()
+
+
+def _upgrade_early_stopping(state: dict[str, Any], best_name: str, sign: float, best_exists: bool) -> dict[str, Any]:
+    """Read a ``last.pt`` written before the checkpointer was built on Ignite (hirescam-ext <= 0.1.0 files held
+    ``early_stopping = {best_score, best_epoch, bad_validations}`` and no ``best_checkpoint``)."""
+    old = state.get("early_stopping")
+    if not isinstance(old, dict) or "bad_validations" not in old:
+        return state
+    state = dict(state)
+    best = old.get("best_score")
+    counter = int(old.get("bad_validations", 0))
+    state["early_stopping"] = {"counter": counter, "best_score": best, "threshold_mode": "abs"}
+    if "best_checkpoint" not in state:
+        saved = [(sign * float(best), best_name)] if best is not None and best_exists else []
+        state["best_checkpoint"] = {"_saved": saved}
+    return state
