@@ -505,7 +505,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline-epochs", type=int, default=2, help="--pipeline: epochs (the first builds the cache)")
     p.add_argument("--batch-size", type=int, default=1, help="--pipeline: training batch size")
     p.add_argument("--num-workers", type=int, default=0, help="--pipeline: DataLoader workers")
-    p.add_argument("--cache", choices=("none", "memory", "disk"), default="disk", help="--pipeline: dataset cache")
+    p.add_argument("--cache", choices=("none", "memory", "disk", "memmap"), default="disk", help="--pipeline: cache")
+    p.add_argument("--cache-dtype", choices=("int16", "uint8"), default="int16", help="--pipeline: memmap cache dtype")
+    p.add_argument("--cache-reads", action="store_true",
+                   help="time a cache hit of every cache format (disk .pt, memmap int16/uint8) at --size instead")
     return p
 
 
@@ -529,6 +532,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     size = SIZES[args.size]
     start = time.perf_counter()
     report: dict[str, Any] = {"benchmark": "hirescam bench", "suite": args.suite, **environment_info(device, argv)}
+    if args.cache_reads:
+        from hirescam_ext.pipeline_benchmark import measure_cache_reads
+
+        report["suite"] = "cache_reads"
+        report["cache_reads"] = measure_cache_reads(args.size)
+        return _emit(report, start, args.output)
     if args.pipeline:
         from hirescam_ext.pipeline_benchmark import measure_train_pipeline
 
@@ -537,6 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report["pipeline"] = measure_train_pipeline(
                 args.size, device, scans=args.pipeline_scans, batch_size=args.batch_size,
                 num_workers=args.num_workers, epochs=args.pipeline_epochs, cache=args.cache,
+                cache_dtype=args.cache_dtype,
             )  # fmt: skip
         return _emit(report, start, args.output)
     report["train"] = {

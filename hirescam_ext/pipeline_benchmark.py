@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 
-__all__ = ["PipelineTimer", "measure_train_pipeline"]
+__all__ = ["PipelineTimer", "measure_train_pipeline", "measure_cache_reads"]
 
 #: benchmark size -> (synthetic profile, spatial_size); trunk and padding are the bare-step benchmark's (``SIZES``)
 PIPELINE_SIZES: dict[str, tuple[str, list[int]]] = {
@@ -110,6 +110,7 @@ def measure_train_pipeline(
     num_workers: int = 0,
     epochs: int = 2,
     cache: str = "disk",
+    cache_dtype: str = "int16",
     work_dir: str | Path | None = None,
     extra_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -119,7 +120,8 @@ def measure_train_pipeline(
         size: ``"tiny"`` (64 x 64 x 48, small trunk), ``"demo"`` (128 x 128 x 96, ResNet-18) or ``"paper"``.
         device: training device (the configs' CUDA defaults apply there: bf16, channels_last, fused optimizer).
         scans: scans generated (55 % are the training split).
-        batch_size, num_workers, cache: the train config's settings of the same names.
+        batch_size, num_workers, cache, cache_dtype: the train config's settings of the same names
+            (``cache_dtype`` applies to ``cache="memmap"``).
         epochs: at least 2; the first builds the cache and is reported apart.
         work_dir: scratch folder for data, cache and checkpoints (a temporary one by default).
         extra_overrides: more config overrides.
@@ -150,7 +152,8 @@ def measure_train_pipeline(
         overrides = {
             "bundle_root": str(root), "dataset_dir": str(data), "synthetic_profile": None,
             "spatial_size": spatial_size, "trunk": trunk, "custom_conv_padding": padding,
-            "cache": cache, "cache_dir": str(root / "cache"), "batch_size": batch_size, "num_workers": num_workers,
+            "cache": cache, "cache_dtype": cache_dtype, "cache_dir": str(root / "cache"), "batch_size": batch_size,
+            "num_workers": num_workers,
             "device": f"$torch.device({str(device)!r})", "val_interval": 10_000, "train#trainer#max_epochs": epochs,
             **(extra_overrides or {}),
         }  # fmt: skip
@@ -165,7 +168,8 @@ def measure_train_pipeline(
         workflow.finalize()
         result: dict[str, Any] = {
             "size": size, "input": [batch_size, 1, *spatial_size], "trunk": trunk, "device": str(device),
-            "scans": scans, "batch_size": batch_size, "num_workers": num_workers, "cache": cache, "epochs": epochs,
+            "scans": scans, "batch_size": batch_size, "num_workers": num_workers, "cache": cache,
+            "cache_dtype": cache_dtype if cache == "memmap" else None, "epochs": epochs,
             "generate_s": generate_s, **timer.summary(),
         }  # fmt: skip
         if device.type == "cuda":
@@ -174,3 +178,77 @@ def measure_train_pipeline(
     finally:
         if scratch is not None:
             scratch.cleanup()
+
+
+#: cache variants of :func:`measure_cache_reads`: (cache, cache_dtype, cache_output)
+CACHE_VARIANTS = (
+    ("disk", None, None),
+    ("memmap", "int16", "float32"),
+    ("memmap", "uint8", "float32"),
+    ("memmap", "int16", "stored"),
+    ("memmap", "uint8", "stored"),
+)
+
+
+def measure_cache_reads(
+    size: str = "paper", items: int = 3, repeats: int = 3, work_dir: str | Path | None = None
+) -> dict[str, Any]:
+    """Time a cache hit of :func:`hirescam_ext.data.make_dataset` per cache variant, side by side in one run.
+
+    ``items`` windowed random volumes of the benchmark size (``[1, *spatial_size]``, values in the bundle's HU window
+    output) are cached once per variant; then every item is read ``repeats`` times (from the page cache: the
+    files were just written). Reported per variant: the median seconds per item read, the bytes per item on disk and
+    the ratio of the ``"disk"`` cache's read time to the variant's (``> 1``: faster than the float32 ``.pt`` cache).
+    ``"stored"`` variants return the integer volume (the device converts it; see ``PrepareBatchWithRegions``).
+
+    Example:
+        $ hirescam bench --cache-reads --size paper
+    """
+    import os
+    import shutil
+
+    from monai.data import MetaTensor
+    from monai.transforms import Compose, MapTransform
+
+    from hirescam_ext.data.dataset import make_dataset
+
+    if size not in PIPELINE_SIZES:
+        raise ValueError(f"unknown size {size!r}; choose one of {sorted(PIPELINE_SIZES)}")
+    shape = [1, *PIPELINE_SIZES[size][1]]
+
+    class _Volume(MapTransform):
+        def __call__(self, data: dict) -> dict:
+            d = dict(data)
+            g = torch.Generator().manual_seed(int(d["index"]))
+            d["image"] = MetaTensor(torch.rand(shape, generator=g) - 0.449)
+            d["label"] = torch.zeros(80)
+            return d
+
+    scratch = tempfile.mkdtemp(prefix="hirescam_cache_reads_", dir=work_dir)
+    result: dict[str, Any] = {"size": size, "input": shape, "items": items, "repeats": repeats, "variants": {}}
+    try:
+        for cache, dtype, output in CACHE_VARIANTS:
+            name = cache if dtype is None else f"{cache}_{dtype}_{output}"
+            folder = Path(scratch) / name
+            kwargs = {} if dtype is None else {"cache_dtype": dtype, "cache_output": output}
+            data = [{"index": i} for i in range(items)]
+            ds = make_dataset(data, Compose([_Volume(keys="index")]), cache=cache, cache_dir=folder, **kwargs)
+            for i in range(items):  # fill
+                ds[i]
+            times = []
+            for _ in range(repeats):
+                for i in range(items):
+                    t0 = time.perf_counter()
+                    ds[i]["image"]
+                    times.append(time.perf_counter() - t0)
+            n_bytes = sum(f.stat().st_size for f in folder.iterdir())
+            result["variants"][name] = {"item_s_median": statistics.median(times), "bytes_per_item": n_bytes / items}
+            shutil.rmtree(folder, ignore_errors=True)
+        disk = result["variants"]["disk"]["item_s_median"]
+        for v in result["variants"].values():
+            v["speedup_vs_disk"] = disk / v["item_s_median"]
+        result["threads"] = torch.get_num_threads()
+        result["load_average_1m"] = os.getloadavg()[0]
+        return result
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

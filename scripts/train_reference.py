@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="train this many epochs instead of a time budget")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--trunk", default="resnet18", choices=("resnet18", "small"))
+    p.add_argument("--trunk", default="resnet18", choices=("resnet18", "small", "small16"))
     p.add_argument("--mask-loss", action="store_true",
                    help="train with the HiResCAM mask loss (weight 1/3; allowed regions from the organ truth and the "
                    "report locations, area mode at 10 %%, as the demo)")

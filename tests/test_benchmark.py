@@ -93,3 +93,18 @@ def test_bench_pipeline_times_the_bundle_train_workflow_after_its_cache_epoch(ca
     assert pipe["timed_volumes"] == n_train and pipe["timed_iterations"] == math.ceil(n_train / 2)
     assert pipe["volumes_per_s"] > 0 and 0 < pipe["data_wait_share"] < 1
     assert set(pipe["epoch_seconds"]) == {"1", "2"}
+
+
+def test_bench_cache_reads_reports_every_cache_format_beside_the_disk_cache(capsys):
+    """``hirescam bench --cache-reads``: each format is written and read back; int16 takes half of float32's bytes."""
+    assert main(["--cache-reads", "--size", "tiny"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    variants = report["cache_reads"]["variants"]
+    assert report["suite"] == "cache_reads" and report["cache_reads"]["input"] == [1, 64, 64, 48]
+    assert set(variants) == {"disk", "memmap_int16_float32", "memmap_uint8_float32", "memmap_int16_stored",
+                             "memmap_uint8_stored"}  # fmt: skip
+    voxels = 64 * 64 * 48
+    assert variants["memmap_int16_stored"]["bytes_per_item"] < 2 * voxels + 20_000
+    assert variants["memmap_uint8_stored"]["bytes_per_item"] < voxels + 20_000
+    assert variants["disk"]["bytes_per_item"] > 4 * voxels
+    assert variants["disk"]["speedup_vs_disk"] == 1.0 and all(v["item_s_median"] > 0 for v in variants.values())

@@ -1,4 +1,5 @@
-"""Dataset factory: no cache, in-memory cache or on-disk cache of the deterministic preprocessing prefix.
+"""Dataset factory: no cache, in-memory cache, on-disk cache or memory-mapped quantized cache of the deterministic
+preprocessing prefix.
 
 Decoding and resampling a full-size CT costs far more than the random augmentation of the HiResCAM paper
 (Draelos & Carin, arXiv:2011.08891), so epochs after the first should skip it. MONAI's ``CacheDataset`` (memory)
@@ -6,6 +7,11 @@ and ``PersistentDataset`` (disk) run the transforms up to the first random one o
 paper's :class:`~hirescam_ext.transforms.augmentation.RandFlipRot90d` therefore has to come after the
 deterministic preprocessing in the ``Compose``. ``PersistentDataset`` in MONAI 1.6.1 reloads with
 ``weights_only=True``: cached items may only hold tensors (``MetaTensor`` included) and plain Python values.
+
+The ``"memmap"`` cache (:class:`MemmapPersistentDataset`) stores the windowed image in the training's storage dtype
+(int16, or uint8 for a quarter of float32's bytes) as a ``.npy`` file read through a memory map, and the rest of the
+item (label, allowed regions, metadata) in a small ``.pt`` file: at the paper's 420 x 420 x 405 a float32 item is
+286 MB, an int16 one 143 MB (issue 15: the data side must deliver tens of volumes per second).
 
 Example:
     >>> ds = make_dataset(items, transform, cache="disk", cache_dir="cache/")  # doctest: +SKIP
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from copy import deepcopy
 from collections.abc import Callable, Sequence
 from enum import Enum
 from pathlib import Path, PurePath
@@ -27,18 +34,26 @@ from monai.transforms import Compose
 from monai.utils import convert_to_tensor
 
 from hirescam_ext.data.failures import failed_item, is_failed_item
+from hirescam_ext.utils.io import atomic_write
 
 __all__ = [
     "CACHE_MODES",
     "make_cache_safe",
     "SafePersistentDataset",
+    "MemmapPersistentDataset",
+    "quantize",
+    "dequantize",
     "SkipFailuresCacheDataset",
     "SkipFailuresDataset",
     "SkipFailuresPersistentDataset",
+    "SkipFailuresMemmapDataset",
     "make_dataset",
 ]
 
-CACHE_MODES = ("none", "memory", "disk")
+CACHE_MODES = ("none", "memory", "disk", "memmap")
+
+#: storage dtypes of the ``"memmap"`` cache and their integer ranges
+CACHE_DTYPES = {"int16": (-32768, 32767), "uint8": (0, 255)}
 
 
 def make_cache_safe(obj: Any) -> Any:
@@ -108,6 +123,154 @@ class SafePersistentDataset(PersistentDataset):
                 hashfile.unlink(missing_ok=True)
                 return super()._cachecheck(item_transformed)
             raise
+
+
+def quantize(x: torch.Tensor | np.ndarray, value_range: Sequence[float], dtype: str = "int16") -> np.ndarray:
+    """Map ``x`` (values in ``value_range``, the HU window's output) linearly onto the whole range of ``dtype``.
+
+    int16 keeps a step of ``(hi - lo) / 65535`` (0.03 HU for the paper's 1800 HU window), uint8 ``(hi - lo) / 255``
+    (7 HU). :func:`dequantize` inverts it.
+
+    Raises:
+        ValueError: ``x`` has values outside ``value_range`` (more than one step) or non-finite values, or an
+            unknown ``dtype``.
+
+    Example:
+        >>> q = quantize(np.array([-0.449, 0.051, 0.551]), (-0.449, 0.551), "uint8")
+        >>> q.tolist(), [round(v, 3) for v in dequantize(q, (-0.449, 0.551)).tolist()]
+        ([0, 127, 255], [-0.449, 0.049, 0.551])
+    """
+    if dtype not in CACHE_DTYPES:
+        raise ValueError(f"cache dtype must be one of {sorted(CACHE_DTYPES)}, got {dtype!r}")
+    lo, hi = (float(v) for v in value_range)
+    qmin, qmax = CACHE_DTYPES[dtype]
+    values = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    values = values.astype(np.float32, copy=False)
+    step = (hi - lo) / (qmax - qmin)
+    if not np.isfinite(values).all() or values.min() < lo - step or values.max() > hi + step:
+        found = (float(np.nanmin(values)), float(np.nanmax(values))) if np.isfinite(values).any() else "non-finite"
+        raise ValueError(
+            f"the memmap cache stores values in {[lo, hi]} (the HU window's output); the image has {found}: "
+            "set cache_value_range to the preprocessing's output range or use cache='disk'"
+        )
+    q = np.rint((values - lo) / step) + qmin
+    return np.clip(q, qmin, qmax).astype(dtype)
+
+
+def dequantize(q: np.ndarray | torch.Tensor, value_range: Sequence[float]) -> torch.Tensor:
+    """Float32 values of a :func:`quantize` result (the dtype says which integer range was used).
+
+    A NumPy array (a memory map included) is converted in two passes into one new float32 array: at the paper's
+    420 x 420 x 405 that takes about 60 ms on one CPU thread (``docs/PERFORMANCE.md``). A tensor stays on its device,
+    so a batch can also be moved as int16 and converted on the GPU.
+    """
+    lo, hi = (float(v) for v in value_range)
+    name = str(q.dtype).replace("torch.", "")
+    if name not in CACHE_DTYPES:
+        raise ValueError(f"not a quantized cache array: dtype {name}")
+    qmin, qmax = CACHE_DTYPES[name]
+    scale = (hi - lo) / (qmax - qmin)
+    offset = lo - qmin * scale
+    if isinstance(q, torch.Tensor):
+        return q.to(torch.float32).mul_(scale).add_(offset)
+    out = np.empty(q.shape, np.float32)
+    np.multiply(q, np.float32(scale), out=out, casting="unsafe")
+    out += np.float32(offset)
+    return torch.from_numpy(out)
+
+
+class MemmapPersistentDataset(SafePersistentDataset):
+    """Disk cache whose image is stored quantized (int16 or uint8) in a memory-mappable ``.npy`` file.
+
+    Per item, ``<hash>.pt`` holds everything but the image's voxels (label, allowed regions, the image's metadata and
+    applied operations) and ``<hash>.<dtype>.npy`` the voxels, each written under a temporary name and renamed, the
+    ``.pt`` last: an item is cached when both exist. A hit and a miss return the same values (a miss returns the
+    dequantized image too), so a half-filled cache never changes what training sees. An unreadable pair is deleted
+    and recomputed.
+
+    Args:
+        data: items (dictionaries).
+        transform: a ``Compose``; its deterministic prefix is cached.
+        cache_dir: folder of the cache.
+        image_key: the key of the image to quantize.
+        dtype: ``"int16"`` (default) or ``"uint8"``.
+        value_range: ``(lo, hi)`` of the preprocessed image: the HU window's output, ``(center, center + 1)``.
+        output: ``"float32"`` (the image is converted back in the DataLoader worker) or ``"stored"`` (it stays
+            ``dtype``, so the batch is collated, pinned and copied at 2 or 1 bytes per voxel; the trainer's
+            :class:`~hirescam_ext.engines.PrepareBatchWithRegions` with the same ``value_range`` converts it on the
+            device).
+        kwargs: everything ``PersistentDataset`` takes.
+
+    Example:
+        >>> ds = MemmapPersistentDataset(items, transform, "cache/", value_range=(-0.449, 0.551))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        data: Sequence,
+        transform: Callable | None,
+        cache_dir: str | os.PathLike,
+        image_key: str = "image",
+        dtype: str = "int16",
+        value_range: Sequence[float] = (-0.449, 0.551),
+        output: str = "float32",
+        **kwargs: Any,
+    ) -> None:
+        if output not in ("float32", "stored"):
+            raise ValueError(f"output must be 'float32' or 'stored', got {output!r}")
+        if dtype not in CACHE_DTYPES:
+            raise ValueError(f"cache dtype must be one of {sorted(CACHE_DTYPES)}, got {dtype!r}")
+        if len(value_range) != 2 or not float(value_range[0]) < float(value_range[1]):
+            raise ValueError(f"value_range must be (lo, hi) with lo < hi, got {value_range!r}")
+        super().__init__(data, transform, cache_dir=cache_dir, **kwargs)
+        self.image_key, self.cache_dtype, self.output = image_key, dtype, output
+        self.value_range = (float(value_range[0]), float(value_range[1]))
+
+    def _files(self, item_transformed: Any) -> tuple[Path, Path] | None:
+        pt = self._cache_file(item_transformed)
+        return None if pt is None else (pt, pt.with_suffix(f".{self.cache_dtype}.npy"))
+
+    def _restore(self, rest: dict, voxels: np.ndarray) -> dict:
+        item = dict(rest)
+        meta = item.pop("__image_meta__", {})
+        ops = item.pop("__image_applied_operations__", [])
+        if self.output == "stored":
+            image = torch.from_numpy(np.array(voxels))  # reads the memory map once
+        else:
+            image = dequantize(voxels, self.value_range)  # reads the memory map once
+        item[self.image_key] = MetaTensor(image, meta=meta, applied_operations=ops) if self.track_meta else image
+        return item
+
+    def _cachecheck(self, item_transformed: Any) -> Any:
+        files = self._files(item_transformed)
+        if files is not None and all(f.is_file() for f in files):
+            pt, npy = files
+            try:
+                return self._restore(torch.load(pt, weights_only=True), np.load(npy, mmap_mode="r"))
+            except Exception as exc:  # noqa: BLE001 - any unreadable cache entry is rebuilt
+                warnings.warn(f"unreadable cache entry {pt} ({type(exc).__name__}: {exc}); deleting and recomputing")
+                for f in files:
+                    f.unlink(missing_ok=True)
+        item = self._pre_transform(deepcopy(item_transformed))
+        if not isinstance(item, dict) or self.image_key not in item:
+            raise ValueError(f"the memmap cache needs dictionary items with {self.image_key!r}")
+        image = item[self.image_key]
+        voxels = quantize(image, self.value_range, self.cache_dtype)
+        rest = {k: v for k, v in item.items() if k != self.image_key}
+        if isinstance(image, MetaTensor):
+            rest["__image_meta__"] = make_cache_safe(dict(image.meta))
+            rest["__image_applied_operations__"] = make_cache_safe(list(image.applied_operations))
+        rest = make_cache_safe(rest)
+        if files is not None:
+            pt, npy = files
+            try:
+                with atomic_write(npy) as tmp:
+                    np.save(tmp, voxels)
+                with atomic_write(pt) as tmp:
+                    torch.save(rest, tmp)
+            except PermissionError:  # a read-only cache folder: train without caching, as MONAI does
+                pass
+        return self._restore(rest, voxels)
 
 
 class _FailuresAsReports:
@@ -199,6 +362,15 @@ class SkipFailuresPersistentDataset(_FailuresAsReports, SafePersistentDataset):
         self.source_key = source_key
 
 
+class SkipFailuresMemmapDataset(_FailuresAsReports, MemmapPersistentDataset):
+    """:class:`MemmapPersistentDataset` whose failing items become reports (not cached)."""
+
+    def __init__(self, data: Sequence, transform: Callable | None, cache_dir: str | os.PathLike,
+                 source_key: str = "image", **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(data, transform, cache_dir=cache_dir, **kwargs)
+        self.source_key = source_key
+
+
 def make_dataset(
     data: Sequence[dict],
     transform: Callable | None,
@@ -209,15 +381,18 @@ def make_dataset(
     progress: bool = False,
     skip_failures: bool = False,
     source_key: str = "image",
+    cache_dtype: str = "int16",
+    cache_value_range: Sequence[float] = (-0.449, 0.551),
+    cache_output: str = "float32",
 ) -> Dataset:
-    """Return a ``Dataset`` (``"none"``), ``CacheDataset`` (``"memory"``) or :class:`SafePersistentDataset`
-    (``"disk"``).
+    """Return a ``Dataset`` (``"none"``), ``CacheDataset`` (``"memory"``), :class:`SafePersistentDataset`
+    (``"disk"``) or :class:`MemmapPersistentDataset` (``"memmap"``).
 
     Args:
         data: items of a data list (see :func:`hirescam_ext.data.datalist.load_datalist`).
         transform: deterministic preprocessing followed by random augmentation.
-        cache: ``"none"``, ``"memory"`` or ``"disk"``.
-        cache_dir: folder of the disk cache (required for ``"disk"``; created if missing).
+        cache: ``"none"``, ``"memory"``, ``"disk"`` or ``"memmap"``.
+        cache_dir: folder of the disk cache (required for ``"disk"`` and ``"memmap"``; created if missing).
         num_workers: threads filling the memory cache (``None``/0/1: one thread).
         cache_rate: fraction of items kept in the memory cache.
         progress: show a progress bar while filling the memory cache.
@@ -227,6 +402,10 @@ def make_dataset(
             :func:`hirescam_ext.data.failures.collate_skipping_failures` and report with
             :class:`hirescam_ext.engines.FailedItemsHandler`.
         source_key: item key that names the scan in a report.
+        cache_dtype: ``"memmap"``: the image's storage dtype, ``"int16"`` or ``"uint8"``.
+        cache_value_range: ``"memmap"``: the preprocessed image's value range (the HU window's output,
+            ``(center, center + 1)``).
+        cache_output: ``"memmap"``: ``"float32"`` or ``"stored"`` (see :class:`MemmapPersistentDataset`).
     """
     if cache not in CACHE_MODES:
         raise ValueError(f"cache must be one of {CACHE_MODES}, got {cache!r}")
@@ -249,8 +428,13 @@ def make_dataset(
             **skip,
         )
     if cache_dir is None:
-        raise ValueError("cache='disk' needs a cache_dir")
+        raise ValueError(f"cache={cache!r} needs a cache_dir")
     os.makedirs(cache_dir, exist_ok=True)
+    if cache == "memmap":
+        memmap = {"dtype": cache_dtype, "value_range": cache_value_range, "output": cache_output}
+        if skip_failures:
+            return SkipFailuresMemmapDataset(data, transform, cache_dir=cache_dir, **skip, **memmap)
+        return MemmapPersistentDataset(data, transform, cache_dir=cache_dir, **memmap)
     return (SkipFailuresPersistentDataset if skip_failures else SafePersistentDataset)(
         data, transform, cache_dir=cache_dir, **skip
     )

@@ -7,6 +7,7 @@ G_true next to the labels, so this prepare-batch packs them into a dictionary ta
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -26,6 +27,9 @@ class PrepareBatchWithRegions(PrepareBatch):
             the label tensor alone (classification loss only).
         require_label: raise when a batch has no label; ``False`` (inference on unlabeled scans) gives a ``None``
             target instead.
+        value_range: ``(lo, hi)`` of the float image. An image batch that arrives as int16 or uint8 (the
+            ``"memmap"`` cache with ``output="stored"``) is copied to the device as it is, at 2 or 1 bytes per voxel,
+            and converted there with :func:`hirescam_ext.data.dataset.dequantize`; a float batch is left as it is.
 
     Example:
         >>> prepare = PrepareBatchWithRegions()
@@ -41,8 +45,10 @@ class PrepareBatchWithRegions(PrepareBatch):
         label_key: str = CommonKeys.LABEL,
         regions_key: str = "regions",
         require_label: bool = True,
+        value_range: Sequence[float] | None = None,
     ) -> None:
         self.require_label = require_label
+        self.value_range = None if value_range is None else (float(value_range[0]), float(value_range[1]))
         self.image_key = image_key
         self.label_key = label_key
         self.regions_key = regions_key
@@ -62,6 +68,15 @@ class PrepareBatchWithRegions(PrepareBatch):
             if key not in batchdata:
                 raise KeyError(f"batch has no {key!r} entry (keys: {sorted(batchdata)})")
         image = to(batchdata[self.image_key])
+        if image.dtype in (torch.int16, torch.uint8):
+            if self.value_range is None:
+                raise ValueError(
+                    f"the {self.image_key!r} batch is {image.dtype} (a quantized cache): give PrepareBatchWithRegions "
+                    "the value_range to convert it"
+                )
+            from hirescam_ext.data.dataset import dequantize
+
+            image = dequantize(image, self.value_range)
         if batchdata.get(self.label_key) is None:
             return image, None
         label = to(batchdata[self.label_key]).float()

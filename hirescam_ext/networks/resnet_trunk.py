@@ -40,8 +40,10 @@ __all__ = [
     "PRETRAINED_HELP",
 ]
 
-#: trunk names accepted by :func:`build_trunk`
-TRUNK_NAMES = ("resnet18", "small")
+#: trunk names accepted by :func:`build_trunk`: ``"small16"`` is ``"small"`` with overall stride 16 (its layer4 keeps
+#: the size), so a 64 x 64 slice gives a 4 x 4 grid of 9 cm cells at 5.8 mm instead of 2 x 2 (the paper's 6 x 6 grid
+#: at 420 x 420 and 0.8 mm has 5.6 cm cells)
+TRUNK_NAMES = ("resnet18", "small", "small16")
 
 #: normalization layers accepted by :func:`build_trunk`: ``"batch"`` (the paper's, ImageNet-compatible), or
 #: ``"group"`` (GroupNorm, 8 groups) and ``"instance"`` (InstanceNorm with affine parameters), which normalize each
@@ -82,7 +84,7 @@ PRETRAINED_HELP = (
     "pass its path as `pretrained=PATH` (or pretrained=None for random initialisation, the paper's RandInitResNet)"
 )
 
-#: ``(layer, kernel, stride, padding)`` of the size-changing layers of both built-in trunks (torchvision geometry)
+#: ``(layer, kernel, stride, padding)`` of the size-changing layers of the built-in trunks (torchvision geometry; "small16": layer4 of stride 1)
 _BUILTIN_GEOMETRY = (
     ("conv1", 7, 2, 3),
     ("maxpool", 3, 2, 1),
@@ -91,6 +93,9 @@ _BUILTIN_GEOMETRY = (
     ("layer3", 3, 2, 1),
     ("layer4", 3, 2, 1),
 )
+
+#: overall stride of each built-in trunk (the geometry above with layer4's stride set to keep the size for 16)
+_TRUNK_STRIDES = {"resnet18": 32, "small": 32, "small16": 16}
 
 _TRUNK_CHILDREN = ("conv1", "bn1", "act", "maxpool", "layer1", "layer2", "layer3", "layer4")
 
@@ -107,7 +112,7 @@ class ResNetTrunk(nn.Module):
 
     Attributes:
         out_channels: channels of the output feature map (512 for ResNet-18).
-        stride: overall downsampling factor (32 for both built-in trunks); the exact output size is
+        stride: overall downsampling factor (32 for "resnet18" and "small", 16 for "small16"); the exact output size is
             :meth:`output_size` (``ceil(n / 32)`` for the built-in trunks).
     """
 
@@ -169,6 +174,8 @@ def trunk_output_size(size: int, name: str = "resnet18") -> int:
     if name not in TRUNK_NAMES:
         raise ValueError(f"unknown trunk {name!r}; choose one of {TRUNK_NAMES}")
     for layer, k, s, p in _BUILTIN_GEOMETRY:
+        if layer == "layer4" and _TRUNK_STRIDES[name] == 16:
+            s = 1
         size = conv_out_size(size, k, s, p, where=f"{name} trunk {layer}")
     return size
 
@@ -195,13 +202,18 @@ def resnet18_trunk(pretrained: str | os.PathLike | None = None, norm: str = "bat
     return trunk
 
 
-def small_trunk(channels: tuple[int, int, int, int] = (8, 16, 32, 64), norm: str = "batch") -> ResNetTrunk:
-    """A tiny ResNet trunk for fast tests: one basic block per layer, ``channels`` wide.
+def small_trunk(
+    channels: tuple[int, int, int, int] = (8, 16, 32, 64), norm: str = "batch", stride: int = 32
+) -> ResNetTrunk:
+    """A tiny ResNet trunk for fast tests and CPU models: one basic block per layer, ``channels`` wide.
 
     Same layout and geometry as ResNet-18 (stride-2 7x7 stem, max pooling, layers 2-4 of stride 2: overall stride
     32, output size ``ceil(n / 32)``) with ``channels[-1]`` (default 64) output channels. Never pretrained.
-    ``norm``: one of :data:`TRUNK_NORMS`.
+    ``norm``: one of :data:`TRUNK_NORMS`. ``stride=16`` keeps layer4 at layer3's size (first block's convolution and
+    shortcut of stride 1; the same parameters): output size ``ceil(n / 16)``, a finer attention grid.
     """
+    if stride not in (16, 32):
+        raise ValueError(f"small trunk stride must be 16 or 32, got {stride!r}")
     net = ResNet(
         block="basic",
         layers=[1, 1, 1, 1],
@@ -212,11 +224,17 @@ def small_trunk(channels: tuple[int, int, int, int] = (8, 16, 32, 64), norm: str
         bias_downsample=False,
         feed_forward=False,
     )
-    return ResNetTrunk(_set_norm(net, norm), name="small")
+    if stride == 16:
+        block = net.layer4[0]
+        block.conv1.stride = (1, 1)
+        if block.downsample is not None:
+            block.downsample[0].stride = (1, 1)
+    return ResNetTrunk(_set_norm(net, norm), name="small" if stride == 32 else "small16")
 
 
 def build_trunk(name: str = "resnet18", pretrained: str | os.PathLike | None = None, norm: str = "batch") -> ResNetTrunk:
-    """Build a trunk by name: ``"resnet18"`` (the paper's) or ``"small"`` (for tests; 64 channels, stride 32).
+    """Build a trunk by name: ``"resnet18"`` (the paper's), ``"small"`` (64 channels, stride 32) or ``"small16"``
+    (the same with stride 16).
 
     Args:
         name: one of :data:`TRUNK_NAMES`.
@@ -230,10 +248,10 @@ def build_trunk(name: str = "resnet18", pretrained: str | os.PathLike | None = N
     """
     if name == "resnet18":
         return resnet18_trunk(pretrained, norm=norm)
-    if name == "small":
+    if name in ("small", "small16"):
         if _normalise_pretrained(pretrained) is not None:
-            raise ValueError("trunk='small' has no pretrained weights; use trunk='resnet18' with pretrained=PATH")
-        return small_trunk(norm=norm)
+            raise ValueError(f"trunk={name!r} has no pretrained weights; use trunk='resnet18' with pretrained=PATH")
+        return small_trunk(norm=norm, stride=_TRUNK_STRIDES[name])
     raise ValueError(f"unknown trunk {name!r}; choose one of {TRUNK_NAMES}")
 
 

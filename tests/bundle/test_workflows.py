@@ -225,3 +225,23 @@ def test_two_process_evaluation_shards_the_scans_and_gathers_the_same_numbers(
     # each rank's progress bar counted half of the test split
     half = -(-sizes["test"] // 2)
     assert f"evaluate test: [{half}/{half}]" in proc.stdout + proc.stderr
+
+
+def test_train_with_the_int16_memmap_cache_converting_on_the_device(tiny_synthetic: Path, tmp_path: Path,
+                                                                   bundle_tools) -> None:  # fmt: skip
+    """cache=memmap, cache_output=stored: int16 volumes on disk and in the batch, converted by prepare_batch."""
+    tiny = [a for a in bundle_tools.tiny if a not in ("--cache", "none")]
+    root = tmp_path / "memmap"
+    root.mkdir()
+    bundle_tools.run(
+        "train.json",
+        args=["--bundle_root", str(root), "--dataset_dir", str(tiny_synthetic), "--train#trainer#max_epochs", "1",
+              "--cache", "memmap", "--cache_output", "stored", *tiny],
+        cwd=root,
+    )  # fmt: skip
+    n_train = len(json.loads((tiny_synthetic / "datalist.json").read_text())["training"])
+    stored = [np.load(f, mmap_mode="r") for f in (root / "cache" / "train").glob("*.int16.npy")]
+    assert len(stored) == n_train and all(a.dtype == np.int16 and a.shape == (1, 64, 64, 48) for a in stored)
+    last = torch.load(root / "models" / "last.pt", map_location="cpu", weights_only=True)
+    assert last["trainer"]["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())

@@ -55,6 +55,23 @@ def test_prepare_batch_without_label_fails_unless_allowed() -> None:
     assert PrepareBatchWithRegions(require_label=False)({"image": torch.zeros(1, *SHAPE)})[1] is None
 
 
+@pytest.mark.parametrize("dtype", [torch.int16, torch.uint8])
+def test_prepare_batch_converts_a_quantized_image_batch_after_the_copy(dtype) -> None:
+    from hirescam_ext.data.dataset import dequantize, quantize
+
+    x = torch.rand(2, *SHAPE) - 0.449
+    q = torch.from_numpy(quantize(x, (-0.449, 0.551), str(dtype).replace("torch.", "")))
+    image, _ = PrepareBatchWithRegions(value_range=(-0.449, 0.551))({"image": q, "label": torch.zeros(2, 80)})
+    assert image.dtype == torch.float32
+    assert torch.allclose(image, dequantize(q.numpy(), (-0.449, 0.551)), atol=1e-6)  # same as in a worker
+    assert float((image - x).abs().max()) <= 0.5 / (255 if dtype == torch.uint8 else 65535) + 1e-6
+
+
+def test_prepare_batch_refuses_a_quantized_batch_without_its_value_range() -> None:
+    with pytest.raises(ValueError, match="value_range"):
+        PrepareBatchWithRegions()({"image": torch.zeros(1, *SHAPE, dtype=torch.int16), "label": torch.zeros(1, 80)})
+
+
 def test_with_attention_returns_logits_and_attention_of_one_forward_all() -> None:
     net = _net().eval()
     x = torch.rand(1, *SHAPE)

@@ -150,3 +150,20 @@ def test_unknown_trunk_name_is_refused():
 def test_pretrained_false_or_none_means_random_initialisation():
     assert resnet18_trunk(pretrained=False).out_channels == 512  # type: ignore[arg-type]
     assert build_trunk("small", pretrained=None).out_channels == 64
+
+
+@pytest.mark.parametrize("size", [48, 64, 96, 100])
+def test_small16_trunk_halves_the_stride_with_the_small_trunk_parameters(size):
+    small, small16 = build_trunk("small"), build_trunk("small16")
+    out = small16(torch.zeros(1, 3, size, size))
+    assert out.shape[-2:] == (-(-size // 16),) * 2 == (small16.output_size(size), trunk_output_size(size, "small16"))
+    assert small16.stride == 16 and small.stride == 32
+    assert {k: v.shape for k, v in small.state_dict().items()} == {k: v.shape for k, v in small16.state_dict().items()}
+
+
+def test_small16_gives_axialnet_a_4x4_grid_at_64x64():
+    from hirescam_ext.networks import AxialNet
+
+    assert AxialNet.attention_grid((64, 64), z=48, trunk="small16", custom_conv_padding=1) == (16, 4, 4)
+    net = AxialNet(n_classes=3, spatial_size=(64, 64), trunk="small16", custom_conv_padding=1).eval()
+    assert net.forward_all(torch.rand(1, 1, 64, 64, 12)).attention.shape[-2:] == (4, 4)
