@@ -507,6 +507,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, default=0, help="--pipeline: DataLoader workers")
     p.add_argument("--cache", choices=("none", "memory", "disk", "memmap"), default="disk", help="--pipeline: cache")
     p.add_argument("--cache-dtype", choices=("int16", "uint8"), default="int16", help="--pipeline: memmap cache dtype")
+    p.add_argument("--cache-output", choices=("float32", "stored"), default="float32",
+                   help="--pipeline, memmap cache: convert in the workers (float32) or on the device (stored)")
     p.add_argument("--cache-reads", action="store_true",
                    help="time a cache hit of every cache format (disk .pt, memmap int16/uint8) at --size instead")
     return p
@@ -546,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report["pipeline"] = measure_train_pipeline(
                 args.size, device, scans=args.pipeline_scans, batch_size=args.batch_size,
                 num_workers=args.num_workers, epochs=args.pipeline_epochs, cache=args.cache,
-                cache_dtype=args.cache_dtype,
+                cache_dtype=args.cache_dtype, cache_output=args.cache_output,
             )  # fmt: skip
         return _emit(report, start, args.output)
     report["train"] = {

@@ -111,6 +111,7 @@ def measure_train_pipeline(
     epochs: int = 2,
     cache: str = "disk",
     cache_dtype: str = "int16",
+    cache_output: str = "float32",
     work_dir: str | Path | None = None,
     extra_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -120,8 +121,8 @@ def measure_train_pipeline(
         size: ``"tiny"`` (64 x 64 x 48, small trunk), ``"demo"`` (128 x 128 x 96, ResNet-18) or ``"paper"``.
         device: training device (the configs' CUDA defaults apply there: bf16, channels_last, fused optimizer).
         scans: scans generated (55 % are the training split).
-        batch_size, num_workers, cache, cache_dtype: the train config's settings of the same names
-            (``cache_dtype`` applies to ``cache="memmap"``).
+        batch_size, num_workers, cache, cache_dtype, cache_output: the train config's settings of the same names
+            (``cache_dtype`` and ``cache_output`` apply to ``cache="memmap"``).
         epochs: at least 2; the first builds the cache and is reported apart.
         work_dir: scratch folder for data, cache and checkpoints (a temporary one by default).
         extra_overrides: more config overrides.
@@ -152,7 +153,8 @@ def measure_train_pipeline(
         overrides = {
             "bundle_root": str(root), "dataset_dir": str(data), "synthetic_profile": None,
             "spatial_size": spatial_size, "trunk": trunk, "custom_conv_padding": padding,
-            "cache": cache, "cache_dtype": cache_dtype, "cache_dir": str(root / "cache"), "batch_size": batch_size,
+            "cache": cache, "cache_dtype": cache_dtype, "cache_output": cache_output, "cache_dir": str(root / "cache"),
+            "batch_size": batch_size,
             "num_workers": num_workers,
             "device": f"$torch.device({str(device)!r})", "val_interval": 10_000, "train#trainer#max_epochs": epochs,
             **(extra_overrides or {}),
@@ -169,7 +171,8 @@ def measure_train_pipeline(
         result: dict[str, Any] = {
             "size": size, "input": [batch_size, 1, *spatial_size], "trunk": trunk, "device": str(device),
             "scans": scans, "batch_size": batch_size, "num_workers": num_workers, "cache": cache,
-            "cache_dtype": cache_dtype if cache == "memmap" else None, "epochs": epochs,
+            "cache_dtype": cache_dtype if cache == "memmap" else None,
+            "cache_output": cache_output if cache == "memmap" else None, "epochs": epochs,
             "generate_s": generate_s, **timer.summary(),
         }  # fmt: skip
         if device.type == "cuda":
