@@ -66,7 +66,7 @@ def test_reference_model_loads_through_the_inference_config_with_its_own_setting
     settings = parser.get_parsed_content("model_settings")
     net = parser.get_parsed_content("network_def")
     load_network_weights(net, str(REFERENCE))
-    assert settings["network_def"]["trunk"] == "small"
+    assert settings["network_def"]["trunk"] == "small16"
     assert settings["preprocessing"]["spatial_size"] == [64, 64, 48]
     out = net.eval()(torch.zeros(1, 1, 64, 64, 48))
     assert out.shape == (1, 80) and torch.isfinite(out).all()
