@@ -9,7 +9,10 @@
    preprocessing come from the settings it carries, so the demo's scans are resampled to its grid) the same way;
 5. inference with the reference model on a few test scans that hold a finding it learned (test AUROC >= 0.8 in
    bundle/models/reference.json): probabilities, and HiResCAM NIfTI maps and PNG overlays of those findings
-   (configs/inference.json).
+   (configs/inference.json);
+6. the same with its mask-loss twin (bundle/models/reference_mask.pt: same data and recipe, trained with the
+   HiResCAM mask loss), whose maps stay in the organs where each finding can be: the paper's point, to compare
+   side by side with step 5's.
 
 Each step is one `python -m monai.bundle run` command, printed before it runs so it can be repeated by hand.
 """
@@ -27,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "bundle" / "models" / "reference.pt"
+REFERENCE_MASK = ROOT / "bundle" / "models" / "reference_mask.pt"
 REFERENCE_EVAL = ROOT / "outputs" / "evaluation_reference"
 REFERENCE_REPORT = ROOT / "bundle" / "models" / "reference.json"
 
@@ -81,21 +85,21 @@ def main() -> int:
     common += model
     train_only = [] if args.paper_model else ["--optimizer_name", "adam"]
     timings["synthetic data"] = step(
-        f"1/5 synthetic chest-CT benchmark ({args.profile} profile) -> {data}",
+        f"1/6 synthetic chest-CT benchmark ({args.profile} profile) -> {data}",
         [sys.executable, "-m", "hirescam_ext", "synth", "--profile", args.profile, "--out", str(data)],
     )
     timings["train"] = step(
-        f"2/5 train AxialNet with the mask loss ({args.epochs} epochs)",
+        f"2/6 train AxialNet with the mask loss ({args.epochs} epochs)",
         bundle(["train.json"], *common, *train_only, "--train#trainer#max_epochs", str(args.epochs)),
     )
-    timings["evaluate"] = step("3/5 evaluate it (AUROC, OrganIoU with HiResCAM and Grad-CAM)",
+    timings["evaluate"] = step("3/6 evaluate it (AUROC, OrganIoU with HiResCAM and Grad-CAM)",
                                bundle(["train.json", "evaluate.json"], *common))
     # the reference model: everything about its network and input comes from its checkpoint's model settings
     reference = ["--ckpt_path", str(REFERENCE)]
     data_only = ["--dataset_dir", str(data), "--synthetic_profile", args.profile,
                  "--region_mode", "area", "--region_area_threshold", "0.1"]  # fmt: skip
     timings["evaluate reference"] = step(
-        "4/5 evaluate the shipped reference model on the same scans",
+        "4/6 evaluate the shipped reference model on the same scans",
         bundle(["train.json", "evaluate.json"], *data_only, *reference, "--eval_dir", str(REFERENCE_EVAL)),
     )
     from hirescam_ext.labels import LABEL_NAMES
@@ -115,16 +119,22 @@ def main() -> int:
         if not link.exists():
             os.symlink(data / item["image"], link)
     # network and preprocessing (trunk, size, spacing, HU window) come from the checkpoint's saved settings
-    inference_args = ["--input_dir", str(inputs), *reference, "--report_labels", json.dumps(learned)]
-    timings["inference"] = step(f"5/5 inference with the reference model on {len(test_items)} test scans (maps of "
+    inference_args = ["--input_dir", str(inputs), "--report_labels", json.dumps(learned)]
+    timings["inference"] = step(f"5/6 inference with the reference model on {len(test_items)} test scans (maps of "
                                 f"{', '.join(learned)})",
-                                bundle(["inference.json"], *inference_args))
+                                bundle(["inference.json"], *inference_args, *reference))
+    mask_out = ROOT / "outputs" / "inference_mask_loss"
+    timings["inference mask loss"] = step(
+        "6/6 the same with the reference's mask-loss twin (maps kept inside the allowed organs)",
+        bundle(["inference.json"], *inference_args, "--ckpt_path", str(REFERENCE_MASK), "--output_dir", str(mask_out)),
+    )
 
     out = ROOT / "outputs"
     print("\n=== done in " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     print(f"tables:    {out / 'evaluation' / 'REPORT.md'}  (the demo's own short run: table1.md, table2.md, ...)")
     print(f"           {REFERENCE_EVAL / 'REPORT.md'}  (the shipped reference model)")
-    print(f"pictures:  {out / 'inference'}/<scan>/overlay_<label>.png and slice_scores.png")
+    print(f"pictures:  {out / 'inference'}/<scan>/overlay_<label>.png and slice_scores.png (reference model)")
+    print(f"           {mask_out}/<scan>/overlay_<label>.png (its mask-loss twin: compare the two)")
     print(f"maps:      {out / 'inference'}/<scan>/hirescam_<label>.nii.gz (open over the CT in 3D Slicer / ITK-SNAP)")
     print(f"models:    {ROOT / 'models' / 'best.pt'} (short run; TensorBoard: {out / 'tensorboard'}), {REFERENCE}")
     print("\nthe demo's short run:\n" + (out / "evaluation" / "table1.md").read_text())
