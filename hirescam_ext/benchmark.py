@@ -509,6 +509,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dtype", choices=("int16", "uint8"), default="int16", help="--pipeline: memmap cache dtype")
     p.add_argument("--cache-output", choices=("float32", "stored"), default="float32",
                    help="--pipeline, memmap cache: convert in the workers (float32) or on the device (stored)")
+    p.add_argument("--augment-on-device", action="store_true",
+                   help="--pipeline: the paper's flip/rot90 after the device copy instead of in the workers")
     p.add_argument("--cache-reads", action="store_true",
                    help="time a cache hit of every cache format (disk .pt, memmap int16/uint8) at --size instead")
     return p
@@ -549,6 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.size, device, scans=args.pipeline_scans, batch_size=args.batch_size,
                 num_workers=args.num_workers, epochs=args.pipeline_epochs, cache=args.cache,
                 cache_dtype=args.cache_dtype, cache_output=args.cache_output,
+                augment_on_device=args.augment_on_device,
             )  # fmt: skip
         return _emit(report, start, args.output)
     report["train"] = {

@@ -112,6 +112,7 @@ def measure_train_pipeline(
     cache: str = "disk",
     cache_dtype: str = "int16",
     cache_output: str = "float32",
+    augment_on_device: bool = False,
     work_dir: str | Path | None = None,
     extra_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -123,6 +124,7 @@ def measure_train_pipeline(
         scans: scans generated (55 % are the training split).
         batch_size, num_workers, cache, cache_dtype, cache_output: the train config's settings of the same names
             (``cache_dtype`` and ``cache_output`` apply to ``cache="memmap"``).
+        augment_on_device: the paper's flip / rot90 after the device copy instead of in the DataLoader workers.
         epochs: at least 2; the first builds the cache and is reported apart.
         work_dir: scratch folder for data, cache and checkpoints (a temporary one by default).
         extra_overrides: more config overrides.
@@ -154,7 +156,7 @@ def measure_train_pipeline(
             "bundle_root": str(root), "dataset_dir": str(data), "synthetic_profile": None,
             "spatial_size": spatial_size, "trunk": trunk, "custom_conv_padding": padding,
             "cache": cache, "cache_dtype": cache_dtype, "cache_output": cache_output, "cache_dir": str(root / "cache"),
-            "batch_size": batch_size,
+            "augment_on_device": augment_on_device, "batch_size": batch_size,
             "num_workers": num_workers,
             "device": f"$torch.device({str(device)!r})", "val_interval": 10_000, "train#trainer#max_epochs": epochs,
             **(extra_overrides or {}),
@@ -172,7 +174,8 @@ def measure_train_pipeline(
             "size": size, "input": [batch_size, 1, *spatial_size], "trunk": trunk, "device": str(device),
             "scans": scans, "batch_size": batch_size, "num_workers": num_workers, "cache": cache,
             "cache_dtype": cache_dtype if cache == "memmap" else None,
-            "cache_output": cache_output if cache == "memmap" else None, "epochs": epochs,
+            "cache_output": cache_output if cache == "memmap" else None, "augment_on_device": augment_on_device,
+            "epochs": epochs,
             "generate_s": generate_s, **timer.summary(),
         }  # fmt: skip
         if device.type == "cuda":

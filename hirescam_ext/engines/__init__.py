@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hirescam_ext.engines.checkpoint import TrainingCheckpointer, load_network_weights, randomizable_transforms
+from hirescam_ext.engines.device_augmentation import AugmentOnDevice
 from hirescam_ext.engines.evaluator import ExplanationEvaluator, SkipFailedEpochWise, resize_maps_to, to_region_layout
 from hirescam_ext.engines.distributed import evaluation_sampler, is_main_process
 from hirescam_ext.engines.failures import (
@@ -29,6 +30,7 @@ from hirescam_ext.engines.time_limit import TrainingTimeLimit
 from hirescam_ext.engines.wrappers import WithAttention
 
 __all__ = [
+    "AugmentOnDevice",
     "evaluation_sampler",
     "is_main_process",
     "ExplanationEvaluator",

@@ -227,16 +227,18 @@ def test_two_process_evaluation_shards_the_scans_and_gathers_the_same_numbers(
     assert f"evaluate test: [{half}/{half}]" in proc.stdout + proc.stderr
 
 
-def test_train_with_the_int16_memmap_cache_converting_on_the_device(tiny_synthetic: Path, tmp_path: Path,
-                                                                   bundle_tools) -> None:  # fmt: skip
-    """cache=memmap, cache_output=stored: int16 volumes on disk and in the batch, converted by prepare_batch."""
+def test_train_with_the_int16_memmap_cache_converting_and_augmenting_on_the_device(
+    tiny_synthetic: Path, tmp_path: Path, bundle_tools
+) -> None:
+    """cache=memmap, cache_output=stored, augment_on_device: int16 volumes on disk and in the batch, converted by
+    prepare_batch and flipped/rotated after the copy (the GPU data path, run here on CPU)."""
     tiny = [a for a in bundle_tools.tiny if a not in ("--cache", "none")]
     root = tmp_path / "memmap"
     root.mkdir()
     bundle_tools.run(
         "train.json",
         args=["--bundle_root", str(root), "--dataset_dir", str(tiny_synthetic), "--train#trainer#max_epochs", "1",
-              "--cache", "memmap", "--cache_output", "stored", *tiny],
+              "--cache", "memmap", "--cache_output", "stored", "--augment_on_device", "true", *tiny],
         cwd=root,
     )  # fmt: skip
     n_train = len(json.loads((tiny_synthetic / "datalist.json").read_text())["training"])
@@ -245,3 +247,22 @@ def test_train_with_the_int16_memmap_cache_converting_on_the_device(tiny_synthet
     last = torch.load(root / "models" / "last.pt", map_location="cpu", weights_only=True)
     assert last["trainer"]["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+
+
+def test_augment_on_device_moves_the_paper_augmentation_from_the_loader_to_the_trainer(bundle_tools) -> None:
+    from monai.bundle import ConfigParser
+
+    from hirescam_ext.engines import AugmentOnDevice, PrepareBatchWithRegions
+
+    for on_device in (False, True):
+        parser = ConfigParser()
+        parser.read_config(str(bundle_tools.configs / "train.json"))
+        parser["augment_on_device"] = on_device
+        loader = parser.get_parsed_content("train#augmentation")
+        trainer_prepare = parser.get_parsed_content("train#trainer#prepare_batch")
+        assert (loader.flip_prob, loader.rot_prob) == ((0.0, 0.0) if on_device else (0.5, 0.5))
+        assert isinstance(trainer_prepare, AugmentOnDevice) == on_device
+        if on_device:
+            assert (trainer_prepare.flip_prob, trainer_prepare.rot_prob) == (0.5, 0.5)
+        # validation shares the plain prepare-batch: never augmented
+        assert type(parser.get_parsed_content("train#prepare_batch")) is PrepareBatchWithRegions
