@@ -8,6 +8,12 @@ and the model-randomization sanity check.
 * **Confounder** (the paper's case study of a shortcut): share of the confounded label's map that falls in the body
   wall (body tissue outside the three organs: HU above -500 and organ label 0) and outside its allowed region
   (heart/mediastinum).
+* **Confounder ledger**: HiResCAM's raw map of AxialNet sums to the logit minus the bias (mean slice pooling), so
+  it splits each scan's logit of the confounded label exactly into the parts computed at body-wall, heart /
+  mediastinum, lung and outside-body cells. Regressing each part on the scan's fat thickness and on the label shows
+  where the model reads the shortcut, and with which sign: the mask loss only penalizes *positive* attention
+  outside the allowed region, so a shortcut read as negative evidence, or read through a receptive field that
+  reaches the fat from an allowed cell, is invisible to it.
 * **Sanity check** (Adebayo et al., "Sanity checks for saliency maps", NeurIPS 2018): the model's layers are
   re-initialized one block at a time from the top (cascading randomization); the Spearman rank correlation between
   the trained model's raw maps and the randomized model's must fall.
@@ -55,6 +61,9 @@ __all__ = [
     "maps_on_grid",
     "localization",
     "confounder_attention",
+    "LEDGER_REGIONS",
+    "region_fractions_on_grid",
+    "confounder_ledger",
     "randomization_blocks",
     "cascading_randomization",
     "spearman",
@@ -259,6 +268,118 @@ def confounder_attention(
             "outside_allowed_share": mean(outside[method]),
             "n_nonzero_maps": len(wall[method]),
         }
+    return out
+
+
+#: regions of the confounder ledger: a partition of every voxel (organ truth + HU)
+LEDGER_REGIONS = ("body_wall", "heart_mediastinum", "lungs", "outside_body")
+
+
+def region_fractions_on_grid(hu: np.ndarray, organs: np.ndarray, grid: Sequence[int]) -> torch.Tensor:
+    """Share of each grid cell's voxels in each :data:`LEDGER_REGIONS` region, ``[4, H, D1, D2]`` (sums to 1).
+
+    ``hu`` and ``organs`` are ``[X, Y, Z]`` volumes of the network input's geometry; the grid axes are
+    ``(Z -> H, X -> D1, Y -> D2)`` as in :func:`lesion_on_grid`.
+    """
+    body = hu > BODY_HU
+    heart = organs == ORGAN_LABELS["heart_mediastinum"]
+    lungs = (organs == ORGAN_LABELS["right_lung"]) | (organs == ORGAN_LABELS["left_lung"])
+    wall = body & (organs == 0)
+    outside = ~(wall | heart | lungs)
+    masks = torch.as_tensor(np.stack([wall, heart, lungs, outside])).float().permute(0, 3, 1, 2)  # [4, Z, X, Y]
+    return F.adaptive_avg_pool3d(masks[None], tuple(int(g) for g in grid))[0]
+
+
+def _effects(y: np.ndarray, fat_z: np.ndarray, label: np.ndarray) -> dict[str, float | None]:
+    """Least squares ``y = a + b * fat_z + c * label``: ``{"fat_effect": b, "label_effect": c, "mean": mean(y)}``."""
+    design = np.stack([np.ones_like(fat_z), fat_z, label], axis=1)
+    if len(y) < 4 or np.linalg.matrix_rank(design) < 3:
+        return {"mean": float(np.mean(y)) if len(y) else None, "fat_effect": None, "label_effect": None}
+    coef = np.linalg.lstsq(design, y, rcond=None)[0]
+    return {"mean": float(np.mean(y)), "fat_effect": float(coef[1]), "label_effect": float(coef[2])}
+
+
+def confounder_ledger(
+    items: Sequence[dict[str, Any]],
+    network: nn.Module,
+    explainer: Any,
+    dataset_dir: str | os.PathLike,
+    spatial_size: Sequence[int],
+    label: str = CONFOUNDED_LABEL,
+    area_threshold: float = 0.1,
+) -> dict[str, Any]:
+    """Split the confounded label's logit into the parts computed in each region, and regress them on fat thickness.
+
+    For each scan, the raw (signed) HiResCAM map ``R`` of ``label`` on the attention grid is weighted by the
+    share of every cell's voxels in each region (:func:`region_fractions_on_grid`), so the regions' parts add up to
+    ``R.sum()``. For AxialNet with mean slice pooling ``R.sum()`` is the logit minus the output bias (exact); the
+    spread of ``logit - R.sum()`` across scans (``unexplained_std``) measures how far that holds for another model.
+    Each part (and the logit) is regressed on the standardized fat thickness of the scan's findings record and on
+    the label: ``fat_effect`` is the change of that part, in logit units, per standard deviation of fat.
+
+    The same logit is also split the way the mask loss sees it: ``allowed_cells`` (cells with at least
+    ``area_threshold`` heart/mediastinum: the label's G_true in ``area`` mode when it is present), and the positive
+    and negative parts of the other cells (``forbidden_positive`` is what the mask loss penalizes on a positive scan;
+    ``forbidden_negative`` is free).
+
+    Args:
+        items: preprocessed items (``image``, ``regions``, ``accession``, ``label``).
+        network: the explained classifier (logits ``[B, M]``).
+        explainer: a HiResCAM whose ``compute_raw`` gives ``[B, K, H, D1, D2]`` (:func:`make_explainers`).
+        dataset_dir: the synthetic dataset folder (``findings.json`` with ``fat_thickness_mm``, ``images/``,
+            ``organs/``).
+        spatial_size: network input size.
+        label: the confounded label.
+        area_threshold: heart/mediastinum share that makes a cell allowed.
+
+    Returns:
+        ``{"label", "n_scans", "unexplained_std", "logit": effects, "regions": {region: effects}, "mask_view":
+        {"allowed_cells" | "forbidden_positive" | "forbidden_negative": effects}}`` with effects
+        ``{"mean", "fat_effect", "label_effect"}``; ``n_scans`` 0 (and no effects) for empty ``items``.
+    """
+    folder = Path(dataset_dir)
+    findings = _findings(folder)
+    idx = LABEL_NAMES.index(label)
+    parts: list[list[float]] = []
+    logits: list[float] = []
+    fat: list[float] = []
+    present: list[float] = []
+    for item in items:
+        acc = str(item["accession"])
+        record = findings.get(acc)
+        if record is None or record.get("fat_thickness_mm") is None:
+            raise InputError(folder / "findings.json", f"no fat_thickness_mm for accession {acc}")
+        hu = load_volume(folder / "images" / f"{acc}.nii.gz", spatial_size).astype(np.float32)
+        organs = load_volume(folder / "organs" / f"{acc}.nii.gz", spatial_size)
+        image = torch.as_tensor(np.asarray(item["image"]), dtype=torch.float32)[None]
+        image = image.to(device_of(network))
+        with torch.enable_grad():
+            raw = explainer.compute_raw(image, class_idx=[idx]).detach().float().cpu()[0, 0]  # [H, D1, D2]
+        with torch.no_grad():
+            logits.append(float(network(image)[0, idx]))
+        frac = region_fractions_on_grid(hu, organs, raw.shape)
+        allowed = frac[LEDGER_REGIONS.index("heart_mediastinum")] >= area_threshold
+        forbidden = torch.where(allowed, torch.zeros_like(raw), raw)
+        parts.append([float((raw * f).sum()) for f in frac]
+                     + [float(raw[allowed].sum()), float(forbidden.clamp_min(0).sum()),
+                        float(forbidden.clamp_max(0).sum())])
+        fat.append(float(record["fat_thickness_mm"]))
+        present.append(float(np.asarray(item["label"]).reshape(-1)[idx]))
+    out: dict[str, Any] = {"label": label, "n_scans": len(parts), "regions_order": list(LEDGER_REGIONS)}
+    if not parts:
+        return out
+    part = np.asarray(parts)
+    logit = np.asarray(logits)
+    fat_arr = np.asarray(fat)
+    fat_z = (fat_arr - fat_arr.mean()) / (fat_arr.std() or 1.0)
+    y = np.asarray(present)
+    out["fat_sd_mm"] = float(fat_arr.std())
+    n_regions = len(LEDGER_REGIONS)
+    out["unexplained_std"] = float(np.std(logit - part[:, :n_regions].sum(1)))
+    out["logit"] = _effects(logit, fat_z, y)
+    out["regions"] = {r: _effects(part[:, k], fat_z, y) for k, r in enumerate(LEDGER_REGIONS)}
+    views = ("allowed_cells", "forbidden_positive", "forbidden_negative")
+    out["mask_view"] = {v: _effects(part[:, n_regions + k], fat_z, y) for k, v in enumerate(views)}
     return out
 
 

@@ -37,7 +37,7 @@ __all__ = ["prepare_dataset", "run_one", "run_reproduction", "write_outputs", "p
 RUN_FILE = "run.json"
 TRAINED_FILE = "trained.json"
 #: bump when the analyses change: finished runs are then re-evaluated from their checkpoints (not retrained)
-ANALYSIS_VERSION = 2
+ANALYSIS_VERSION = 3
 
 
 #: how the report names each optimizer of configs/train.json
@@ -243,6 +243,11 @@ def run_one(spec_name: str, seed: int, profile: ReproProfile, dataset_dir: Path,
         record["confounder"] = {
             "test": analysis.confounder_attention(test, explainers, dataset_dir, profile.spatial_size),
             "test_shifted": analysis.confounder_attention(shifted, explainers, dataset_dir, profile.spatial_size),
+        }
+        record["confounder_ledger"] = {
+            split: analysis.confounder_ledger(items, network, explainers["hirescam"], dataset_dir,
+                                              profile.spatial_size, area_threshold=profile.area_threshold or 0.1)
+            for split, items in (("test", test), ("test_shifted", shifted))
         }
         if spec_name in profile.sanity_models:
             record["sanity"] = analysis.cascading_randomization(network, test[: profile.sanity_scans], seed=seed)

@@ -23,9 +23,27 @@ from hirescam_ext.utils.io import atomic_write, write_text_atomic
 
 __all__ = ["TABLES", "FIGURES", "build_tables", "write_tables", "write_figures", "write_report_md"]
 
-TABLES = ("table1", "table2", "confounder", "localization", "sanity", "claims")
+TABLES = ("table1", "table2", "confounder", "ledger", "localization", "sanity", "claims")
 FIGURES = ("table1", "table2", "confounder", "localization", "sanity")
 METHOD_NAMES = {"gradcam": "Grad-CAM", "hirescam": "HiResCAM"}
+#: the confounder ledger's regions (hirescam_ext.reproduce.analysis.LEDGER_REGIONS) and their column names
+LEDGER_COLUMNS = {"body_wall": "body wall", "heart_mediastinum": "heart/mediastinum", "lungs": "lungs",
+                  "outside_body": "outside body"}
+#: the mask loss's view of the same logit (allowed cells; positive / negative parts of the forbidden ones)
+MASK_VIEW_COLUMNS = {"allowed_cells": "allowed cells", "forbidden_positive": "forbidden +",
+                     "forbidden_negative": "forbidden -"}
+
+
+LEDGER_TEXT = (
+    "HiResCAM's raw map of AxialNet adds up to the logit minus the bias, so each scan's logit splits exactly into "
+    "the parts computed at body-wall, heart/mediastinum, lung and outside-body cells (`unexplained` is the spread "
+    "of what the map does not account for; 0 when the split is exact). Each part is regressed on the scan's "
+    "standardized fat thickness and on the label: a *fat effect* is the change of that part, in logit units, per "
+    "standard deviation of fat at equal label. The same logit split the way the mask loss sees it: *allowed cells* "
+    "(at least the profile's area threshold of heart/mediastinum: the label's G_true when present), and the "
+    "positive (*forbidden +*, penalized) and negative (*forbidden -*, free) parts of the other cells. A fat effect "
+    "carried by allowed cells or by negative evidence is not something the mask loss can see."
+)
 
 
 def _ms(s: Mapping[str, Any] | None, scale: float = 100.0, digits: int = 1) -> str:
@@ -81,6 +99,22 @@ def build_tables(agg: Mapping[str, Mapping[str, Any]], claims: Sequence[Mapping[
     tables["confounder"] = (["model", "AUROC test", "AUROC test_shifted", "drop (points)",
                              "body wall HiResCAM", "body wall Grad-CAM", "outside allowed HiResCAM",
                              "body wall (chance)"], rows)
+
+    rows = []
+    for m in order:
+        a = agg[m]
+        if a.get("ledger_logit_fat_effect_test_shifted") is None:
+            continue
+        rows.append([_title(m), _ms(a.get("ledger_logit_fat_effect_test_shifted"), 1.0, 2),
+                     *[_ms(a.get(f"ledger_{r}_fat_effect_test_shifted"), 1.0, 2) for r in LEDGER_COLUMNS],
+                     *[_ms(a.get(f"ledger_{v}_fat_effect_test_shifted"), 1.0, 2) for v in MASK_VIEW_COLUMNS],
+                     *[_ms(a.get(f"ledger_{v}_mean_test_shifted"), 1.0, 2) for v in MASK_VIEW_COLUMNS],
+                     _ms(a.get("ledger_logit_label_effect_test_shifted"), 1.0, 2),
+                     _ms(a.get("ledger_unexplained_std_test_shifted"), 1.0, 3)])
+    tables["ledger"] = (["model", "fat effect: logit", *[f"fat effect: {LEDGER_COLUMNS[r]}" for r in LEDGER_COLUMNS],
+                         *[f"fat effect: {MASK_VIEW_COLUMNS[v]}" for v in MASK_VIEW_COLUMNS],
+                         *[f"mean part: {MASK_VIEW_COLUMNS[v]}" for v in MASK_VIEW_COLUMNS],
+                         "lesion effect: logit", "unexplained (sd)"], rows)
 
     rows = []
     for m in order:
@@ -269,6 +303,9 @@ def write_report_md(out_dir: str | os.PathLike, md_tables: Mapping[str, str], he
     ]
     for name, title, fig in sections:
         lines += [f"## {title}", "", md_tables[name], "", f"![{name}]({fig})", ""]
+        if name == "confounder" and "ledger" in md_tables:
+            title = "Confounder ledger (h_great_vessel_atherosclerosis on test_shifted: where the logit reads fat)"
+            lines += [f"## {title}", "", LEDGER_TEXT, "", md_tables["ledger"], ""]
     if notes:
         lines += ["## Method notes", "", *[f"- {n}" for n in notes], ""]
     path = Path(out_dir) / "REPORT.md"

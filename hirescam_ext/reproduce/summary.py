@@ -109,6 +109,14 @@ def run_metrics(run: Mapping[str, Any]) -> dict[str, Any]:
     out["pointing_game_chance"] = _get(run, "localization", "chance", "pointing_game")
     out["mass_share_chance"] = _get(run, "localization", "chance", "mass_share")
     out["body_wall_chance"] = _get(run, "confounder", "test", "chance_body_wall")
+    for split in ("test", "test_shifted"):
+        ledger = _get(run, "confounder_ledger", split) or {}
+        out[f"ledger_unexplained_std_{split}"] = ledger.get("unexplained_std")
+        parts = {"logit": ledger.get("logit"), **(ledger.get("regions") or {}), **(ledger.get("mask_view") or {})}
+        for part, effects in parts.items():
+            effects = effects or {}
+            for key in ("mean", "fat_effect", "label_effect"):
+                out[f"ledger_{part}_{key}_{split}"] = effects.get(key)
     return out
 
 

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
 
 from hirescam_ext import AxialNet
 from hirescam_ext.reproduce.analysis import (
+    LEDGER_REGIONS,
+    _effects,
     cascading_randomization,
+    confounder_ledger,
     lesion_on_grid,
     make_explainers,
     maps_on_grid,
     randomization_blocks,
+    region_fractions_on_grid,
     spearman,
 )
 
@@ -74,3 +83,71 @@ def test_training_fit_reports_auroc_over_the_given_scans(net: AxialNet) -> None:
     assert fit["n_scans"] == 4
     assert set(fit["per_label"]) == {"h_great_vessel_aneurysm", "h_great_vessel_atherosclerosis"}
     assert 0.0 <= fit["auroc_mean"] <= 1.0
+
+
+def test_region_fractions_partition_every_cell_and_follow_the_organ_truth() -> None:
+    hu = np.full((64, 64, 12), -1000.0, np.float32)
+    organs = np.zeros((64, 64, 12), np.uint8)
+    organs[:32, :32] = 2  # heart/mediastinum fills the cell (D1 0, D2 0)
+    organs[32:, :32] = 1  # right lung fills (1, 0)
+    hu[:32, 32:] = 0.0  # body tissue outside the organs: body wall in (0, 1); (1, 1) stays outside the body
+    frac = region_fractions_on_grid(hu, organs, (4, 2, 2))
+    assert frac.shape == (len(LEDGER_REGIONS), 4, 2, 2)
+    assert torch.allclose(frac.sum(0), torch.ones(4, 2, 2))
+    expected = {"heart_mediastinum": (0, 0), "lungs": (1, 0), "body_wall": (0, 1), "outside_body": (1, 1)}
+    for k, name in enumerate(LEDGER_REGIONS):
+        assert frac[k, :, expected[name][0], expected[name][1]].tolist() == [1.0] * 4
+
+
+def test_effects_recover_a_planted_fat_and_label_effect() -> None:
+    rng = np.random.default_rng(0)
+    fat_z = rng.standard_normal(50)
+    label = (rng.random(50) < 0.5).astype(float)
+    fx = _effects(1.0 + 2.0 * fat_z - 0.5 * label, fat_z, label)
+    assert fx["fat_effect"] == pytest.approx(2.0) and fx["label_effect"] == pytest.approx(-0.5)
+    assert _effects(fat_z[:3], fat_z[:3], label[:3])["fat_effect"] is None  # too few scans for three coefficients
+
+
+def _ledger_dataset(folder: Path, n: int) -> list[dict]:
+    (folder / "images").mkdir(parents=True)
+    (folder / "organs").mkdir()
+    rng = np.random.default_rng(1)
+    findings, items = {}, []
+    for i in range(n):
+        acc = f"s{i}"
+        hu = rng.uniform(-1000, 400, (64, 64, 12)).astype(np.float32)
+        organs = np.zeros((64, 64, 12), np.uint8)
+        organs[16:48, 16:48] = 2
+        organs[4:16, 16:48] = 1
+        for sub, vol in (("images", hu), ("organs", organs)):
+            nib.save(nib.Nifti1Image(vol, np.eye(4)), str(folder / sub / f"{acc}.nii.gz"))
+        findings[acc] = {"fat_thickness_mm": float(5 + 3 * i), "findings": []}
+        label = torch.zeros(80)
+        label[1] = float(i % 2)
+        items.append({"accession": acc, "image": torch.as_tensor(hu[None] / 1800.0), "label": label})
+    (folder / "findings.json").write_text(json.dumps(findings))
+    return items
+
+
+def test_confounder_ledger_splits_each_logit_exactly_into_regions(net: AxialNet, tmp_path: Path) -> None:
+    items = _ledger_dataset(tmp_path, 6)
+    out = confounder_ledger(items, net, make_explainers(net)["hirescam"], tmp_path, (64, 64, 12))
+    assert out["n_scans"] == 6 and out["label"] == "h_great_vessel_atherosclerosis"
+    # the regions' parts add up to the logit minus the output bias for every scan: nothing is unexplained
+    assert out["unexplained_std"] < 1e-4
+    mean_parts = sum(out["regions"][r]["mean"] for r in LEDGER_REGIONS)
+    assert mean_parts + float(net.fc.bias[1].detach()) == pytest.approx(out["logit"]["mean"], abs=1e-4)
+    assert all(out["regions"][r]["fat_effect"] is not None for r in LEDGER_REGIONS)
+    # the mask loss's view (allowed cells, forbidden positive and negative parts) splits the same sum
+    view = out["mask_view"]
+    assert view["forbidden_positive"]["mean"] >= 0.0 >= view["forbidden_negative"]["mean"]
+    assert sum(v["mean"] for v in view.values()) == pytest.approx(mean_parts, abs=1e-4)
+
+
+def test_confounder_ledger_names_the_findings_file_when_fat_is_missing(net: AxialNet, tmp_path: Path) -> None:
+    from hirescam_ext.utils.errors import InputError
+
+    items = _ledger_dataset(tmp_path, 2)
+    (tmp_path / "findings.json").write_text(json.dumps({"s0": {"findings": []}}))
+    with pytest.raises(InputError, match="findings.json"):
+        confounder_ledger(items, net, make_explainers(net)["hirescam"], tmp_path, (64, 64, 12))

@@ -101,3 +101,10 @@ def test_sanity_check_has_one_value_per_randomized_block(tiny_run: Path) -> None
     assert sanity["blocks"][0] == "fc"
     for method in ("hirescam", "gradcam"):
         assert len(sanity[method]["spearman"]) == len(sanity["blocks"])
+
+
+def test_report_splits_the_confounded_logit_by_region_right_after_the_confounder_study(tiny_run: Path) -> None:
+    report = (tiny_run / "REPORT.md").read_text(encoding="utf-8")
+    study, ledger = report.index("## Confounder study"), report.index("## Confounder ledger")
+    assert study < ledger < report.index("## Localization")
+    assert "fat effect: body wall" in report[ledger:]
