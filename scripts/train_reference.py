@@ -80,16 +80,23 @@ def generate(n_scans: int, profile: str, seed: int, workers: int, shape: tuple[i
     regions (bool ``[N, 80, D1, D2, H]``) of the benchmark, generated in parallel."""
     config = make_config(profile, n_scans=n_scans, shape=shape)
     jobs = [(i, seed) for i in range(n_scans)]
-    images: list[np.ndarray | None] = [None] * n_scans
-    regions: list[np.ndarray | None] = [None] * n_scans
+    # filled in place (a list of scans and np.stack would hold every scan twice at the end)
+    images: np.ndarray | None = None
+    regions: np.ndarray | None = None
     labels: list[list[int]] = [[]] * n_scans
     splits = [""] * n_scans
     ctx = mp.get_context("fork")
     with ctx.Pool(workers, initializer=_init_worker, initargs=(config, grid)) as pool:
         for i, image, label, split, region in pool.imap_unordered(_case, jobs, chunksize=4):
-            images[i], labels[i], splits[i], regions[i] = image, label, split, region
-    return {"images": np.stack(images), "labels": np.asarray(labels, np.float32), "splits": splits, "config": config,
-            "regions": np.stack(regions) if grid is not None else None}
+            if images is None:
+                images = np.empty((n_scans, *image.shape), image.dtype)
+            if region is not None and regions is None:
+                regions = np.empty((n_scans, *region.shape), region.dtype)
+            images[i], labels[i], splits[i] = image, label, split
+            if regions is not None:
+                regions[i] = region
+    return {"images": images, "labels": np.asarray(labels, np.float32), "splits": splits, "config": config,
+            "regions": regions if grid is not None else None}
 
 
 def window(x: torch.Tensor) -> torch.Tensor:
@@ -153,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mask-loss", action="store_true",
                    help="train with the HiResCAM mask loss (weight 1/3; allowed regions from the organ truth and the "
                    "report locations, area mode at 10 %%, as the demo)")
+    p.add_argument("--mask-penalize", default="positive", choices=("positive", "both"),
+                   help="with --mask-loss: penalize positive attention outside G_true (the paper's) or both signs")
     p.add_argument("--workers", type=int, default=0, help="generation processes (0: one per core)")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"), help="auto: CUDA when available")
     p.add_argument("--out", default=os.environ.get("OUT", "outputs/reference"))
@@ -206,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         net.to_channels_last()
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=1e-7)
-    loss_fn = ClassificationMaskLoss(use_mask_loss=args.mask_loss)
+    loss_fn = ClassificationMaskLoss(use_mask_loss=args.mask_loss, mask_penalize=args.mask_penalize)
     gen = torch.Generator().manual_seed(args.train_seed)
     n_train = len(parts["training"])
     steps_per_epoch = n_train // args.batch
@@ -230,11 +239,13 @@ def main(argv: list[str] | None = None) -> int:
         "script": "scripts/train_reference.py", "argv": list(sys.argv[1:] if argv is None else argv),
         "mask_loss": args.mask_loss,
         "mask_weight": loss_fn.mask_weight if args.mask_loss else None,
+        "mask_penalize": args.mask_penalize if args.mask_loss else None,
         "region_mode": REGION_MODE if args.mask_loss else None,
         "region_area_threshold": REGION_AREA_THRESHOLD if args.mask_loss else None,
         "optimizer": "adam", "lr": args.lr, "batch": args.batch, "schedule": "warmup_cosine", "seed": args.train_seed,
     }
-    name = f"reference_{args.trunk}{'_mask' if args.mask_loss else ''}.pt"
+    suffix = ("_mask" + ("_both" if args.mask_penalize == "both" else "")) if args.mask_loss else ""
+    name = f"reference_{args.trunk}{suffix}.pt"
 
     def save(state: dict[str, torch.Tensor], epoch: int) -> None:
         fp16 = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
-from hirescam_ext.losses.mask_loss import ClassificationMaskLoss, MaskLoss, split_prediction, split_target
+from hirescam_ext.losses.mask_loss import (
+    MASK_PENALTIES,
+    ClassificationMaskLoss,
+    MaskLoss,
+    split_prediction,
+    split_target,
+)
 
-__all__ = ["MaskLoss", "ClassificationMaskLoss", "split_prediction", "split_target"]
+__all__ = ["MASK_PENALTIES", "MaskLoss", "ClassificationMaskLoss", "split_prediction", "split_target"]

@@ -30,7 +30,10 @@ from torch.nn.modules.loss import _Loss
 
 from hirescam_ext.utils.args import as_bool
 
-__all__ = ["MaskLoss", "ClassificationMaskLoss", "split_prediction", "split_target"]
+__all__ = ["MASK_PENALTIES", "MaskLoss", "ClassificationMaskLoss", "split_prediction", "split_target"]
+
+#: what the mask loss penalizes outside G_true: ``"positive"`` attention (the paper's eq. 11) or ``"both"`` signs
+MASK_PENALTIES = ("positive", "both")
 
 
 class MaskLoss(_Loss):
@@ -42,7 +45,14 @@ class MaskLoss(_Loss):
     target, which is evaluated stably in float32 whatever the input dtype (finite for ``|a|`` up to 1e4 and more,
     and for bf16/fp16 attention).
 
+    ``penalize="both"`` (an extension, not in the paper) uses ``softplus(|a|)``: the paper's term for ``a >= 0``,
+    mirrored for ``a < 0``. The paper's term is zero for ``a << 0``, so a model may read a shortcut outside G_true as
+    *negative* evidence (a thin body wall lowering the score of a mediastinal finding) without any penalty; the
+    confounder ledger of ``hirescam reproduce`` measures how much of a shortcut travels that way. With ``"both"`` the
+    evidence for and against an abnormality must come from its allowed cells.
+
     Args:
+        penalize: ``"positive"`` (default, the paper's) or ``"both"`` (:data:`MASK_PENALTIES`).
         reduction: ``"mean"`` (default): one mean pooled over all forbidden elements of the batch (equal to the
             original per-scan value for batch size 1); ``"none"``: the per-sample value ``[B]`` (mean over that
             sample's forbidden elements); ``"sum"``: the sum over the batch of the per-sample values.
@@ -62,8 +72,11 @@ class MaskLoss(_Loss):
         0.6931
     """
 
-    def __init__(self, reduction: LossReduction | str = LossReduction.MEAN) -> None:
+    def __init__(self, reduction: LossReduction | str = LossReduction.MEAN, penalize: str = "positive") -> None:
         super().__init__(reduction=look_up_option(reduction, LossReduction).value)
+        if penalize not in MASK_PENALTIES:
+            raise ValueError(f"mask loss: penalize must be one of {MASK_PENALTIES}, got {penalize!r}")
+        self.penalize = penalize
 
     def forward(self, attention: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
         """Compute the loss.
@@ -80,6 +93,8 @@ class MaskLoss(_Loss):
         if attention.ndim < 2:
             raise ValueError(f"mask loss: expected [B, M, *spatial] tensors, got shape {tuple(attention.shape)}")
         a = attention.float()
+        if self.penalize == "both":
+            a = a.abs()
         forbidden = regions == 0
         # softplus(a) = -log(1 - sigmoid(a)), evaluated without overflow for large |a|
         per_element = F.binary_cross_entropy_with_logits(a, torch.zeros_like(a), reduction="none")
@@ -171,6 +186,8 @@ class ClassificationMaskLoss(_Loss):
             (per sample ``[B]``: BCE mean over that sample's labels + lambda * its mask value) or ``"sum"`` (sum over
             the batch of the per-sample values).
         pos_weight: optional ``[M]`` positive-class weight passed to ``binary_cross_entropy_with_logits``.
+        mask_penalize: what the mask term penalizes outside G_true: ``"positive"`` attention (the paper's) or
+            ``"both"`` signs (see :class:`MaskLoss`).
 
     Example:
         >>> loss = ClassificationMaskLoss(use_mask_loss=False)
@@ -184,13 +201,14 @@ class ClassificationMaskLoss(_Loss):
         use_mask_loss: bool = True,
         reduction: LossReduction | str = LossReduction.MEAN,
         pos_weight: torch.Tensor | None = None,
+        mask_penalize: str = "positive",
     ) -> None:
         super().__init__(reduction=look_up_option(reduction, LossReduction).value)
         if mask_weight < 0:
             raise ValueError(f"mask_weight must be >= 0, got {mask_weight}")
         self.mask_weight = float(mask_weight)
         self.use_mask_loss = as_bool(use_mask_loss, "use_mask_loss")
-        self.mask_loss = MaskLoss(reduction=self.reduction)
+        self.mask_loss = MaskLoss(reduction=self.reduction, penalize=mask_penalize)
         self.pos_weight = pos_weight
         self.last_components: dict[str, torch.Tensor] = {}
 

@@ -187,3 +187,35 @@ def test_use_mask_loss_false_as_a_command_line_string_switches_the_mask_term_off
     target = {"label": torch.zeros(1, 2), "regions": torch.zeros(1, 2, 3, 2, 2)}
     parts = loss.components(pred, target)
     assert loss.use_mask_loss is False and float(parts["mask_loss"]) == 0.0
+
+
+def test_paper_mask_loss_leaves_negative_attention_outside_g_true_unpenalized():
+    a = torch.tensor([[[-30.0, -30.0]]])
+    g = torch.zeros_like(a)
+    assert float(MaskLoss()(a, g)) < 1e-12
+
+
+def test_two_sided_mask_loss_penalizes_negative_attention_like_positive_attention():
+    g = torch.tensor([[[0.0, 0.0, 1.0]]])
+    neg = torch.tensor([[[-3.0, -1.0, -50.0]]], requires_grad=True)
+    loss = MaskLoss(penalize="both")(neg, g)
+    assert float(loss) == pytest.approx((F.softplus(torch.tensor(3.0)) + F.softplus(torch.tensor(1.0))) / 2)
+    assert float(loss) == pytest.approx(float(MaskLoss()(-neg.detach(), g)))
+    loss.backward()
+    assert neg.grad[0, 0, 0] < 0 and neg.grad[0, 0, 1] < 0  # pushes forbidden negative attention up towards 0
+    assert neg.grad[0, 0, 2] == 0  # allowed cells stay free
+
+
+def test_mask_penalty_must_be_positive_or_both():
+    with pytest.raises(ValueError, match="penalize"):
+        MaskLoss(penalize="negative")
+    with pytest.raises(ValueError, match="penalize"):
+        ClassificationMaskLoss(mask_penalize="abs")
+
+
+def test_combined_loss_passes_the_two_sided_penalty_to_its_mask_term():
+    pred = {"logits": torch.zeros(1, 1), "attention": torch.full((1, 1, 2, 2), -4.0)}
+    target = {"label": torch.zeros(1, 1), "regions": torch.zeros(1, 1, 2, 2)}
+    paper = ClassificationMaskLoss().components(pred, target)["mask_loss"]
+    both = ClassificationMaskLoss(mask_penalize="both").components(pred, target)["mask_loss"]
+    assert float(paper) < 0.02 and float(both) == pytest.approx(float(F.softplus(torch.tensor(4.0))))
