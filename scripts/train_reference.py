@@ -105,6 +105,16 @@ def window(x: torch.Tensor) -> torch.Tensor:
     return (x.float().clamp(lo, hi) - lo) / (hi - lo) + CENTER
 
 
+def windowed_on(images: np.ndarray, index: np.ndarray, device: torch.device, chunk: int = 128) -> torch.Tensor:
+    """``images[index]`` (int16 ``[N, X, Y, Z]``) windowed as bf16 ``[N, 1, X, Y, Z]`` on ``device``, ``chunk`` scans
+    at a time (windowing a whole split at once in float32 needs about six times its int16 size in memory)."""
+    out = torch.empty((len(index), 1, *images.shape[1:]), dtype=torch.bfloat16, device=device)
+    for k in range(0, len(index), chunk):
+        sel = index[k : k + chunk]
+        out[k : k + len(sel), 0] = window(torch.from_numpy(images[sel]).to(device)).to(torch.bfloat16)
+    return out
+
+
 def augment(
     x: torch.Tensor, gen: torch.Generator, regions: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -188,8 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     y_all = torch.from_numpy(data["labels"])
     parts = {s: torch.from_numpy(np.flatnonzero(split == s)) for s in ("training", "validation", "test", "test_shifted")}
     # int16 to the device, windowed there: the whole benchmark stays in GPU memory as bf16
-    x = {s: window(torch.from_numpy(data["images"][i.numpy()]).to(device)).to(torch.bfloat16)[:, None]
-         for s, i in parts.items()}
+    x = {s: windowed_on(data["images"], i.numpy(), device) for s, i in parts.items()}
     y = {s: y_all[i].to(device) for s, i in parts.items()}
     regions = torch.from_numpy(data["regions"][parts["training"].numpy()]).to(device) if args.mask_loss else None
     del data["images"]

@@ -34,3 +34,14 @@ def test_augmentation_without_regions_returns_none_for_them() -> None:
     mod = _module()
     out, moved = mod.augment(torch.rand(2, 1, 8, 8, 6), torch.Generator().manual_seed(0))
     assert out.shape == (2, 1, 8, 8, 6) and moved is None
+
+
+def test_windowing_in_chunks_equals_windowing_the_whole_split() -> None:
+    import numpy as np
+
+    mod = _module()
+    images = np.random.default_rng(0).integers(-1200, 1500, (5, 6, 6, 3)).astype(np.int16)
+    index = np.array([4, 0, 2])
+    whole = mod.window(torch.from_numpy(images[index])).to(torch.bfloat16)[:, None]
+    chunked = mod.windowed_on(images, index, torch.device("cpu"), chunk=2)
+    assert chunked.dtype == torch.bfloat16 and torch.equal(chunked, whole)

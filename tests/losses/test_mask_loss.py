@@ -199,11 +199,21 @@ def test_two_sided_mask_loss_penalizes_negative_attention_like_positive_attentio
     g = torch.tensor([[[0.0, 0.0, 1.0]]])
     neg = torch.tensor([[[-3.0, -1.0, -50.0]]], requires_grad=True)
     loss = MaskLoss(penalize="both")(neg, g)
-    assert float(loss) == pytest.approx((F.softplus(torch.tensor(3.0)) + F.softplus(torch.tensor(1.0))) / 2)
-    assert float(loss) == pytest.approx(float(MaskLoss()(-neg.detach(), g)))
+    two_sided = lambda v: F.softplus(torch.tensor(v)) + F.softplus(torch.tensor(-v)) - math.log(2)  # noqa: E731
+    assert float(loss) == pytest.approx(float(two_sided(3.0) + two_sided(1.0)) / 2)
+    assert float(loss) == pytest.approx(float(MaskLoss(penalize="both")(-neg.detach(), g)))  # symmetric
     loss.backward()
     assert neg.grad[0, 0, 0] < 0 and neg.grad[0, 0, 1] < 0  # pushes forbidden negative attention up towards 0
     assert neg.grad[0, 0, 2] == 0  # allowed cells stay free
+
+
+def test_two_sided_mask_loss_is_smooth_at_zero_and_matches_the_paper_there():
+    a = torch.zeros(1, 1, 4, requires_grad=True)
+    g = torch.zeros_like(a)
+    loss = MaskLoss(penalize="both")(a, g)
+    assert float(loss) == pytest.approx(math.log(2)) == pytest.approx(float(MaskLoss()(a.detach(), g)))
+    loss.backward()
+    assert torch.all(a.grad == 0)  # no L1-like kink pinning small attention to zero
 
 
 def test_mask_penalty_must_be_positive_or_both():
@@ -218,4 +228,5 @@ def test_combined_loss_passes_the_two_sided_penalty_to_its_mask_term():
     target = {"label": torch.zeros(1, 1), "regions": torch.zeros(1, 1, 2, 2)}
     paper = ClassificationMaskLoss().components(pred, target)["mask_loss"]
     both = ClassificationMaskLoss(mask_penalize="both").components(pred, target)["mask_loss"]
-    assert float(paper) < 0.02 and float(both) == pytest.approx(float(F.softplus(torch.tensor(4.0))))
+    expected = F.softplus(torch.tensor(4.0)) + F.softplus(torch.tensor(-4.0)) - math.log(2)
+    assert float(paper) < 0.02 and float(both) == pytest.approx(float(expected))
