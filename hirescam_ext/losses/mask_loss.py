@@ -52,8 +52,9 @@ class MaskLoss(_Loss):
     attention value to 0 and stopped a CPU reference run from learning: validation AUROC 0.50 for 13 epochs). The
     paper's term is zero for ``a << 0``, so a model may read a shortcut outside G_true as
     *negative* evidence (a thin body wall lowering the score of a mediastinal finding) without any penalty; the
-    confounder ledger of ``hirescam reproduce`` measures how much of a shortcut travels that way. With ``"both"`` the
-    evidence for and against an abnormality must come from its allowed cells.
+    confounder ledger of ``hirescam reproduce`` measures how much of a shortcut travels that way. ``"both"`` penalizes
+    forbidden evidence of either sign; whether that keeps a shortcut out depends on how thinly it is spread, since
+    the penalty is a per-element mean and the logit a sum (docs/REPRODUCE.md: on the reference data it did not).
 
     Args:
         penalize: ``"positive"`` (default, the paper's) or ``"both"`` (:data:`MASK_PENALTIES`).
