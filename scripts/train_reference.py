@@ -172,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                    "report locations, area mode at 10 %%, as the demo)")
     p.add_argument("--mask-penalize", default="positive", choices=("positive", "both"),
                    help="with --mask-loss: penalize positive attention outside G_true (the paper's) or both signs")
+    p.add_argument("--mask-pool", default="element", choices=("element", "logit"),
+                   help="with --mask-loss: penalize each forbidden element (the paper's) or each map's forbidden logit")
     p.add_argument("--workers", type=int, default=0, help="generation processes (0: one per core)")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"), help="auto: CUDA when available")
     p.add_argument("--out", default=os.environ.get("OUT", "outputs/reference"))
@@ -224,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         net.to_channels_last()
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=1e-7)
-    loss_fn = ClassificationMaskLoss(use_mask_loss=args.mask_loss, mask_penalize=args.mask_penalize)
+    loss_fn = ClassificationMaskLoss(use_mask_loss=args.mask_loss, mask_penalize=args.mask_penalize,
+                                     mask_pool=args.mask_pool)
     gen = torch.Generator().manual_seed(args.train_seed)
     n_train = len(parts["training"])
     steps_per_epoch = n_train // args.batch
@@ -249,11 +252,13 @@ def main(argv: list[str] | None = None) -> int:
         "mask_loss": args.mask_loss,
         "mask_weight": loss_fn.mask_weight if args.mask_loss else None,
         "mask_penalize": args.mask_penalize if args.mask_loss else None,
+        "mask_pool": args.mask_pool if args.mask_loss else None,
         "region_mode": REGION_MODE if args.mask_loss else None,
         "region_area_threshold": REGION_AREA_THRESHOLD if args.mask_loss else None,
         "optimizer": "adam", "lr": args.lr, "batch": args.batch, "schedule": "warmup_cosine", "seed": args.train_seed,
     }
-    suffix = ("_mask" + ("_both" if args.mask_penalize == "both" else "")) if args.mask_loss else ""
+    variant = ("_both" if args.mask_penalize == "both" else "") + ("_logit" if args.mask_pool == "logit" else "")
+    suffix = ("_mask" + variant) if args.mask_loss else ""
     name = f"reference_{args.trunk}{suffix}.pt"
 
     def save(state: dict[str, torch.Tensor], epoch: int) -> None:

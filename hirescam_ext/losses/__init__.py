@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from hirescam_ext.losses.mask_loss import (
     MASK_PENALTIES,
+    MASK_POOLS,
     ClassificationMaskLoss,
     MaskLoss,
     split_prediction,
     split_target,
 )
 
-__all__ = ["MASK_PENALTIES", "MaskLoss", "ClassificationMaskLoss", "split_prediction", "split_target"]
+__all__ = ["MASK_PENALTIES", "MASK_POOLS", "MaskLoss", "ClassificationMaskLoss", "split_prediction", "split_target"]

@@ -31,10 +31,12 @@ from torch.nn.modules.loss import _Loss
 
 from hirescam_ext.utils.args import as_bool
 
-__all__ = ["MASK_PENALTIES", "MaskLoss", "ClassificationMaskLoss", "split_prediction", "split_target"]
+__all__ = ["MASK_PENALTIES", "MASK_POOLS", "MaskLoss", "ClassificationMaskLoss", "split_prediction", "split_target"]
 
 #: what the mask loss penalizes outside G_true: ``"positive"`` attention (the paper's eq. 11) or ``"both"`` signs
 MASK_PENALTIES = ("positive", "both")
+#: what the penalty is applied to: each forbidden ``"element"`` (the paper's) or each map's forbidden ``"logit"`` part
+MASK_POOLS = ("element", "logit")
 
 
 class MaskLoss(_Loss):
@@ -56,8 +58,15 @@ class MaskLoss(_Loss):
     forbidden evidence of either sign; whether that keeps a shortcut out depends on how thinly it is spread, since
     the penalty is a per-element mean and the logit a sum (docs/REPRODUCE.md: on the reference data it did not).
 
+    ``pool="logit"`` (an extension, for AxialNet's ``[B, M, H, D1, D2]`` attention) applies the penalty once per map
+    to ``f = (1 / H) * sum of the forbidden elements``: the part of the logit computed outside G_true (the sum over
+    slices, divided by ``H`` as the mean slice pooling does). The per-element mean of the paper hardly notices a
+    shortcut spread thinly over many forbidden cells (each element small, their sum a whole logit); ``f`` is that
+    sum. The mean then runs over the maps that have a forbidden element.
+
     Args:
         penalize: ``"positive"`` (default, the paper's) or ``"both"`` (:data:`MASK_PENALTIES`).
+        pool: ``"element"`` (default, the paper's) or ``"logit"`` (:data:`MASK_POOLS`).
         reduction: ``"mean"`` (default): one mean pooled over all forbidden elements of the batch (equal to the
             original per-scan value for batch size 1); ``"none"``: the per-sample value ``[B]`` (mean over that
             sample's forbidden elements); ``"sum"``: the sum over the batch of the per-sample values.
@@ -77,11 +86,23 @@ class MaskLoss(_Loss):
         0.6931
     """
 
-    def __init__(self, reduction: LossReduction | str = LossReduction.MEAN, penalize: str = "positive") -> None:
+    def __init__(
+        self, reduction: LossReduction | str = LossReduction.MEAN, penalize: str = "positive", pool: str = "element"
+    ) -> None:
         super().__init__(reduction=look_up_option(reduction, LossReduction).value)
         if penalize not in MASK_PENALTIES:
             raise ValueError(f"mask loss: penalize must be one of {MASK_PENALTIES}, got {penalize!r}")
+        if pool not in MASK_POOLS:
+            raise ValueError(f"mask loss: pool must be one of {MASK_POOLS}, got {pool!r}")
         self.penalize = penalize
+        self.pool = pool
+
+    def _penalty(self, a: torch.Tensor) -> torch.Tensor:
+        # softplus(a) = -log(1 - sigmoid(a)), evaluated without overflow for large |a|
+        out = F.binary_cross_entropy_with_logits(a, torch.zeros_like(a), reduction="none")
+        if self.penalize == "both":  # + softplus(-a) - log 2
+            out = out + F.binary_cross_entropy_with_logits(a, torch.ones_like(a), reduction="none") - math.log(2.0)
+        return out
 
     def forward(self, attention: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
         """Compute the loss.
@@ -99,14 +120,18 @@ class MaskLoss(_Loss):
             raise ValueError(f"mask loss: expected [B, M, *spatial] tensors, got shape {tuple(attention.shape)}")
         a = attention.float()
         forbidden = regions == 0
-        # softplus(a) = -log(1 - sigmoid(a)), evaluated without overflow for large |a|
-        per_element = F.binary_cross_entropy_with_logits(a, torch.zeros_like(a), reduction="none")
-        if self.penalize == "both":  # + softplus(-a) - log 2
-            per_element = per_element + F.binary_cross_entropy_with_logits(a, torch.ones_like(a), reduction="none")
-            per_element = per_element - math.log(2.0)
-        per_element = torch.where(forbidden, per_element, torch.zeros_like(per_element))
-        sums = per_element.reshape(a.shape[0], -1).sum(dim=1)
-        counts = forbidden.reshape(a.shape[0], -1).sum(dim=1).to(sums.dtype)
+        if self.pool == "logit":
+            if a.ndim < 3:
+                raise ValueError(f"mask loss (pool='logit'): expected [B, M, H, ...] attention, got {tuple(a.shape)}")
+            b, m = a.shape[:2]
+            part = torch.where(forbidden, a, torch.zeros_like(a)).reshape(b, m, -1).sum(dim=2) / a.shape[2]
+            has = forbidden.reshape(b, m, -1).any(dim=2)
+            per_map = torch.where(has, self._penalty(part), torch.zeros_like(part))
+            sums, counts = per_map.sum(dim=1), has.sum(dim=1).to(per_map.dtype)
+        else:
+            per_element = torch.where(forbidden, self._penalty(a), torch.zeros_like(a))
+            sums = per_element.reshape(a.shape[0], -1).sum(dim=1)
+            counts = forbidden.reshape(a.shape[0], -1).sum(dim=1).to(sums.dtype)
         if self.reduction == LossReduction.MEAN.value:
             return sums.sum() / counts.sum().clamp_min(1.0)
         per_sample = sums / counts.clamp_min(1.0)
@@ -194,6 +219,8 @@ class ClassificationMaskLoss(_Loss):
         pos_weight: optional ``[M]`` positive-class weight passed to ``binary_cross_entropy_with_logits``.
         mask_penalize: what the mask term penalizes outside G_true: ``"positive"`` attention (the paper's) or
             ``"both"`` signs (see :class:`MaskLoss`).
+        mask_pool: ``"element"`` (the paper's per-element mean) or ``"logit"`` (each map's forbidden logit part; see
+            :class:`MaskLoss`).
 
     Example:
         >>> loss = ClassificationMaskLoss(use_mask_loss=False)
@@ -208,13 +235,14 @@ class ClassificationMaskLoss(_Loss):
         reduction: LossReduction | str = LossReduction.MEAN,
         pos_weight: torch.Tensor | None = None,
         mask_penalize: str = "positive",
+        mask_pool: str = "element",
     ) -> None:
         super().__init__(reduction=look_up_option(reduction, LossReduction).value)
         if mask_weight < 0:
             raise ValueError(f"mask_weight must be >= 0, got {mask_weight}")
         self.mask_weight = float(mask_weight)
         self.use_mask_loss = as_bool(use_mask_loss, "use_mask_loss")
-        self.mask_loss = MaskLoss(reduction=self.reduction, penalize=mask_penalize)
+        self.mask_loss = MaskLoss(reduction=self.reduction, penalize=mask_penalize, pool=mask_pool)
         self.pos_weight = pos_weight
         self.last_components: dict[str, torch.Tensor] = {}
 

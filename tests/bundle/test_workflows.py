@@ -268,11 +268,13 @@ def test_augment_on_device_moves_the_paper_augmentation_from_the_loader_to_the_t
         assert type(parser.get_parsed_content("train#prepare_batch")) is PrepareBatchWithRegions
 
 
-def test_train_config_mask_penalize_reaches_the_loss(bundle_tools) -> None:
+def test_train_config_mask_penalize_and_pool_reach_the_loss(bundle_tools) -> None:
     from monai.bundle import ConfigParser
 
     for penalize in ("positive", "both"):
         parser = ConfigParser()
         parser.read_config(str(bundle_tools.configs / "train.json"))
         parser["mask_penalize"] = penalize
-        assert parser.get_parsed_content("loss").mask_loss.penalize == penalize
+        parser["mask_pool"] = "logit" if penalize == "both" else "element"
+        loss = parser.get_parsed_content("loss").mask_loss
+        assert (loss.penalize, loss.pool) == (penalize, parser["mask_pool"])

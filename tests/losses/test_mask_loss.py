@@ -230,3 +230,31 @@ def test_combined_loss_passes_the_two_sided_penalty_to_its_mask_term():
     both = ClassificationMaskLoss(mask_penalize="both").components(pred, target)["mask_loss"]
     expected = F.softplus(torch.tensor(4.0)) + F.softplus(torch.tensor(-4.0)) - math.log(2)
     assert float(paper) < 0.02 and float(both) == pytest.approx(float(expected))
+
+
+def test_logit_pooled_mask_loss_penalizes_the_forbidden_part_of_the_logit_once_per_map():
+    # [B=1, M=2, H=2, 1, 2]: map 0 spreads +0.5 over its 4 forbidden elements, map 1 has nothing forbidden
+    a = torch.tensor([[[[[0.5, 0.5]], [[0.5, 0.5]]], [[[3.0, 3.0]], [[3.0, 3.0]]]]])
+    g = torch.zeros_like(a)
+    g[0, 1] = 1
+    loss = MaskLoss(pool="logit")(a, g)
+    assert float(loss) == pytest.approx(float(F.softplus(torch.tensor(2.0 / 2))))  # (1 / H) * sum = 1.0
+    both = MaskLoss(pool="logit", penalize="both")(-a, g)
+    expected = F.softplus(torch.tensor(1.0)) + F.softplus(torch.tensor(-1.0)) - math.log(2)
+    assert float(both) == pytest.approx(float(expected))
+
+
+def test_logit_pooling_notices_a_thinly_spread_shortcut_that_the_element_mean_does_not():
+    a = torch.full((1, 1, 16, 4, 4), 0.06)  # 256 small elements: 0.06 * 256 / 16 = 0.96 logit
+    g = torch.zeros_like(a)
+    element = MaskLoss(penalize="both")(a, g)
+    logit = MaskLoss(penalize="both", pool="logit")(a, g)
+    assert float(element) - math.log(2) < 2e-3
+    assert float(logit) - math.log(2) > 0.2
+
+
+def test_mask_pool_must_be_element_or_logit_and_logit_needs_a_slice_axis():
+    with pytest.raises(ValueError, match="pool"):
+        MaskLoss(pool="sum")
+    with pytest.raises(ValueError, match="H"):
+        MaskLoss(pool="logit")(torch.zeros(2, 3), torch.zeros(2, 3))
