@@ -11,9 +11,9 @@ and the model-randomization sanity check.
 * **Confounder ledger**: HiResCAM's raw map of AxialNet sums to the logit minus the bias (mean slice pooling), so
   it splits each scan's logit of the confounded label exactly into the parts computed at body-wall, heart /
   mediastinum, lung and outside-body cells. Regressing each part on the scan's fat thickness and on the label shows
-  where the model reads the shortcut, and with which sign: the mask loss only penalizes *positive* attention
-  outside the allowed region, so a shortcut read as negative evidence, or read through a receptive field that
-  reaches the fat from an allowed cell, is invisible to it.
+  where the model reads the shortcut, and with which sign: the paper's mask loss only penalizes *positive*
+  attention outside the allowed region, so a shortcut read as negative evidence, or read through a receptive field
+  that reaches the fat from an allowed cell, is invisible to it.
 * **Sanity check** (Adebayo et al., "Sanity checks for saliency maps", NeurIPS 2018): the model's layers are
   re-initialized one block at a time from the top (cascading randomization); the Spearman rank correlation between
   the trained model's raw maps and the randomized model's must fall.
@@ -319,8 +319,8 @@ def confounder_ledger(
 
     The same logit is also split the way the mask loss sees it: ``allowed_cells`` (cells with at least
     ``area_threshold`` heart/mediastinum: the label's G_true in ``area`` mode when it is present), and the positive
-    and negative parts of the other cells (``forbidden_positive`` is what the mask loss penalizes on a positive scan;
-    ``forbidden_negative`` is free).
+    and negative parts of the other cells (``forbidden_positive`` is what the paper's mask loss penalizes on a
+    positive scan; ``forbidden_negative`` is free under it).
 
     Args:
         items: preprocessed items (``image``, ``regions``, ``accession``, ``label``).

@@ -41,8 +41,8 @@ LEDGER_TEXT = (
     "standardized fat thickness and on the label: a *fat effect* is the change of that part, in logit units, per "
     "standard deviation of fat at equal label. The same logit split the way the mask loss sees it: *allowed cells* "
     "(at least the profile's area threshold of heart/mediastinum: the label's G_true when present), and the "
-    "positive (*forbidden +*, penalized) and negative (*forbidden -*, free) parts of the other cells. A fat effect "
-    "carried by allowed cells or by negative evidence is not something the mask loss can see."
+    "positive (*forbidden +*) and negative (*forbidden -*) parts of the other cells. The paper's mask loss penalizes "
+    "only *forbidden +*; a fat effect carried by allowed cells or by negative evidence is not something it can see."
 )
 
 
