@@ -96,7 +96,7 @@ def generate(n_scans: int, profile: str, seed: int, workers: int, shape: tuple[i
             if regions is not None:
                 regions[i] = region
     return {"images": images, "labels": np.asarray(labels, np.float32), "splits": splits, "config": config,
-            "regions": regions if grid is not None else None}
+            "regions": regions}
 
 
 def window(x: torch.Tensor) -> torch.Tensor:

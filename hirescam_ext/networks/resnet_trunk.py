@@ -84,7 +84,8 @@ PRETRAINED_HELP = (
     "pass its path as `pretrained=PATH` (or pretrained=None for random initialisation, the paper's RandInitResNet)"
 )
 
-#: ``(layer, kernel, stride, padding)`` of the size-changing layers of the built-in trunks (torchvision geometry; "small16": layer4 of stride 1)
+#: ``(layer, kernel, stride, padding)`` of the size-changing layers of the stride-32 built-in trunks (torchvision
+#: geometry); :func:`_builtin_geometry` gives any trunk's
 _BUILTIN_GEOMETRY = (
     ("conv1", 7, 2, 3),
     ("maxpool", 3, 2, 1),
@@ -96,6 +97,15 @@ _BUILTIN_GEOMETRY = (
 
 #: overall stride of each built-in trunk (the geometry above with layer4's stride set to keep the size for 16)
 _TRUNK_STRIDES = {"resnet18": 32, "small": 32, "small16": 16}
+
+
+
+def _builtin_geometry(name: str) -> tuple[tuple[str, int, int, int], ...]:
+    """The size-changing layers of the built-in trunk ``name``: a stride-16 trunk keeps layer4 at stride 1."""
+    if _TRUNK_STRIDES[name] == 32:
+        return _BUILTIN_GEOMETRY
+    return tuple((layer, k, 1 if layer == "layer4" else s, p) for layer, k, s, p in _BUILTIN_GEOMETRY)
+
 
 _TRUNK_CHILDREN = ("conv1", "bn1", "act", "maxpool", "layer1", "layer2", "layer3", "layer4")
 
@@ -113,7 +123,7 @@ class ResNetTrunk(nn.Module):
     Attributes:
         out_channels: channels of the output feature map (512 for ResNet-18).
         stride: overall downsampling factor (32 for "resnet18" and "small", 16 for "small16"); the exact output size is
-            :meth:`output_size` (``ceil(n / 32)`` for the built-in trunks).
+            :meth:`output_size` (``ceil(n / stride)`` for the built-in trunks).
     """
 
     def __init__(self, resnet: ResNet, name: str = "resnet") -> None:
@@ -165,7 +175,7 @@ class ResNetTrunk(nn.Module):
 
 
 def trunk_output_size(size: int, name: str = "resnet18") -> int:
-    """Output length of a built-in trunk along one in-plane axis, without building it (``ceil(size / 32)``).
+    """Output length of a built-in trunk along one in-plane axis, without building it (``ceil(size / stride)``).
 
     Example:
         >>> trunk_output_size(420), trunk_output_size(224), trunk_output_size(128)
@@ -173,9 +183,7 @@ def trunk_output_size(size: int, name: str = "resnet18") -> int:
     """
     if name not in TRUNK_NAMES:
         raise ValueError(f"unknown trunk {name!r}; choose one of {TRUNK_NAMES}")
-    for layer, k, s, p in _BUILTIN_GEOMETRY:
-        if layer == "layer4" and _TRUNK_STRIDES[name] == 16:
-            s = 1
+    for layer, k, s, p in _builtin_geometry(name):
         size = conv_out_size(size, k, s, p, where=f"{name} trunk {layer}")
     return size
 
