@@ -4,6 +4,10 @@ Writes ``<out>/learnability_<profile>.json`` and ``.md`` (see :mod:`hirescam_ext
 
 Usage:
     OMP_NUM_THREADS=1 python scripts/eval_learnability.py --profile tiny --scans 400 --out docs/learnability
+    # also keep its oracle AUROCs in the package (the visible findings that reports average over)
+    OMP_NUM_THREADS=1 python scripts/eval_learnability.py --profile tiny --scans 400 --update-resource
+    # or record audits already saved
+    python scripts/eval_learnability.py --resource-from docs/learnability/learnability_tiny_v1.4.0.json
 """
 
 from __future__ import annotations
@@ -15,7 +19,19 @@ import time
 from pathlib import Path
 
 from hirescam_ext.synthetic.audit import run_audit, to_markdown
-from hirescam_ext.synthetic.generator import make_config
+from hirescam_ext.synthetic.generator import PROFILES, make_config
+from hirescam_ext.synthetic.visibility import VISIBILITY_RESOURCE, update_visibility
+
+RESOURCE = Path(__file__).resolve().parents[1] / "hirescam_ext" / "resources" / VISIBILITY_RESOURCE
+
+
+def profile_of(shape: list[int]) -> str:
+    """The synthetic profile with this grid (an audit JSON written before it recorded its profile)."""
+    for name, prof in PROFILES.items():
+        if list(prof["shape"]) == list(shape):
+            return name
+    raise SystemExit(f"no synthetic profile has the grid {shape}; known: "
+                     + ", ".join(f"{n} {list(p['shape'])}" for n, p in PROFILES.items()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +42,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="dataset seed")
     ap.add_argument("--folds", type=int, default=5, help="cross-validation folds of the oracle")
     ap.add_argument("--tag", default="", help="suffix of the output file names (e.g. the generator version)")
+    ap.add_argument("--update-resource", action="store_true",
+                    help="also record the oracle AUROCs in hirescam_ext/resources/learnability.json (the visible "
+                    "findings per profile that reports average over)")
+    ap.add_argument("--resource-from", nargs="+", metavar="JSON", default=None,
+                    help="record these saved audit JSONs in the resource and stop (no new audit); the profile is "
+                    "the one whose grid the audit used")
     args = ap.parse_args(argv)
+    if args.resource_from:
+        for name in args.resource_from:
+            result = json.loads(Path(name).read_text())
+            profile = result.get("profile") or profile_of(result["shape"])
+            update_visibility(profile, result, RESOURCE)
+            print(f"{name}: recorded as profile {profile!r} in {RESOURCE}")
+        return 0
 
     start = time.time()
 
@@ -43,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     result["seconds"] = round(time.time() - start, 1)
     command = "OMP_NUM_THREADS=1 python scripts/eval_learnability.py " + " ".join(argv or sys.argv[1:])
     result["command"] = command
+    result["profile"] = args.profile
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"learnability_{args.profile}{('_' + args.tag) if args.tag else ''}"
@@ -52,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         auc = e["oracle_auroc"]
         print(f"{lab:34s} prev {e['prevalence']:.2f}  voxels {e['voxels_median']}  AUROC {auc}  {e['verdict']}")
     print(f"wrote {out / stem}.json/.md in {result['seconds']} s")
+    if args.update_resource:
+        update_visibility(args.profile, result, RESOURCE)
+        print(f"recorded the oracle AUROCs of profile {args.profile!r} in {RESOURCE}")
     return 0
 
 

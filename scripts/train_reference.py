@@ -13,14 +13,16 @@ the same recipe, without the file round trip:
    augmentation on the device, for a time budget; the cosine is sized after the first epoch so it ends with the budget;
 3. keep the weights of the best validation AUROC, saved as soon as they improve (a run stopped from outside keeps
    its best model) as a checkpoint the bundle loads (``{"model": fp16 state dict, "model_settings": ...}``, the same
-   settings a ``configs/train.json`` run records) in ``$OUT/reference_<trunk>.pt`` (or ``--out``), and report
-   validation / test / test_shifted AUROC per label.
+   settings a ``configs/train.json`` run records) in ``$OUT/reference_<trunk>[_max][_mask...].pt`` (or ``--out``),
+   and report validation / test / test_shifted AUROC per label.
 
 Usage (from the repository root; on a GPU machine the pure-Python wheels travel in ``.whl/``, see
 docs/PERFORMANCE.md)::
 
     python3 scripts/train_reference.py --seconds 150                                  # CUDA: ResNet-18, demo size
-    python scripts/train_reference.py --profile tiny --trunk small --seconds 1800      # CPU: the shipped model
+    python scripts/train_reference.py --profile tiny --trunk small16 --scans 6000 --seed 1 --lr 2e-3 --epochs 30
+                                                         # CPU: the shipped model (docs/TRAINING.md has each run)
+    python scripts/train_reference.py --profile tiny --trunk small16 --slice-pooling max ...   # the MaxPool ablation
     python scripts/train_reference.py --dry-run                                       # a minute: tiny sizes
 """
 
@@ -49,6 +51,7 @@ from hirescam_ext.networks import AxialNet, init_output_bias
 from hirescam_ext.regions.allowed import allowed_regions
 from hirescam_ext.regions.layout import to_attention_layout
 from hirescam_ext.synthetic.generator import GENERATOR_VERSION, PROFILES, generate_case, make_config
+from hirescam_ext.synthetic.visibility import visible_findings
 
 HU_RANGE, CENTER = (-1000.0, 800.0), -0.449
 #: allowed regions of the mask loss: the bundle's ``AllowedRegionsd`` in the mode the demo and quick profile use
@@ -150,10 +153,36 @@ def scores(net: torch.nn.Module, x: torch.Tensor, batch: int, amp: bool) -> torc
     return torch.cat(out)
 
 
-def auroc(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+def auroc(logits: torch.Tensor, labels: torch.Tensor, visible: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Mean and per-label AUROC; ``mean_visible`` over the findings visible at the grid (``None``: unknown)."""
     res = compute_multilabel_auroc(logits.cpu(), labels.cpu())
     finite = {k: float(v) for k, v in res.per_label.items() if v is not None and math.isfinite(v)}
-    return {"mean": float(np.mean(list(finite.values()))) if finite else None, "per_label": finite}
+    seen = [finite[k] for k in visible or () if k in finite]
+    return {"mean": float(np.mean(list(finite.values()))) if finite else None,
+            "mean_visible": float(np.mean(seen)) if visible is not None and seen else None, "per_label": finite}
+
+
+def network_definition(shape: tuple[int, int, int], trunk: str, slice_pooling: str = "mean") -> dict[str, Any]:
+    """The ``network_def`` of a reference AxialNet for scans of ``shape`` (recorded in the checkpoint's settings)."""
+    return {
+        "_target_": "hirescam_ext.AxialNet",
+        "n_classes": len(LABEL_NAMES),
+        "spatial_size": list(shape),
+        "trunk": trunk,
+        "pretrained": None,
+        "custom_convs": True,
+        "custom_conv_padding": 1,
+        "slice_pooling": slice_pooling,
+        "norm": "batch",
+        "custom_conv_init": "kaiming",
+    }
+
+
+def checkpoint_name(trunk: str, slice_pooling: str, mask_loss: bool, mask_penalize: str, mask_pool: str) -> str:
+    """``reference_<trunk>[_max][_mask[_both][_logit]].pt``: the paper's settings add no suffix."""
+    pooling = "_max" if slice_pooling == "max" else ""
+    variant = ("_both" if mask_penalize == "both" else "") + ("_logit" if mask_pool == "logit" else "")
+    return f"reference_{trunk}{pooling}{('_mask' + variant) if mask_loss else ''}.pt"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --mask-loss: penalize positive attention outside G_true (the paper's) or both signs")
     p.add_argument("--mask-pool", default="element", choices=("element", "logit"),
                    help="with --mask-loss: penalize each forbidden element (the paper's) or each map's forbidden logit")
+    p.add_argument("--slice-pooling", default="mean", choices=("mean", "max"),
+                   help="pooling of the slice scores: mean (the paper's AxialNet) or max (its MaxPool ablation)")
     p.add_argument("--workers", type=int, default=0, help="generation processes (0: one per core)")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"), help="auto: CUDA when available")
     p.add_argument("--out", default=os.environ.get("OUT", "outputs/reference"))
@@ -207,18 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     log("on " + str(device) + ": " + ", ".join(f"{s} {len(i)}" for s, i in parts.items()))
 
     torch.manual_seed(args.train_seed)
-    definition = {
-        "_target_": "hirescam_ext.AxialNet",
-        "n_classes": len(LABEL_NAMES),
-        "spatial_size": list(config.shape),
-        "trunk": args.trunk,
-        "pretrained": None,
-        "custom_convs": True,
-        "custom_conv_padding": 1,
-        "slice_pooling": "mean",
-        "norm": "batch",
-        "custom_conv_init": "kaiming",
-    }
+    definition = network_definition(config.shape, args.trunk, args.slice_pooling)
     net = AxialNet(**{k: v for k, v in definition.items() if k != "_target_"})
     prior = label_prevalence([{"label": row} for row in data["labels"][parts["training"].numpy()].tolist()])
     init_output_bias(net, prior)
@@ -257,9 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         "region_area_threshold": REGION_AREA_THRESHOLD if args.mask_loss else None,
         "optimizer": "adam", "lr": args.lr, "batch": args.batch, "schedule": "warmup_cosine", "seed": args.train_seed,
     }
-    variant = ("_both" if args.mask_penalize == "both" else "") + ("_logit" if args.mask_pool == "logit" else "")
-    suffix = ("_mask" + variant) if args.mask_loss else ""
-    name = f"reference_{args.trunk}{suffix}.pt"
+    name = checkpoint_name(args.trunk, args.slice_pooling, args.mask_loss, args.mask_penalize, args.mask_pool)
 
     def save(state: dict[str, torch.Tensor], epoch: int) -> None:
         fp16 = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
@@ -313,20 +331,26 @@ def main(argv: list[str] | None = None) -> int:
             save(best_state, epoch)
     train_seconds = time.perf_counter() - train_start
     net.load_state_dict(best_state)
-    results = {s: auroc(scores(net, x[s], 2 * args.batch, amp), y[s]) for s in ("validation", "test", "test_shifted")}
+    visible = visible_findings(args.profile, shape=config.shape)
+    results = {s: auroc(scores(net, x[s], 2 * args.batch, amp), y[s], visible)
+               for s in ("validation", "test", "test_shifted")}
     report = {
         "command": "python scripts/train_reference.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "hirescam_ext": __version__, "generator_version": GENERATOR_VERSION,
         "scans": {s: len(i) for s, i in parts.items()}, "batch": args.batch, "lr": args.lr, "trunk": args.trunk,
-        "mask_loss": args.mask_loss,
+        "slice_pooling": args.slice_pooling, "mask_loss": args.mask_loss,
         "epochs": epoch, "best_epoch": best_epoch, "train_seconds": train_seconds,
         "scans_per_second_train": epoch * n_train / train_seconds, "history": history,
+        "visible_findings": list(visible) if visible is not None else None,
         "auroc": results, "checkpoint": name, "checkpoint_bytes": (out / name).stat().st_size,
         "total_seconds": time.perf_counter() - t0,
     }
     (out / "reference_training.json").write_text(json.dumps(report, indent=1))
     log("AUROC " + ", ".join(f"{s} {r['mean']:.3f}" for s, r in results.items()) + f"; saved {out / name}")
+    if visible is not None:
+        log("AUROC over the findings visible at this grid: "
+            + ", ".join(f"{s} {r['mean_visible']:.3f}" for s, r in results.items() if r["mean_visible"] is not None))
     return 0
 
 

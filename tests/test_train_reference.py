@@ -45,3 +45,28 @@ def test_windowing_in_chunks_equals_windowing_the_whole_split() -> None:
     whole = mod.window(torch.from_numpy(images[index])).to(torch.bfloat16)[:, None]
     chunked = mod.windowed_on(images, index, torch.device("cpu"), chunk=2)
     assert chunked.dtype == torch.bfloat16 and torch.equal(chunked, whole)
+
+
+def test_slice_pooling_option_builds_the_maxpool_ablation_and_names_its_checkpoint() -> None:
+    from hirescam_ext.networks import AxialNet
+
+    mod = _module()
+    definition = mod.network_definition((64, 64, 48), "small16", "max")
+    net = AxialNet(**{k: v for k, v in definition.items() if k != "_target_"})
+    assert net.slice_pooling == "max" and mod.network_definition((64, 64, 48), "small16")["slice_pooling"] == "mean"
+    assert mod.checkpoint_name("small16", "max", False, "positive", "element") == "reference_small16_max.pt"
+    assert mod.checkpoint_name("small16", "mean", True, "both", "logit") == "reference_small16_mask_both_logit.pt"
+    assert mod.checkpoint_name("small16", "mean", False, "both", "logit") == "reference_small16.pt"
+
+
+def test_auroc_reports_the_mean_over_the_visible_findings_beside_the_mean_over_all() -> None:
+    mod = _module()
+    names = mod.LABEL_NAMES
+    labels = torch.zeros(8, len(names))
+    labels[:4, 0] = 1
+    labels[:4, 1] = 1
+    logits = torch.zeros(8, len(names))
+    logits[:4, 0] = 1.0  # label 0 ranked perfectly, label 1 not at all
+    out = mod.auroc(logits, labels, visible=(names[0],))
+    assert out["mean"] == 0.75 and out["mean_visible"] == 1.0
+    assert mod.auroc(logits, labels)["mean_visible"] is None

@@ -316,18 +316,42 @@ def _findings_text(agg: dict[str, Any], claims: list[dict[str, Any]],
     return out
 
 
+def _generator_version(dataset_dir: Path) -> str | None:
+    """The generator version recorded in the dataset's ``meta.json`` (``None`` when it cannot be read)."""
+    try:
+        return json.loads((Path(dataset_dir) / "meta.json").read_text()).get("generator_version")
+    except (OSError, ValueError):
+        return None
+
+
+def _visibility(profile: ReproProfile, generator_version: str | None) -> dict[str, Any]:
+    """The findings visible at the data's grid (the learnability audit's record), or ``visible: None`` (also when
+    the data's generator version is unknown)."""
+    from hirescam_ext.synthetic.visibility import load_visibility, visible_findings
+
+    version = generator_version
+    visible = None
+    if version is not None:
+        visible = visible_findings(profile.synth_profile, shape=profile.spatial_size, generator_version=version)
+    entry = (load_visibility().get(profile.synth_profile) or {}) if visible is not None else {}
+    return {"profile": profile.synth_profile, "generator_version": version,
+            "visible": list(visible) if visible is not None else None, "oracle": entry.get("oracle"),
+            "command": entry.get("command")}
+
+
 def write_outputs(profile: ReproProfile, runs: dict[str, dict[int, dict[str, Any]]], out_dir: Path,
                   header: dict[str, Any], skipped: dict[str, str]) -> dict[str, Any]:
     """Aggregate ``runs``, check the claims and write ``results.json``, ``REPORT.md``, tables and figures."""
     from hirescam_ext.reproduce import report
     from hirescam_ext.reproduce.summary import aggregate, check_claims
 
-    agg = aggregate(runs)
+    visibility = _visibility(profile, header.get("generator_version"))
+    agg = aggregate(runs, visibility["visible"])
     # with ImageNet weights the paper's AxialNet is the pretrained one (the random-init run is its ablation)
     pair = ("axialnet_imagenet", "axialnet_imagenet_mask")
     claims = check_claims(runs, *pair) if all(m in runs for m in pair) else check_claims(runs)
     blocks, curve = _sanity_curve(runs)
-    tables = report.build_tables(agg, claims, blocks, curve)
+    tables = report.build_tables(agg, claims, blocks, curve, visibility)
     md = report.write_tables(tables, out_dir)
     figures = report.write_figures(agg, blocks, curve, out_dir)
     notes = [
@@ -361,8 +385,9 @@ def write_outputs(profile: ReproProfile, runs: dict[str, dict[int, dict[str, Any
                     + " (how each was trained: `trained_elsewhere` of its run in results.json)")
     notes += [f"skipped {k}: {v}" for k, v in skipped.items()]
     findings = _findings_text(agg, claims, runs)
-    report.write_report_md(out_dir, md, header, notes, findings)
+    report.write_report_md(out_dir, md, header, notes, findings, report.per_label_text(visibility))
     payload = {"header": header, "profile": profile.to_dict(), "skipped": skipped, "claims": claims,
+               "visibility": visibility,
                "summary": agg, "sanity_curve": {"blocks": blocks, **curve}, "runs": {
                    m: {str(s): r for s, r in by_seed.items()} for m, by_seed in runs.items()},
                "figures": [str(Path(f).relative_to(out_dir)) for f in figures], "notes": notes}
@@ -408,6 +433,7 @@ def run_reproduction(profile: ReproProfile, out_dir: str | os.PathLike, work_dir
         "seeds": list(profile.seeds), "dataset_seed": profile.dataset_seed, "dataset_dir": str(dataset_dir),
         "started": started, "finished": _now(), "elapsed_min": (time.perf_counter() - t0) / 60.0,
         "versions": _versions(), "machine": machine, "profile_text": profile.note,
+        "generator_version": _generator_version(dataset_dir),
     }
     return write_outputs(profile, runs, out, header, skipped)
 

@@ -80,12 +80,23 @@ def _get(d: Any, *keys: str) -> Any:
     return d
 
 
-def run_metrics(run: Mapping[str, Any]) -> dict[str, Any]:
-    """Flat numbers of one (model, seed) run: AUROC, OrganIoU per method and group, confounder, localization."""
+def run_metrics(run: Mapping[str, Any], visible: Sequence[str] | None = None) -> dict[str, Any]:
+    """Flat numbers of one (model, seed) run: AUROC, OrganIoU per method and group, confounder, localization.
+
+    ``visible``: the findings visible at the data's grid (:func:`hirescam_ext.synthetic.visibility.visible_findings`);
+    ``auroc_visible_<split>`` is the mean AUROC over those of them the split can score (``None`` without a set).
+    ``auroc_label_<label>_<split>`` holds each label's AUROC on test and test_shifted.
+    """
     ev = run.get("evaluation") or {}
     out: dict[str, Any] = {}
     for split in ("validation", "test", "test_shifted"):
         out[f"auroc_{split}"] = _get(ev, split, "auroc", "mean")
+        per_label = _get(ev, split, "auroc", "per_label") or {}
+        scored = _finite([per_label.get(lab) for lab in visible or ()])
+        out[f"auroc_visible_{split}"] = float(np.mean(scored)) if visible is not None and scored else None
+        if split != "validation":
+            for lab, value in per_label.items():
+                out[f"auroc_label_{lab}_{split}"] = value
         out[f"confounder_auroc_{split}"] = _get(ev, split, "auroc", "per_label", CONFOUNDED_LABEL)
         for method in ("gradcam", "hirescam"):
             out[f"organ_iou_{method}_{split}"] = _get(ev, split, "organ_iou", method, "mean")
@@ -120,12 +131,14 @@ def run_metrics(run: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def aggregate(runs: Mapping[str, Mapping[int, Mapping[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """``{model: {metric: summarize(values over seeds)}}`` plus ``seeds`` (sorted) per model."""
+def aggregate(runs: Mapping[str, Mapping[int, Mapping[str, Any]]],
+              visible: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    """``{model: {metric: summarize(values over seeds)}}`` plus ``seeds`` (sorted) per model (``visible``: as in
+    :func:`run_metrics`)."""
     out: dict[str, dict[str, Any]] = {}
     for model, by_seed in runs.items():
         seeds = sorted(by_seed)
-        flat = [run_metrics(by_seed[s]) for s in seeds]
+        flat = [run_metrics(by_seed[s], visible) for s in seeds]
         keys = sorted({k for f in flat for k in f})
         out[model] = {k: summarize([f.get(k) for f in flat]) for k in keys}
         out[model]["seeds"] = seeds

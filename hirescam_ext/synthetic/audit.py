@@ -44,6 +44,7 @@ from hirescam_ext.labels import LABEL_NAMES, label_table
 from hirescam_ext.metrics.auroc import binary_auroc
 from hirescam_ext.synthetic.findings import SUPPORTED_LABELS, _IMPLIED
 from hirescam_ext.synthetic.generator import GENERATOR_VERSION, SynthConfig, generate_case
+from hirescam_ext.synthetic.visibility import SEPARABLE_AUROC
 from hirescam_ext.transforms.preprocessing import PAPER_CENTER, PAPER_HU_RANGE
 
 __all__ = [
@@ -62,8 +63,6 @@ __all__ = [
     "comparison_markdown",
 ]
 
-#: oracle AUROC from which a label counts as separable.
-SEPARABLE_AUROC = 0.9
 
 #: every label the generator can make positive (primary and implied labels), in ``LABEL_NAMES`` order.
 RENDERED_LABELS: tuple[str, ...] = tuple(

@@ -108,3 +108,14 @@ def test_report_splits_the_confounded_logit_by_region_right_after_the_confounder
     study, ledger = report.index("## Confounder study"), report.index("## Confounder ledger")
     assert study < ledger < report.index("## Localization")
     assert "fat effect: body wall" in report[ledger:]
+
+
+def test_report_gives_auroc_per_finding_with_its_visibility_right_after_table1(tiny_run: Path) -> None:
+    from hirescam_ext.synthetic.visibility import visible_findings
+
+    results = json.loads((tiny_run / "results.json").read_text(encoding="utf-8"))
+    assert results["visibility"]["visible"] == list(visible_findings("tiny", shape=(64, 64, 48)))
+    report = (tiny_run / "REPORT.md").read_text(encoding="utf-8")
+    per_label = report.index("## AUROC per finding")
+    assert report.index("## Table 1") < per_label < report.index("## Table 2")
+    assert "AUROC (test, visible findings)" in report

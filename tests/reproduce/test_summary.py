@@ -102,3 +102,36 @@ def test_confounder_claim_fails_when_the_mask_model_no_longer_detects_the_label(
     base = {s: _run(0.70, 0.20, 0.21, 0.90, 0.10, 0.05) for s in range(3)}
     mask = {s: _run(0.70, 0.21, 0.28, 0.52, 0.50, 0.05) for s in range(3)}  # no drop, but no detection either
     assert _claims(base, mask)["confounder_drop_halved"] == NOT_HELD
+
+
+def test_visible_mean_averages_only_the_visible_findings_the_split_can_score() -> None:
+    from hirescam_ext.reproduce.summary import run_metrics
+
+    per_label = {"a": 0.9, "b": 0.7, "c": 0.5}
+    run = {"evaluation": {"test": {"auroc": {"mean": 0.7, "per_label": per_label}}}}
+    out = run_metrics(run, visible=["a", "b", "d"])  # "d" has no AUROC on this split: left out
+    assert out["auroc_visible_test"] == pytest.approx(0.8)
+    assert out["auroc_test"] == 0.7 and out["auroc_label_c_test"] == 0.5
+
+
+def test_visible_mean_is_unknown_without_a_visible_set() -> None:
+    from hirescam_ext.reproduce.summary import run_metrics
+
+    run = {"evaluation": {"test": {"auroc": {"mean": 0.7, "per_label": {"a": 0.9}}}}}
+    assert run_metrics(run)["auroc_visible_test"] is None
+    assert run_metrics(run, visible=[])["auroc_visible_test"] is None
+
+
+def test_per_label_table_marks_visibility_and_says_when_it_is_unknown() -> None:
+    from hirescam_ext.reproduce.report import build_tables, per_label_text
+    from hirescam_ext.reproduce.summary import aggregate
+
+    runs = {"axialnet": {0: {"evaluation": {"test": {"auroc": {"mean": 0.7, "per_label": {"a": 0.9, "b": 0.5}}}}}}}
+    visibility = {"visible": ["a"], "oracle": {"a": {"auroc": 0.95, "se": 0.01}, "b": {"auroc": 0.6, "se": 0.05}}}
+    header, rows = build_tables(aggregate(runs, ["a"]), [], [], {}, visibility)["per_label"]
+    assert rows == [["a", "yes (0.95)", "90.0"], ["b", "no (0.60)", "50.0"]]
+    table1 = build_tables(aggregate(runs, ["a"]), [], [], {}, visibility)["table1"]
+    assert table1[1][0][table1[0].index("AUROC (test, visible findings)")] == "90.0"
+    _, unknown = build_tables(aggregate(runs), [], [], {}, {"visible": None, "profile": "demo"})["per_label"]
+    assert [r[1] for r in unknown] == ["unknown", "unknown"]
+    assert "No audit of synthetic profile `demo`" in per_label_text({"visible": None, "profile": "demo"})

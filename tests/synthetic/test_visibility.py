@@ -1,0 +1,76 @@
+"""``hirescam_ext.synthetic.visibility``: the findings visible at a profile's grid, from the learnability audit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hirescam_ext.synthetic.audit import RENDERED_LABELS
+from hirescam_ext.synthetic.generator import GENERATOR_VERSION
+from hirescam_ext.synthetic.visibility import (
+    SEPARABLE_AUROC,
+    is_visible,
+    load_visibility,
+    update_visibility,
+    visibility_entry,
+    visible_findings,
+)
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "learnability"
+
+
+def _audit(oracle: dict[str, tuple[float, float]], version: str = GENERATOR_VERSION) -> dict:
+    return {
+        "generator_version": version, "shape": [64, 64, 48], "spacing": [5.8, 5.8, 6.4], "scans": 10, "seed": 0,
+        "labels": {lab: {"oracle_auroc": a, "oracle_auroc_se": se} for lab, (a, se) in oracle.items()},
+    }
+
+
+def test_a_finding_within_one_standard_error_of_the_bar_counts_as_visible() -> None:
+    assert is_visible(SEPARABLE_AUROC, 0.0)
+    assert is_visible(SEPARABLE_AUROC - 0.03, 0.04)
+    assert not is_visible(SEPARABLE_AUROC - 0.05, 0.04)
+    assert not is_visible(None, None)
+
+
+def test_visible_findings_come_from_the_recorded_audit_of_that_profile(tmp_path: Path) -> None:
+    path = tmp_path / "learnability.json"
+    update_visibility("tiny", _audit({"a": (0.95, 0.01), "b": (0.88, 0.03), "c": (0.6, 0.05)}), path)
+    assert visible_findings("tiny", path=path) == ("a", "b")
+    assert visible_findings("tiny", shape=(64, 64, 48), path=path) == ("a", "b")
+
+
+def test_no_visible_set_without_an_audit_of_that_profile_grid_or_generator_version(tmp_path: Path) -> None:
+    path = tmp_path / "learnability.json"
+    update_visibility("tiny", _audit({"a": (0.95, 0.01)}, version="0.0.1"), path)
+    assert visible_findings("tiny", generator_version="0.0.1", path=path) == ("a",)
+    assert visible_findings("tiny", path=path) is None  # another generator version
+    assert visible_findings("tiny", shape=(96, 96, 72), generator_version="0.0.1", path=path) is None
+    assert visible_findings("small", generator_version="0.0.1", path=path) is None
+    assert visible_findings("tiny", path=tmp_path / "missing.json") is None
+
+
+def test_updating_one_profile_keeps_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "learnability.json"
+    update_visibility("tiny", _audit({"a": (0.95, 0.01)}), path)
+    update_visibility("small", _audit({"b": (0.95, 0.01)}), path)
+    assert set(load_visibility(path)) == {"tiny", "small"}
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_an_audit_result_is_required(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="learnability audit"):
+        visibility_entry({"labels": {"a": {"auroc": 0.9}}})
+
+
+@pytest.mark.parametrize("profile", ["tiny", "small"])
+def test_the_packaged_resource_matches_the_committed_audit(profile: str) -> None:
+    """The resource is what `eval_learnability.py --resource-from` makes of docs/learnability/ for this version."""
+    audit = json.loads((DOCS / f"learnability_{profile}_v{GENERATOR_VERSION}.json").read_text())
+    assert load_visibility()[profile]["oracle"] == visibility_entry(audit)["oracle"]
+    visible = visible_findings(profile, shape=audit["shape"])
+    assert visible is not None and set(visible) <= set(RENDERED_LABELS)
+    # lymphadenopathy is the finding the audit shows invisible to global statistics at both grids
+    assert "h_mediastinum_lymphadenopathy" not in visible and "heart_pericardial_effusion" in visible
