@@ -294,10 +294,12 @@ def write_figures(agg: Mapping[str, Mapping[str, Any]], sanity_blocks: Sequence[
 def per_label_text(visibility: Mapping[str, Any] | None) -> str:
     """The paragraph above the per-label table: where the visible set comes from, or why there is none."""
     v = visibility or {}
-    intro = ("Test AUROC per rendered finding. *Visible* findings are those the learnability audit "
-             "(docs/learnability/, `scripts/eval_learnability.py`) finds separable at this grid: its oracle, a "
-             "logistic regression on global intensity features of the truth organ, reaches AUROC 0.9 within one "
-             "standard error. Table 1's *visible findings* column averages over them. ")
+    intro = ("Test AUROC per rendered finding. A finding is *visible* at this grid when the learnability audit "
+             "(docs/learnability/, `scripts/eval_learnability.py`) finds it separable by its oracle (a logistic "
+             "regression on global intensity features of the truth organ reaching AUROC 0.9 within one standard "
+             "error; the oracle's AUROC is in brackets) or locally visible (lesions of more than 2 voxels, median, "
+             "with Rose detectability >= 5; hirescam_ext/synthetic/visibility.py). Table 1's *visible findings* "
+             "column averages over them. ")
     if v.get("visible") is None:
         return intro + (f"No audit of synthetic profile `{v.get('profile')}` at this grid and generator version "
                         f"{v.get('generator_version')} is recorded (`hirescam_ext/resources/learnability.json`), "

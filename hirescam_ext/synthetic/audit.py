@@ -44,7 +44,7 @@ from hirescam_ext.labels import LABEL_NAMES, label_table
 from hirescam_ext.metrics.auroc import binary_auroc
 from hirescam_ext.synthetic.findings import SUPPORTED_LABELS, _IMPLIED
 from hirescam_ext.synthetic.generator import GENERATOR_VERSION, SynthConfig, generate_case
-from hirescam_ext.synthetic.visibility import SEPARABLE_AUROC
+from hirescam_ext.synthetic.visibility import MIN_ROSE, MIN_SHAPE_VOXELS, SEPARABLE_AUROC
 from hirescam_ext.transforms.preprocessing import PAPER_CENTER, PAPER_HU_RANGE
 
 __all__ = [
@@ -400,7 +400,7 @@ def _reasons(e: dict[str, Any], n_pos: int) -> list[str]:
         r.append(f"borderline: within one SE ({se:g}) of {SEPARABLE_AUROC:g}")
     if n_pos < 10:
         r.append(f"too few positive scans ({n_pos})")
-    few = e["voxels_median"] is not None and e["voxels_median"] <= 2
+    few = e["voxels_median"] is not None and e["voxels_median"] <= MIN_SHAPE_VOXELS
     if few:
         r.append(
             f"too few voxels to have a shape (median {e['voxels_median']:g}; {e['findings_1_voxel']} of"
@@ -411,7 +411,7 @@ def _reasons(e: dict[str, Any], n_pos: int) -> list[str]:
     if e["cnr"] is not None and e["cnr"] < 1.0:
         faint = True
         r.append(f"no intensity change (contrast {e['contrast_hu_median']} HU vs noise {e['noise_hu']} HU)")
-    elif e["rose_median"] is not None and e["rose_median"] < 5.0:
+    elif e["rose_median"] is not None and e["rose_median"] < MIN_ROSE:
         faint = True
         r.append(f"contrast below noise (Rose {e['rose_median']:g} < 5)")
     if e["cvr"] is not None and e["cvr"] < 1.0:
