@@ -43,17 +43,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=5, help="cross-validation folds of the oracle")
     ap.add_argument("--tag", default="", help="suffix of the output file names (e.g. the generator version)")
     ap.add_argument("--update-resource", action="store_true",
-                    help="also record the oracle AUROCs in hirescam_ext/resources/learnability.json (the visible "
-                    "findings per profile that reports average over)")
+                    help="also record the audit's oracle AUROCs, lesion voxels and Rose detectability in "
+                    "hirescam_ext/resources/learnability.json (they decide the visible findings reports average over)")
     ap.add_argument("--resource-from", nargs="+", metavar="JSON", default=None,
                     help="record these saved audit JSONs in the resource and stop (no new audit); the profile is "
                     "the one whose grid the audit used")
     args = ap.parse_args(argv)
     if args.resource_from:
         for name in args.resource_from:
-            result = json.loads(Path(name).read_text())
-            profile = result.get("profile") or profile_of(result["shape"])
-            update_visibility(profile, result, RESOURCE)
+            try:
+                result = json.loads(Path(name).read_text())
+                profile = result.get("profile") or profile_of(result["shape"])
+                update_visibility(profile, result, RESOURCE)
+            except (OSError, KeyError, TypeError, ValueError) as err:
+                raise SystemExit(f"{name}: not a readable learnability audit JSON ({type(err).__name__}: {err})")
             print(f"{name}: recorded as profile {profile!r} in {RESOURCE}")
         return 0
 
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {out / stem}.json/.md in {result['seconds']} s")
     if args.update_resource:
         update_visibility(args.profile, result, RESOURCE)
-        print(f"recorded the oracle AUROCs of profile {args.profile!r} in {RESOURCE}")
+        print(f"recorded the visibility numbers of profile {args.profile!r} in {RESOURCE}")
     return 0
 
 

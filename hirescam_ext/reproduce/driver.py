@@ -329,12 +329,12 @@ def _visibility(profile: ReproProfile, generator_version: str | None) -> dict[st
     the data's generator version is unknown)."""
     from hirescam_ext.synthetic.visibility import load_visibility, visible_findings
 
-    version = generator_version
     visible = None
-    if version is not None:
-        visible = visible_findings(profile.synth_profile, shape=profile.spatial_size, generator_version=version)
+    if generator_version is not None:
+        visible = visible_findings(profile.synth_profile, shape=profile.spatial_size,
+                                   generator_version=generator_version)
     entry = (load_visibility().get(profile.synth_profile) or {}) if visible is not None else {}
-    return {"profile": profile.synth_profile, "generator_version": version,
+    return {"profile": profile.synth_profile, "generator_version": generator_version,
             "visible": list(visible) if visible is not None else None, "oracle": entry.get("oracle"),
             "command": entry.get("command")}
 

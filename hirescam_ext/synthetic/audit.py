@@ -63,7 +63,6 @@ __all__ = [
     "comparison_markdown",
 ]
 
-
 #: every label the generator can make positive (primary and implied labels), in ``LABEL_NAMES`` order.
 RENDERED_LABELS: tuple[str, ...] = tuple(
     n for n in LABEL_NAMES if n in set(SUPPORTED_LABELS) | {x for v in _IMPLIED.values() for x in v}
@@ -413,7 +412,7 @@ def _reasons(e: dict[str, Any], n_pos: int) -> list[str]:
         r.append(f"no intensity change (contrast {e['contrast_hu_median']} HU vs noise {e['noise_hu']} HU)")
     elif e["rose_median"] is not None and e["rose_median"] < MIN_ROSE:
         faint = True
-        r.append(f"contrast below noise (Rose {e['rose_median']:g} < 5)")
+        r.append(f"contrast below noise (Rose {e['rose_median']:g} < {MIN_ROSE:g})")
     if e["cvr"] is not None and e["cvr"] < 1.0:
         r.append(f"organ-level shift below patient variation (CVR {e['cvr']:g} < 1)")
     if not few and not faint:
