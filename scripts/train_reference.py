@@ -45,13 +45,13 @@ import numpy as np
 import torch
 
 from hirescam_ext.labels import LABEL_NAMES, label_prevalence
-from hirescam_ext.losses import ClassificationMaskLoss
+from hirescam_ext.losses import MASK_PENALTIES, MASK_POOLS, ClassificationMaskLoss
 from hirescam_ext.metrics.auroc import compute_multilabel_auroc
-from hirescam_ext.networks import AxialNet, init_output_bias
+from hirescam_ext.networks import SLICE_POOLINGS, AxialNet, init_output_bias
 from hirescam_ext.regions.allowed import allowed_regions
 from hirescam_ext.regions.layout import to_attention_layout
 from hirescam_ext.synthetic.generator import GENERATOR_VERSION, PROFILES, generate_case, make_config
-from hirescam_ext.synthetic.visibility import visible_findings
+from hirescam_ext.synthetic.visibility import mean_over_visible, visible_findings
 
 HU_RANGE, CENTER = (-1000.0, 800.0), -0.449
 #: allowed regions of the mask loss: the bundle's ``AllowedRegionsd`` in the mode the demo and quick profile use
@@ -157,9 +157,8 @@ def auroc(logits: torch.Tensor, labels: torch.Tensor, visible: tuple[str, ...] |
     """Mean and per-label AUROC; ``mean_visible`` over the findings visible at the grid (``None``: unknown)."""
     res = compute_multilabel_auroc(logits.cpu(), labels.cpu())
     finite = {k: float(v) for k, v in res.per_label.items() if v is not None and math.isfinite(v)}
-    seen = [finite[k] for k in visible or () if k in finite]
     return {"mean": float(np.mean(list(finite.values()))) if finite else None,
-            "mean_visible": float(np.mean(seen)) if visible is not None and seen else None, "per_label": finite}
+            "mean_visible": mean_over_visible(finite, visible), "per_label": finite}
 
 
 def network_definition(shape: tuple[int, int, int], trunk: str, slice_pooling: str = "mean") -> dict[str, Any]:
@@ -199,11 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mask-loss", action="store_true",
                    help="train with the HiResCAM mask loss (weight 1/3; allowed regions from the organ truth and the "
                    "report locations, area mode at 10 %%, as the demo)")
-    p.add_argument("--mask-penalize", default="positive", choices=("positive", "both"),
+    p.add_argument("--mask-penalize", default="positive", choices=MASK_PENALTIES,
                    help="with --mask-loss: penalize positive attention outside G_true (the paper's) or both signs")
-    p.add_argument("--mask-pool", default="element", choices=("element", "logit"),
+    p.add_argument("--mask-pool", default="element", choices=MASK_POOLS,
                    help="with --mask-loss: penalize each forbidden element (the paper's) or each map's forbidden logit")
-    p.add_argument("--slice-pooling", default="mean", choices=("mean", "max"),
+    p.add_argument("--slice-pooling", default="mean", choices=SLICE_POOLINGS,
                    help="pooling of the slice scores: mean (the paper's AxialNet) or max (its MaxPool ablation)")
     p.add_argument("--workers", type=int, default=0, help="generation processes (0: one per core)")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"), help="auto: CUDA when available")

@@ -99,7 +99,6 @@ _BUILTIN_GEOMETRY = (
 _TRUNK_STRIDES = {"resnet18": 32, "small": 32, "small16": 16}
 
 
-
 def _builtin_geometry(name: str) -> tuple[tuple[str, int, int, int], ...]:
     """The size-changing layers of the built-in trunk ``name``: a stride-16 trunk keeps layer4 at stride 1."""
     if _TRUNK_STRIDES[name] == 32:

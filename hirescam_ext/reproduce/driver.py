@@ -327,13 +327,13 @@ def _generator_version(dataset_dir: Path) -> str | None:
 def _visibility(profile: ReproProfile, generator_version: str | None) -> dict[str, Any]:
     """The findings visible at the data's grid (the learnability audit's record), or ``visible: None`` (also when
     the data's generator version is unknown)."""
-    from hirescam_ext.synthetic.visibility import load_visibility, visible_findings
+    from hirescam_ext.synthetic.visibility import load_visibility, visible_in_entry
 
+    entry = load_visibility().get(profile.synth_profile)
     visible = None
     if generator_version is not None:
-        visible = visible_findings(profile.synth_profile, shape=profile.spatial_size,
-                                   generator_version=generator_version)
-    entry = (load_visibility().get(profile.synth_profile) or {}) if visible is not None else {}
+        visible = visible_in_entry(entry, profile.spatial_size, generator_version)
+    entry = entry if visible is not None else {}
     return {"profile": profile.synth_profile, "generator_version": generator_version,
             "visible": list(visible) if visible is not None else None, "oracle": entry.get("oracle"),
             "command": entry.get("command")}

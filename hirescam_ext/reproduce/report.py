@@ -63,11 +63,11 @@ def _per_label_rows(agg: Mapping[str, Mapping[str, Any]], order: Sequence[str],
     """One row per scored label: its visibility at the data's grid, then each model's test AUROC."""
     labels = sorted({k[len("auroc_label_"):-len("_test")] for m in order for k in agg[m]
                      if k.startswith("auroc_label_") and k.endswith("_test") and agg[m][k].get("mean") is not None})
-    visible = set((visibility or {}).get("visible") or ())
-    oracle = (visibility or {}).get("oracle") or {}
+    v = visibility or {}
+    visible, oracle = set(v.get("visible") or ()), v.get("oracle") or {}
     rows = []
     for lab in labels:
-        if (visibility or {}).get("visible") is None:
+        if v.get("visible") is None:
             seen = "unknown"
         else:
             o = oracle.get(lab) or {}

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from hirescam_ext.synthetic.findings import CONFOUNDED_LABEL
+from hirescam_ext.synthetic.visibility import mean_over_visible
 
 __all__ = [
     "summarize",
@@ -92,8 +93,7 @@ def run_metrics(run: Mapping[str, Any], visible: Sequence[str] | None = None) ->
     for split in ("validation", "test", "test_shifted"):
         out[f"auroc_{split}"] = _get(ev, split, "auroc", "mean")
         per_label = _get(ev, split, "auroc", "per_label") or {}
-        scored = _finite([per_label.get(lab) for lab in visible or ()])
-        out[f"auroc_visible_{split}"] = float(np.mean(scored)) if visible is not None and scored else None
+        out[f"auroc_visible_{split}"] = mean_over_visible(per_label, visible)
         if split != "validation":
             for lab, value in per_label.items():
                 out[f"auroc_label_{lab}_{split}"] = value

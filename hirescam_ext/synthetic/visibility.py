@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -46,7 +47,9 @@ __all__ = [
     "visibility_entry",
     "load_visibility",
     "update_visibility",
+    "visible_in_entry",
     "visible_findings",
+    "mean_over_visible",
 ]
 
 #: oracle AUROC from which a label counts as separable (the audit's bar, issue 13).
@@ -115,6 +118,22 @@ def update_visibility(profile: str, result: Mapping[str, Any], path: str | os.Pa
     return table
 
 
+def visible_in_entry(
+    entry: Mapping[str, Any] | None, shape: Sequence[int] | None = None, generator_version: str = GENERATOR_VERSION
+) -> tuple[str, ...] | None:
+    """The visible findings of one resource entry (see :func:`visible_findings`); ``None`` when the entry is missing,
+    of another generator version, or of another grid than ``shape``."""
+    if entry is None or entry.get("generator_version") != generator_version:
+        return None
+    if shape is not None and [int(v) for v in shape] != list(entry["shape"]):
+        return None
+    return tuple(
+        lab
+        for lab, o in entry["oracle"].items()
+        if is_visible(o["auroc"], o.get("se"), o.get("voxels_median"), o.get("rose_median"))
+    )
+
+
 def visible_findings(
     profile: str,
     shape: Sequence[int] | None = None,
@@ -132,13 +151,13 @@ def visible_findings(
     Returns:
         the label names, or ``None`` when no audit of this profile, grid and generator version exists.
     """
-    entry = load_visibility(path).get(profile)
-    if entry is None or entry.get("generator_version") != generator_version:
+    return visible_in_entry(load_visibility(path).get(profile), shape, generator_version)
+
+
+def mean_over_visible(per_label: Mapping[str, Any], visible: Sequence[str] | None) -> float | None:
+    """Mean of the finite ``per_label`` values of the ``visible`` labels; ``None`` without a set or a scored label."""
+    if visible is None:
         return None
-    if shape is not None and [int(v) for v in shape] != list(entry["shape"]):
-        return None
-    return tuple(
-        lab
-        for lab, o in entry["oracle"].items()
-        if is_visible(o["auroc"], o.get("se"), o.get("voxels_median"), o.get("rose_median"))
-    )
+    scored = [float(per_label[lab]) for lab in visible if per_label.get(lab) is not None]
+    scored = [v for v in scored if math.isfinite(v)]
+    return sum(scored) / len(scored) if scored else None
