@@ -23,6 +23,7 @@ docs/PERFORMANCE.md)::
     python scripts/train_reference.py --profile tiny --trunk small16 --scans 6000 --seed 1 --lr 2e-3 --epochs 30
                                                          # CPU: the shipped model (docs/TRAINING.md has each run)
     python scripts/train_reference.py --profile tiny --trunk small16 --slice-pooling max ...   # the MaxPool ablation
+    python scripts/train_reference.py --profile tiny --model plain3d ...     # the plain 3D CNN (global pooling) baseline
     python scripts/train_reference.py --dry-run                                       # a minute: tiny sizes
 """
 
@@ -47,7 +48,7 @@ import torch
 from hirescam_ext.labels import LABEL_NAMES, label_prevalence
 from hirescam_ext.losses import MASK_PENALTIES, MASK_POOLS, ClassificationMaskLoss
 from hirescam_ext.metrics.auroc import compute_multilabel_auroc
-from hirescam_ext.networks import SLICE_POOLINGS, AxialNet, init_output_bias
+from hirescam_ext.networks import SLICE_POOLINGS, TRUNK_NAMES, AxialNet, Plain3DCNN, init_output_bias
 from hirescam_ext.regions.allowed import allowed_regions
 from hirescam_ext.regions.layout import to_attention_layout
 from hirescam_ext.synthetic.generator import GENERATOR_VERSION, PROFILES, generate_case, make_config
@@ -161,8 +162,21 @@ def auroc(logits: torch.Tensor, labels: torch.Tensor, visible: tuple[str, ...] |
             "mean_visible": mean_over_visible(finite, visible), "per_label": finite}
 
 
-def network_definition(shape: tuple[int, int, int], trunk: str, slice_pooling: str = "mean") -> dict[str, Any]:
-    """The ``network_def`` of a reference AxialNet for scans of ``shape`` (recorded in the checkpoint's settings)."""
+#: channels of the plain 3D CNN baseline's four stages (``--model plain3d``; a quarter of the GPU profile's compute)
+PLAIN3D_CHANNELS = (8, 16, 32, 64)
+MODELS = ("axialnet", "plain3d")
+
+
+def network_definition(
+    shape: tuple[int, int, int], trunk: str, slice_pooling: str = "mean", model: str = "axialnet"
+) -> dict[str, Any]:
+    """The ``network_def`` of a reference AxialNet (or, with ``model="plain3d"``, of the plain 3D CNN baseline with
+    global average pooling) for scans of ``shape`` (recorded in the checkpoint's settings)."""
+    if model == "plain3d":
+        return {"_target_": "hirescam_ext.Plain3DCNN", "n_classes": len(LABEL_NAMES), "volume_size": list(shape),
+                "channels": list(PLAIN3D_CHANNELS), "groups": 4}
+    if model != "axialnet":
+        raise ValueError(f"unknown model {model!r}; choose one of {MODELS}")
     return {
         "_target_": "hirescam_ext.AxialNet",
         "n_classes": len(LABEL_NAMES),
@@ -177,8 +191,13 @@ def network_definition(shape: tuple[int, int, int], trunk: str, slice_pooling: s
     }
 
 
-def checkpoint_name(trunk: str, slice_pooling: str, mask_loss: bool, mask_penalize: str, mask_pool: str) -> str:
-    """``reference_<trunk>[_max][_mask[_both][_logit]].pt``: the paper's settings add no suffix."""
+def checkpoint_name(
+    trunk: str, slice_pooling: str, mask_loss: bool, mask_penalize: str, mask_pool: str, model: str = "axialnet"
+) -> str:
+    """``reference_<trunk>[_max][_mask[_both][_logit]].pt`` (``reference_plain3d.pt`` for the 3D CNN baseline): the
+    paper's settings add no suffix."""
+    if model == "plain3d":
+        return "reference_plain3d.pt"
     pooling = "_max" if slice_pooling == "max" else ""
     variant = ("_both" if mask_penalize == "both" else "") + ("_logit" if mask_pool == "logit" else "")
     return f"reference_{trunk}{pooling}{('_mask' + variant) if mask_loss else ''}.pt"
@@ -194,7 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="train this many epochs instead of a time budget")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--trunk", default="resnet18", choices=("resnet18", "small", "small16"))
+    p.add_argument("--model", default="axialnet", choices=MODELS,
+                   help="axialnet, or plain3d: the plain 3D CNN with global average pooling (the sanity baseline, "
+                   "channels %s; --trunk and --slice-pooling do not apply)" % (PLAIN3D_CHANNELS,))
+    p.add_argument("--trunk", default="resnet18", choices=TRUNK_NAMES)
     p.add_argument("--mask-loss", action="store_true",
                    help="train with the HiResCAM mask loss (weight 1/3; allowed regions from the organ truth and the "
                    "report locations, area mode at 10 %%, as the demo)")
@@ -209,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=os.environ.get("OUT", "outputs/reference"))
     p.add_argument("--dry-run", action="store_true", help="tiny sizes on any device, same code path")
     args = p.parse_args(argv)
+    if args.model == "plain3d" and args.mask_loss:
+        p.error("--mask-loss needs AxialNet's attention maps; the plain3d baseline trains with the classification loss")
     t0 = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -222,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     log = lambda msg: print(f"[{time.perf_counter() - t0:6.1f} s] {msg}", flush=True)  # noqa: E731
 
     config = make_config(args.profile, n_scans=args.scans, shape=shape)
-    grid_hdd = AxialNet.attention_grid(config.shape[:2], z=config.shape[2], trunk=args.trunk, custom_conv_padding=1)
+    grid_hdd = None
+    if args.model == "axialnet":
+        grid_hdd = AxialNet.attention_grid(config.shape[:2], z=config.shape[2], trunk=args.trunk, custom_conv_padding=1)
     grid = (grid_hdd[1], grid_hdd[2], grid_hdd[0]) if args.mask_loss else None  # (D1, D2, H) for allowed_regions
     data = generate(args.scans, args.profile, args.seed, args.workers or os.cpu_count() or 1, shape, grid)
     log(f"generated {args.scans} scans of {tuple(config.shape)} at {tuple(config.spacing)} mm")
@@ -237,12 +263,13 @@ def main(argv: list[str] | None = None) -> int:
     log("on " + str(device) + ": " + ", ".join(f"{s} {len(i)}" for s, i in parts.items()))
 
     torch.manual_seed(args.train_seed)
-    definition = network_definition(config.shape, args.trunk, args.slice_pooling)
-    net = AxialNet(**{k: v for k, v in definition.items() if k != "_target_"})
+    definition = network_definition(config.shape, args.trunk, args.slice_pooling, args.model)
+    net = {"axialnet": AxialNet, "plain3d": Plain3DCNN}[args.model](**{k: v for k, v in definition.items()
+                                                                     if k != "_target_"})
     prior = label_prevalence([{"label": row} for row in data["labels"][parts["training"].numpy()].tolist()])
     init_output_bias(net, prior)
     net = net.to(device)
-    if device.type == "cuda":
+    if device.type == "cuda" and args.model == "axialnet":
         net.to_channels_last()
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=1e-7)
     loss_fn = ClassificationMaskLoss(use_mask_loss=args.mask_loss, mask_penalize=args.mask_penalize,
@@ -261,8 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         spatial_size=list(config.shape),
         hu_range=list(HU_RANGE),
         center=CENTER,
-        attention_grid=list(AxialNet.attention_grid(config.shape[:2], z=config.shape[2], trunk=args.trunk,
-                                                    custom_conv_padding=1)),
+        attention_grid=list(grid_hdd) if grid_hdd is not None else None,
         dataset={"generator_version": GENERATOR_VERSION, "profile": args.profile, "n_scans": args.scans,
                  "seed": args.seed, "shape": list(config.shape), "spacing": list(config.spacing)},
     )
@@ -276,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         "region_area_threshold": REGION_AREA_THRESHOLD if args.mask_loss else None,
         "optimizer": "adam", "lr": args.lr, "batch": args.batch, "schedule": "warmup_cosine", "seed": args.train_seed,
     }
-    name = checkpoint_name(args.trunk, args.slice_pooling, args.mask_loss, args.mask_penalize, args.mask_pool)
+    name = checkpoint_name(args.trunk, args.slice_pooling, args.mask_loss, args.mask_penalize, args.mask_pool,
+                           args.model)
 
     def save(state: dict[str, torch.Tensor], epoch: int) -> None:
         fp16 = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
@@ -337,8 +364,9 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python scripts/train_reference.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "hirescam_ext": __version__, "generator_version": GENERATOR_VERSION,
-        "scans": {s: len(i) for s, i in parts.items()}, "batch": args.batch, "lr": args.lr, "trunk": args.trunk,
-        "slice_pooling": args.slice_pooling, "mask_loss": args.mask_loss,
+        "scans": {s: len(i) for s, i in parts.items()}, "batch": args.batch, "lr": args.lr, "model": args.model,
+        "trunk": args.trunk if args.model == "axialnet" else None,
+        "slice_pooling": args.slice_pooling if args.model == "axialnet" else None, "mask_loss": args.mask_loss,
         "epochs": epoch, "best_epoch": best_epoch, "train_seconds": train_seconds,
         "scans_per_second_train": epoch * n_train / train_seconds, "history": history,
         "visible_findings": list(visible) if visible is not None else None,

@@ -70,3 +70,23 @@ def test_auroc_reports_the_mean_over_the_visible_findings_beside_the_mean_over_a
     out = mod.auroc(logits, labels, visible=(names[0],))
     assert out["mean"] == 0.75 and out["mean_visible"] == 1.0
     assert mod.auroc(logits, labels)["mean_visible"] is None
+
+
+def test_plain3d_option_builds_the_global_pooling_baseline_and_names_its_checkpoint() -> None:
+    from hirescam_ext.networks import Plain3DCNN
+
+    mod = _module()
+    definition = mod.network_definition((64, 64, 48), "small16", model="plain3d")
+    assert definition["_target_"] == "hirescam_ext.Plain3DCNN"
+    net = Plain3DCNN(**{k: v for k, v in definition.items() if k != "_target_"})
+    assert net(torch.rand(1, 1, 64, 64, 48)).shape == (1, len(mod.LABEL_NAMES))
+    assert mod.checkpoint_name("small16", "mean", False, "positive", "element", "plain3d") == "reference_plain3d.pt"
+
+
+def test_plain3d_with_the_mask_loss_is_refused_before_any_data_is_generated(capsys) -> None:
+    import pytest
+
+    mod = _module()
+    with pytest.raises(SystemExit) as err:
+        mod.main(["--model", "plain3d", "--mask-loss", "--dry-run"])
+    assert err.value.code == 2 and "--mask-loss needs AxialNet" in capsys.readouterr().err

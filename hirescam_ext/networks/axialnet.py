@@ -104,8 +104,8 @@ class AxialNet(nn.Module):
         n_classes: number of abnormalities M (80 in the paper, ``hirescam_ext.labels.LABEL_NAMES``).
         spatial_size: in-plane size ``(X, Y)`` of the input; sizes the fully connected layer. A MONAI-style
             ``(X, Y, Z)`` is accepted too: Z only has to be a multiple of 3 and does not fix the input's Z.
-        trunk: ``"resnet18"`` (the paper), ``"small"`` (tiny; 64 channels, stride 32) or ``"small16"`` (the same with
-            stride 16: twice the grid, the shipped CPU reference model).
+        trunk: ``"resnet18"`` (the paper), ``"small"`` (tiny; 64 channels, stride 32), ``"small16"`` (the same with
+            stride 16: twice the grid) or ``"wide16"`` (``"small16"`` with twice the channels, 128 out).
         pretrained: path of torchvision ResNet-18 ImageNet weights, or ``None`` (RandInitResNet); never downloaded.
         custom_convs: ``False`` for the NoCustomConv ablation (fully connected layer on the trunk output).
         custom_conv_channels: output channels of the custom convs (the paper: 64, 32, 16, 16); the last is F.
@@ -222,7 +222,7 @@ class AxialNet(nn.Module):
         Args:
             spatial_size: in-plane size ``(X, Y)``.
             z: number of axial slices (divisible by 3).
-            trunk: a trunk name (``"resnet18"``, ``"small"``, ``"small16"``) or a built trunk with ``output_size``.
+            trunk: a trunk name (one of ``resnet_trunk.TRUNK_NAMES``) or a built trunk with ``output_size``.
             custom_convs, custom_conv_channels, custom_conv_padding: as in :class:`AxialNet`.
 
         Raises:

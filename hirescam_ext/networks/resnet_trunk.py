@@ -42,8 +42,8 @@ __all__ = [
 
 #: trunk names accepted by :func:`build_trunk`: ``"small16"`` is ``"small"`` with overall stride 16 (its layer4 keeps
 #: the size), so a 64 x 64 slice gives a 4 x 4 grid of 9 cm cells at 5.8 mm instead of 2 x 2 (the paper's 6 x 6 grid
-#: at 420 x 420 and 0.8 mm has 5.6 cm cells)
-TRUNK_NAMES = ("resnet18", "small", "small16")
+#: at 420 x 420 and 0.8 mm has 5.6 cm cells); ``"wide16"`` is ``"small16"`` with twice the channels (128 out)
+TRUNK_NAMES = ("resnet18", "small", "small16", "wide16")
 
 #: normalization layers accepted by :func:`build_trunk`: ``"batch"`` (the paper's, ImageNet-compatible), or
 #: ``"group"`` (GroupNorm, 8 groups) and ``"instance"`` (InstanceNorm with affine parameters), which normalize each
@@ -96,7 +96,10 @@ _BUILTIN_GEOMETRY = (
 )
 
 #: overall stride of each built-in trunk (the geometry above with layer4's stride set to keep the size for 16)
-_TRUNK_STRIDES = {"resnet18": 32, "small": 32, "small16": 16}
+_TRUNK_STRIDES = {"resnet18": 32, "small": 32, "small16": 16, "wide16": 16}
+
+#: channels of layer1-4 of the small built-in trunks
+_SMALL_TRUNK_CHANNELS = {"small": (8, 16, 32, 64), "small16": (8, 16, 32, 64), "wide16": (16, 32, 64, 128)}
 
 
 def _builtin_geometry(name: str) -> tuple[tuple[str, int, int, int], ...]:
@@ -210,14 +213,15 @@ def resnet18_trunk(pretrained: str | os.PathLike | None = None, norm: str = "bat
 
 
 def small_trunk(
-    channels: tuple[int, int, int, int] = (8, 16, 32, 64), norm: str = "batch", stride: int = 32
+    channels: tuple[int, int, int, int] = (8, 16, 32, 64), norm: str = "batch", stride: int = 32, name: str | None = None
 ) -> ResNetTrunk:
     """A tiny ResNet trunk for fast tests and CPU models: one basic block per layer, ``channels`` wide.
 
     Same layout and geometry as ResNet-18 (stride-2 7x7 stem, max pooling, layers 2-4 of stride 2: overall stride
     32, output size ``ceil(n / 32)``) with ``channels[-1]`` (default 64) output channels. Never pretrained.
     ``norm``: one of :data:`TRUNK_NORMS`. ``stride=16`` keeps layer4 at layer3's size (first block's convolution and
-    shortcut of stride 1; the same parameters): output size ``ceil(n / 16)``, a finer attention grid.
+    shortcut of stride 1; the same parameters): output size ``ceil(n / 16)``, a finer attention grid. ``name``: the
+    trunk's name (default ``"small"`` or ``"small16"`` by stride).
     """
     if stride not in (16, 32):
         raise ValueError(f"small trunk stride must be 16 or 32, got {stride!r}")
@@ -236,12 +240,12 @@ def small_trunk(
         block.conv1.stride = (1, 1)
         if block.downsample is not None:
             block.downsample[0].stride = (1, 1)
-    return ResNetTrunk(_set_norm(net, norm), name="small" if stride == 32 else "small16")
+    return ResNetTrunk(_set_norm(net, norm), name=name or ("small" if stride == 32 else "small16"))
 
 
 def build_trunk(name: str = "resnet18", pretrained: str | os.PathLike | None = None, norm: str = "batch") -> ResNetTrunk:
-    """Build a trunk by name: ``"resnet18"`` (the paper's), ``"small"`` (64 channels, stride 32) or ``"small16"``
-    (the same with stride 16).
+    """Build a trunk by name: ``"resnet18"`` (the paper's), ``"small"`` (64 channels, stride 32), ``"small16"``
+    (the same with stride 16) or ``"wide16"`` (``"small16"`` with channels 16-128).
 
     Args:
         name: one of :data:`TRUNK_NAMES`.
@@ -255,10 +259,10 @@ def build_trunk(name: str = "resnet18", pretrained: str | os.PathLike | None = N
     """
     if name == "resnet18":
         return resnet18_trunk(pretrained, norm=norm)
-    if name in ("small", "small16"):
+    if name in _SMALL_TRUNK_CHANNELS:
         if _normalise_pretrained(pretrained) is not None:
             raise ValueError(f"trunk={name!r} has no pretrained weights; use trunk='resnet18' with pretrained=PATH")
-        return small_trunk(norm=norm, stride=_TRUNK_STRIDES[name])
+        return small_trunk(_SMALL_TRUNK_CHANNELS[name], norm=norm, stride=_TRUNK_STRIDES[name], name=name)
     raise ValueError(f"unknown trunk {name!r}; choose one of {TRUNK_NAMES}")
 
 

@@ -167,3 +167,20 @@ def test_small16_gives_axialnet_a_4x4_grid_at_64x64():
     assert AxialNet.attention_grid((64, 64), z=48, trunk="small16", custom_conv_padding=1) == (16, 4, 4)
     net = AxialNet(n_classes=3, spatial_size=(64, 64), trunk="small16", custom_conv_padding=1).eval()
     assert net.forward_all(torch.rand(1, 1, 64, 64, 12)).attention.shape[-2:] == (4, 4)
+
+
+def test_wide16_trunk_has_small16_geometry_with_twice_the_channels():
+    small16, wide16 = build_trunk("small16"), build_trunk("wide16")
+    assert wide16.name == "wide16" and wide16.stride == 16 and wide16.out_channels == 2 * small16.out_channels == 128
+    out = wide16(torch.zeros(1, 3, 64, 64))
+    assert out.shape == (1, 128, 4, 4) and trunk_output_size(64, "wide16") == 4
+    assert wide16.conv1.out_channels == 2 * small16.conv1.out_channels == 16
+
+
+def test_wide16_gives_axialnet_the_4x4_grid_with_custom_convs_on_128_channels():
+    from hirescam_ext.networks import AxialNet
+
+    net = AxialNet(n_classes=3, spatial_size=(64, 64), trunk="wide16", custom_conv_padding=1).eval()
+    assert AxialNet.attention_grid((64, 64), z=48, trunk="wide16", custom_conv_padding=1) == (16, 4, 4)
+    assert net.custom_convs.conv1.in_channels == 128
+    assert net.forward_all(torch.rand(1, 1, 64, 64, 12)).attention.shape[-2:] == (4, 4)
