@@ -23,7 +23,7 @@ docs/PERFORMANCE.md)::
     python scripts/train_reference.py --profile tiny --trunk small16 --scans 6000 --seed 1 --lr 2e-3 --epochs 30
                                                          # CPU: the shipped model (docs/TRAINING.md has each run)
     python scripts/train_reference.py --profile tiny --trunk small16 --slice-pooling max ...   # the MaxPool ablation
-    python scripts/train_reference.py --profile tiny --model plain3d ...     # the plain 3D CNN (global pooling) baseline
+    python scripts/train_reference.py --profile tiny --model plain3d ...    # the plain 3D CNN baseline (global pooling)
     python scripts/train_reference.py --dry-run                                       # a minute: tiny sizes
 """
 

@@ -213,7 +213,10 @@ def resnet18_trunk(pretrained: str | os.PathLike | None = None, norm: str = "bat
 
 
 def small_trunk(
-    channels: tuple[int, int, int, int] = (8, 16, 32, 64), norm: str = "batch", stride: int = 32, name: str | None = None
+    channels: tuple[int, int, int, int] = (8, 16, 32, 64),
+    norm: str = "batch",
+    stride: int = 32,
+    name: str | None = None,
 ) -> ResNetTrunk:
     """A tiny ResNet trunk for fast tests and CPU models: one basic block per layer, ``channels`` wide.
 
