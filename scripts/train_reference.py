@@ -48,7 +48,7 @@ import torch
 from hirescam_ext.labels import LABEL_NAMES, label_prevalence
 from hirescam_ext.losses import MASK_PENALTIES, MASK_POOLS, ClassificationMaskLoss
 from hirescam_ext.metrics.auroc import compute_multilabel_auroc
-from hirescam_ext.networks import SLICE_POOLINGS, TRUNK_NAMES, AxialNet, Plain3DCNN, init_output_bias
+from hirescam_ext.networks import SLICE_POOLINGS, TRUNK_NAMES, AxialNet, Plain3DCNN, init_output_bias, tie_fc_cells
 from hirescam_ext.regions.allowed import allowed_regions
 from hirescam_ext.regions.layout import to_attention_layout
 from hirescam_ext.synthetic.generator import GENERATOR_VERSION, PROFILES, generate_case, make_config
@@ -226,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --mask-loss: penalize each forbidden element (the paper's) or each map's forbidden logit")
     p.add_argument("--slice-pooling", default="mean", choices=SLICE_POOLINGS,
                    help="pooling of the slice scores: mean (the paper's AxialNet) or max (its MaxPool ablation)")
+    p.add_argument("--fc-init", default="default", choices=("default", "tied"),
+                   help="AxialNet's per-cell fully connected weights: PyTorch's default, or tied (equal in every cell at "
+                   "the start: global average pooling that training lets part)")
     p.add_argument("--workers", type=int, default=0, help="generation processes (0: one per core)")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"), help="auto: CUDA when available")
     p.add_argument("--out", default=os.environ.get("OUT", "outputs/reference"))
@@ -268,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                      if k != "_target_"})
     prior = label_prevalence([{"label": row} for row in data["labels"][parts["training"].numpy()].tolist()])
     init_output_bias(net, prior)
+    if args.fc_init == "tied":
+        tie_fc_cells(net)
     net = net.to(device)
     if device.type == "cuda" and args.model == "axialnet":
         net.to_channels_last()
@@ -300,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         "mask_pool": args.mask_pool if args.mask_loss else None,
         "region_mode": REGION_MODE if args.mask_loss else None,
         "region_area_threshold": REGION_AREA_THRESHOLD if args.mask_loss else None,
-        "optimizer": "adam", "lr": args.lr, "batch": args.batch, "schedule": "warmup_cosine", "seed": args.train_seed,
+        "fc_init": args.fc_init, "optimizer": "adam", "lr": args.lr, "batch": args.batch, "schedule": "warmup_cosine", "seed": args.train_seed,
     }
     name = checkpoint_name(args.trunk, args.slice_pooling, args.mask_loss, args.mask_penalize, args.mask_pool,
                            args.model)
@@ -366,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__, "hirescam_ext": __version__, "generator_version": GENERATOR_VERSION,
         "scans": {s: len(i) for s, i in parts.items()}, "batch": args.batch, "lr": args.lr, "model": args.model,
         "trunk": args.trunk if args.model == "axialnet" else None,
-        "slice_pooling": args.slice_pooling if args.model == "axialnet" else None, "mask_loss": args.mask_loss,
+        "slice_pooling": args.slice_pooling if args.model == "axialnet" else None, "fc_init": args.fc_init, "mask_loss": args.mask_loss,
         "epochs": epoch, "best_epoch": best_epoch, "train_seconds": train_seconds,
         "scans_per_second_train": epoch * n_train / train_seconds, "history": history,
         "visible_findings": list(visible) if visible is not None else None,

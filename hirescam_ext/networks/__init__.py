@@ -8,7 +8,7 @@ from hirescam_ext.networks.axialnet import CUSTOM_CONV_INITS, SLICE_POOLINGS, Ax
 from hirescam_ext.networks.bodyconv import BodyConv
 from hirescam_ext.networks.conv3d import ThreeDConv
 from hirescam_ext.networks.ctnet import CTNet
-from hirescam_ext.networks.init import init_output_bias, log_prior_odds, output_layer, prepare_network
+from hirescam_ext.networks.init import init_output_bias, log_prior_odds, output_layer, prepare_network, tie_fc_cells
 from hirescam_ext.networks.plain3d import Plain3DCNN
 from hirescam_ext.networks.resnet_trunk import (
     TRUNK_NAMES,
@@ -35,6 +35,7 @@ __all__ = [
     "TRUNK_NAMES",
     "TRUNK_NORMS",
     "init_output_bias",
+    "tie_fc_cells",
     "log_prior_odds",
     "output_layer",
     "prepare_network",

@@ -27,7 +27,7 @@ from hirescam_ext.utils.args import as_bool
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["output_layer", "init_output_bias", "log_prior_odds", "prepare_network"]
+__all__ = ["output_layer", "init_output_bias", "log_prior_odds", "prepare_network", "tie_fc_cells"]
 
 
 def output_layer(network: nn.Module) -> nn.Linear:
@@ -118,4 +118,27 @@ def prepare_network(
                 setattr(network, name, torch.compile(getattr(network, name), backend=compile_backend))
         logger.info("torch.compile (backend %s): compiled on first use; the first iteration includes the compile "
                     "time", compile_backend)
+    return network
+
+
+def tie_fc_cells(network: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
+    """Start AxialNet's per-cell fully connected weights equal in every cell of the grid (returns ``network``).
+
+    ``fc`` has its own weights ``w_m[f, i, j]`` for every cell ``(i, j)``. Drawn independently (PyTorch's default),
+    their signs differ from cell to cell, so a finding that can lie anywhere (a nodule, ground glass) sends gradients
+    of opposite sign from different cells into the same shared features. Tied at the start, ``w_m[f, i, j] = v_m[f]``
+    with ``v`` drawn as PyTorch draws a linear layer (uniform, bound ``1 / sqrt(F * D1 * D2)``), the network begins as
+    global average pooling followed by one linear layer, and training lets the cells part. The architecture, and so
+    HiResCAM's exactness, is unchanged.
+
+    Raises:
+        ValueError: ``network`` has no ``fc_weight_maps`` (not an AxialNet with a fully connected layer on a grid).
+    """
+    if not hasattr(network, "fc_weight_maps"):
+        raise ValueError(f"{type(network).__name__} has no per-cell fully connected layer (fc_weight_maps) to tie")
+    maps = network.fc_weight_maps()  # [M, F, D1, D2], a view of fc.weight
+    bound = 1.0 / float(maps[0].numel()) ** 0.5
+    v = torch.empty(maps.shape[:2], dtype=torch.float32).uniform_(-bound, bound, generator=generator)
+    with torch.no_grad():
+        maps.copy_(v[:, :, None, None].expand_as(maps).to(maps))
     return network

@@ -7,7 +7,15 @@ import math
 import pytest
 import torch
 
-from hirescam_ext.networks import AxialNet, Plain3DCNN, init_output_bias, log_prior_odds, output_layer, prepare_network
+from hirescam_ext.networks import (
+    AxialNet,
+    Plain3DCNN,
+    init_output_bias,
+    log_prior_odds,
+    output_layer,
+    prepare_network,
+    tie_fc_cells,
+)
 
 
 def _small(**kw):
@@ -93,3 +101,27 @@ def test_compile_switch_keeps_outputs_and_state_dict_names():
         assert torch.allclose(compiled.forward_all(x).attention, before_all, atol=1e-6)
     assert list(compiled.state_dict()) == keys
     assert compiled.forward is not AxialNet.forward.__get__(compiled)  # wrapped, not the plain method
+
+
+def test_tied_fc_cells_start_equal_in_every_cell_with_different_labels_and_features():
+    net = tie_fc_cells(AxialNet(n_classes=4, spatial_size=(64, 64), trunk="small16", custom_conv_padding=1))
+    maps = net.fc_weight_maps()  # [M, F, 4, 4]
+    assert torch.equal(maps, maps[:, :, :1, :1].expand_as(maps))
+    v = maps[:, :, 0, 0]
+    assert v.unique().numel() == v.numel() and float(v.abs().max()) <= 1 / math.sqrt(maps[0].numel())
+
+
+def test_tied_fc_cells_make_axialnet_global_average_pooling_and_keep_hirescam_exact():
+    net = tie_fc_cells(AxialNet(n_classes=4, spatial_size=(64, 64), trunk="small16", custom_conv_padding=1))
+    torch.nn.init.zeros_(net.fc.bias)
+    net.eval()
+    out = net.forward_all(torch.rand(2, 1, 64, 64, 12))
+    pooled = out.features.mean(dim=1).sum(dim=(2, 3))  # [B, F]: slice mean, summed over the cells
+    assert torch.allclose(out.logits, pooled @ net.fc_weight_maps()[:, :, 0, 0].T, atol=1e-5)
+    h = out.attention.shape[2]
+    assert torch.allclose(out.logits, out.attention.sum(dim=(2, 3, 4)) / h, atol=1e-5)
+
+
+def test_tying_needs_a_per_cell_fully_connected_layer():
+    with pytest.raises(ValueError, match="fc_weight_maps"):
+        tie_fc_cells(Plain3DCNN(n_classes=3, channels=(4, 8)))
