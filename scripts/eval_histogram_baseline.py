@@ -1,4 +1,4 @@
-"""A whole-volume HU-histogram baseline on the synthetic benchmark (prints and writes JSON).
+"""A whole-volume HU-histogram baseline, and linear probes of a trained AxialNet's layers (prints and writes JSON).
 
 What a model with no notion of shape or place can read from the same scans the reference AxialNet trains on:
 each scan becomes a histogram of its voxels' HU over the whole volume (no organ mask; 25 HU bins in the lung
@@ -7,9 +7,15 @@ is fitted on the training split and scored on the test split. A finding this bas
 leaves at chance is a global intensity signal the CNN fails to pick up (docs/TRAINING.md). ``--window`` clips the
 HU to the bundle's window first, as the networks see it (so metal reads as bone).
 
+``--probe CHECKPOINT`` (a reference AxialNet, e.g. ``bundle/models/reference.pt``) adds linear probes: the same
+logistic regression on each probed layer's activations pooled over the whole scan (mean and maximum over slices and
+positions, per channel). A finding no probe ranks above chance has no feature in the network at any depth, not only
+in the classifier's read-out. ``--probe-random`` probes the same network with its initial (random) weights.
+
 Usage (from the repository root)::
 
     OMP_NUM_THREADS=2 python scripts/eval_histogram_baseline.py --profile tiny --scans 2000 --seed 1 --out /tmp/hist
+    OMP_NUM_THREADS=2 python scripts/eval_histogram_baseline.py ... --probe bundle/models/reference.pt
 """
 
 from __future__ import annotations
@@ -31,7 +37,10 @@ from hirescam_ext.labels import LABEL_NAMES
 from hirescam_ext.metrics.auroc import compute_multilabel_auroc
 from hirescam_ext.synthetic.generator import GENERATOR_VERSION, PROFILES
 from hirescam_ext.synthetic.visibility import mean_over_visible, visible_findings
-from train_reference import HU_RANGE, generate
+from train_reference import HU_RANGE, generate, windowed_on
+
+#: layers probed by ``--probe`` (``named_modules`` names of AxialNet)
+PROBE_LAYERS = ("trunk.layer1", "trunk.layer2", "trunk.layer3", "trunk.layer4", "custom_convs.relu4")
 
 #: histogram bin edges in HU: 25 HU steps through the lung range, 100 HU through soft tissue and bone, then dense bone
 #: and metal (the bundle's window puts everything from 800 HU up into the bin that starts at 800)
@@ -62,6 +71,62 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, l2: float = 1e-2) -> tuple[to
     return w.detach(), b.detach()
 
 
+def pooled_activations(
+    net: torch.nn.Module, images: np.ndarray, layers: tuple[str, ...] = PROBE_LAYERS, batch: int = 32
+) -> dict[str, torch.Tensor]:
+    """Per scan, each layer's channels pooled over slices and positions: ``{layer: [N, 2 * C]}`` (mean, then max)."""
+    modules = dict(net.named_modules())
+    missing = [name for name in layers if name not in modules]
+    if missing:
+        raise ValueError(f"{type(net).__name__} has no layer {missing}; probe-able layers: {PROBE_LAYERS}")
+    current: dict[str, torch.Tensor] = {}
+    hooks = [modules[name].register_forward_hook(lambda m, i, o, name=name: current.__setitem__(name, o.detach()))
+             for name in layers]
+    pooled: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    net.eval()
+    try:
+        with torch.no_grad():
+            for k in range(0, len(images), batch):
+                index = np.arange(k, min(k + batch, len(images)))
+                net(windowed_on(images, index, torch.device("cpu")).float())
+                for name in layers:
+                    a = current[name]  # [B * H, C, h, w]
+                    a = a.reshape(len(index), -1, *a.shape[1:])
+                    pooled[name].append(torch.cat([a.mean(dim=(1, 3, 4)), a.amax(dim=(1, 3, 4))], dim=1))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {name: torch.cat(parts) for name, parts in pooled.items()}
+
+
+def load_axialnet(path: str, random: bool = False) -> torch.nn.Module:
+    """The AxialNet a ``train_reference.py`` checkpoint defines, with its weights (or its random initial ones)."""
+    from hirescam_ext.networks import AxialNet
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    definition = {k: v for k, v in checkpoint["model_settings"]["network_def"].items() if k != "_target_"}
+    net = AxialNet(**definition)
+    if not random:
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in checkpoint["model"].items()})
+    return net.eval()
+
+
+def probe_auroc(feats: torch.Tensor, y: torch.Tensor, train: np.ndarray, test: np.ndarray,
+               names: list[str]) -> dict[str, float]:
+    """Test AUROC per label of the logistic regression fitted on ``feats[train]`` (standardized on the training
+    split)."""
+    mean, std = feats[train].mean(0), feats[train].std(0) + 1e-6
+    x = (feats - mean) / std
+    w, b = fit_logistic(x[train], y[train])
+    result = compute_multilabel_auroc(x[test] @ w + b, y[test], names)
+    return {k: float(v) for k, v in result.per_label.items() if v is not None and np.isfinite(v)}
+
+
+def _summary(per_label: dict[str, float], visible: tuple[str, ...] | None) -> dict:
+    return {"mean": float(np.mean(list(per_label.values()))), "mean_visible": mean_over_visible(per_label, visible),
+            "per_label": per_label}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", default="tiny", choices=sorted(PROFILES))
@@ -69,20 +134,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1, help="dataset seed (the reference models train on seed 1)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--window", action="store_true", help="clip to the bundle's HU window first")
+    p.add_argument("--probe", default=None, help="a reference AxialNet checkpoint whose layers to probe")
+    p.add_argument("--probe-random", action="store_true", help="with --probe: probe its random initial weights")
     p.add_argument("--out", default="outputs/histogram_baseline")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     data = generate(args.scans, args.profile, args.seed, args.workers, None)
     split = np.asarray(data["splits"])
-    feats = histogram_features(data["images"], window=args.window)
     train, test = split == "training", split == "test"
-    mean, std = feats[train].mean(0), feats[train].std(0) + 1e-6
-    x = torch.tensor((feats - mean) / std, dtype=torch.float32)
     y = torch.from_numpy(data["labels"])
     present = [j for j in range(len(LABEL_NAMES)) if 0 < float(y[train, j].sum()) < int(train.sum())]
-    w, b = fit_logistic(x[train], y[train][:, present])
-    result = compute_multilabel_auroc(x[test] @ w + b, y[test][:, present], [LABEL_NAMES[j] for j in present])
-    per_label = {k: float(v) for k, v in result.per_label.items() if v is not None and np.isfinite(v)}
+    y, names = y[:, present], [LABEL_NAMES[j] for j in present]
+    feats = torch.tensor(histogram_features(data["images"], window=args.window), dtype=torch.float32)
+    per_label = probe_auroc(feats, y, train, test, names)
     visible = visible_findings(args.profile, shape=data["config"].shape)
     report = {
         "command": "python scripts/eval_histogram_baseline.py " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -92,17 +156,37 @@ def main(argv: list[str] | None = None) -> int:
         "window": list(HU_RANGE) if args.window else None,
         "scans": {s: int((split == s).sum()) for s in ("training", "test")},
         "bins_hu": BIN_EDGES.tolist(),
-        "test_auroc": {
-            "mean": float(np.mean(list(per_label.values()))),
-            "mean_visible": mean_over_visible(per_label, visible),
-            "per_label": per_label,
-        },
-        "seconds": time.perf_counter() - t0,
+        "test_auroc": _summary(per_label, visible),
     }
+    if args.probe:
+        net = load_axialnet(args.probe, random=args.probe_random)
+        test_index = np.flatnonzero(test)
+        with torch.no_grad():
+            logits = [net(windowed_on(data["images"], test_index[k : k + 32], torch.device("cpu")).float())
+                      for k in range(0, len(test_index), 32)]
+        model_auroc = compute_multilabel_auroc(torch.cat(logits)[:, present], y[test], names)
+        report["probe"] = {
+            "checkpoint": args.probe,
+            "weights": "random (initial)" if args.probe_random else "trained",
+            "model_test_auroc": _summary({k: float(v) for k, v in model_auroc.per_label.items() if v is not None},
+                                         visible),
+            "layers": {name: _summary(probe_auroc(f, y, train, test, names), visible)
+                       for name, f in pooled_activations(net, data["images"]).items()},
+        }
+    report["seconds"] = time.perf_counter() - t0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "histogram_baseline.json").write_text(json.dumps(report, indent=1))
-    print(json.dumps(report["test_auroc"], indent=1))
+    prefixes = ("h_great_vessel_", "h_mediastinum_", "heart_", "lung_")
+    label = lambda k: next((k[len(q) :] for q in prefixes if k.startswith(q)), k)[:12]  # noqa: E731
+    short = lambda r: " ".join(f"{label(k)} {v:.2f}" for k, v in r["per_label"].items())  # noqa: E731
+    print(f"histogram: mean {report['test_auroc']['mean']:.3f}: {short(report['test_auroc'])}")
+    if "probe" in report:
+        model = report["probe"]["model_test_auroc"]
+        print(f"model: mean {model['mean']:.3f}: {short(model)}")
+        for name, r in report["probe"]["layers"].items():
+            print(f"probe {name}: mean {r['mean']:.3f}: {short(r)}")
+    print(f"wrote {out / 'histogram_baseline.json'}")
     return 0
 
 

@@ -45,3 +45,27 @@ def test_logistic_regression_separates_a_label_carried_by_one_feature_and_not_a_
 
     auroc = list(compute_multilabel_auroc(x[100:] @ w + b, y[100:]).per_label.values())
     assert auroc[0] > 0.95 and abs(auroc[1] - 0.5) < 0.2
+
+
+def test_pooled_activations_give_mean_and_max_of_every_channel_per_scan():
+    from hirescam_ext.networks import AxialNet
+
+    mod = _module()
+    net = AxialNet(n_classes=80, spatial_size=(64, 64), trunk="small16", custom_conv_padding=1)
+    images = np.random.default_rng(0).integers(-1000, 800, (3, 64, 64, 12)).astype(np.int16)
+    pooled = mod.pooled_activations(net, images, batch=2)
+    assert set(pooled) == set(mod.PROBE_LAYERS)
+    assert pooled["trunk.layer4"].shape == (3, 2 * 64) and pooled["custom_convs.relu4"].shape == (3, 2 * 16)
+    relu = pooled["custom_convs.relu4"]
+    assert bool((relu[:, 16:] >= relu[:, :16]).all())  # the maximum is never below the mean
+
+
+def test_probing_a_layer_the_network_does_not_have_names_it():
+    import pytest
+
+    from hirescam_ext.networks import AxialNet
+
+    mod = _module()
+    net = AxialNet(n_classes=3, spatial_size=(64, 64), trunk="small16", custom_conv_padding=1)
+    with pytest.raises(ValueError, match="trunk.layer9"):
+        mod.pooled_activations(net, np.zeros((1, 64, 64, 12), np.int16), layers=("trunk.layer9",))
