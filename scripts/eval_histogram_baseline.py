@@ -160,16 +160,20 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.probe:
         net = load_axialnet(args.probe, random=args.probe_random)
-        test_index = np.flatnonzero(test)
-        with torch.no_grad():
-            logits = [net(windowed_on(data["images"], test_index[k : k + 32], torch.device("cpu")).float())
-                      for k in range(0, len(test_index), 32)]
-        model_auroc = compute_multilabel_auroc(torch.cat(logits)[:, present], y[test], names)
+        def model_auroc(split_mask: np.ndarray) -> dict:
+            index = np.flatnonzero(split_mask)
+            with torch.no_grad():
+                logits = [net(windowed_on(data["images"], index[k : k + 32], torch.device("cpu")).float())
+                          for k in range(0, len(index), 32)]
+            result = compute_multilabel_auroc(torch.cat(logits)[:, present], y[split_mask], names)
+            return _summary({k: float(v) for k, v in result.per_label.items() if v is not None}, visible)
+
         report["probe"] = {
             "checkpoint": args.probe,
             "weights": "random (initial)" if args.probe_random else "trained",
-            "model_test_auroc": _summary({k: float(v) for k, v in model_auroc.per_label.items() if v is not None},
-                                         visible),
+            # on the training split too: a finding ranked at chance there is not fitted, not forgotten
+            "model_training_auroc": model_auroc(train),
+            "model_test_auroc": model_auroc(test),
             "layers": {name: _summary(probe_auroc(f, y, train, test, names), visible)
                        for name, f in pooled_activations(net, data["images"]).items()},
         }
@@ -182,8 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     short = lambda r: " ".join(f"{label(k)} {v:.2f}" for k, v in r["per_label"].items())  # noqa: E731
     print(f"histogram: mean {report['test_auroc']['mean']:.3f}: {short(report['test_auroc'])}")
     if "probe" in report:
-        model = report["probe"]["model_test_auroc"]
-        print(f"model: mean {model['mean']:.3f}: {short(model)}")
+        for split_name in ("training", "test"):
+            model = report["probe"][f"model_{split_name}_auroc"]
+            print(f"model on {split_name}: mean {model['mean']:.3f}: {short(model)}")
         for name, r in report["probe"]["layers"].items():
             print(f"probe {name}: mean {r['mean']:.3f}: {short(r)}")
     print(f"wrote {out / 'histogram_baseline.json'}")

@@ -227,8 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slice-pooling", default="mean", choices=SLICE_POOLINGS,
                    help="pooling of the slice scores: mean (the paper's AxialNet) or max (its MaxPool ablation)")
     p.add_argument("--fc-init", default="default", choices=("default", "tied"),
-                   help="AxialNet's per-cell fully connected weights: PyTorch's default, or tied (equal in every cell at "
-                   "the start: global average pooling that training lets part)")
+                   help="AxialNet's per-cell fully connected weights: PyTorch's default, or tied (equal in every cell "
+                   "at the start: global average pooling that training lets part)")
+    p.add_argument("--no-augment", action="store_true", help="train without the paper's flip / rot90 augmentation")
     p.add_argument("--workers", type=int, default=0, help="generation processes (0: one per core)")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"), help="auto: CUDA when available")
     p.add_argument("--out", default=os.environ.get("OUT", "outputs/reference"))
@@ -305,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         "mask_pool": args.mask_pool if args.mask_loss else None,
         "region_mode": REGION_MODE if args.mask_loss else None,
         "region_area_threshold": REGION_AREA_THRESHOLD if args.mask_loss else None,
-        "fc_init": args.fc_init, "optimizer": "adam", "lr": args.lr, "batch": args.batch, "schedule": "warmup_cosine", "seed": args.train_seed,
+        "fc_init": args.fc_init, "augment": not args.no_augment,
+        "optimizer": "adam", "lr": args.lr, "batch": args.batch, "schedule": "warmup_cosine", "seed": args.train_seed,
     }
     name = checkpoint_name(args.trunk, args.slice_pooling, args.mask_loss, args.mask_penalize, args.mask_pool,
                            args.model)
@@ -331,7 +333,9 @@ def main(argv: list[str] | None = None) -> int:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             idx = order[b * args.batch : (b + 1) * args.batch].to(device)
-            batch, g_true = augment(x["training"][idx], gen, regions[idx] if regions is not None else None)
+            batch, g_true = x["training"][idx], regions[idx] if regions is not None else None
+            if not args.no_augment:
+                batch, g_true = augment(batch, gen, g_true)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 if args.mask_loss:
                     pred = net.forward_all(batch.float())
@@ -371,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__, "hirescam_ext": __version__, "generator_version": GENERATOR_VERSION,
         "scans": {s: len(i) for s, i in parts.items()}, "batch": args.batch, "lr": args.lr, "model": args.model,
         "trunk": args.trunk if args.model == "axialnet" else None,
-        "slice_pooling": args.slice_pooling if args.model == "axialnet" else None, "fc_init": args.fc_init, "mask_loss": args.mask_loss,
+        "slice_pooling": args.slice_pooling if args.model == "axialnet" else None,
+        "fc_init": args.fc_init, "augment": not args.no_augment, "mask_loss": args.mask_loss,
         "epochs": epoch, "best_epoch": best_epoch, "train_seconds": train_seconds,
         "scans_per_second_train": epoch * n_train / train_seconds, "history": history,
         "visible_findings": list(visible) if visible is not None else None,
