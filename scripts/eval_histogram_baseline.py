@@ -35,7 +35,7 @@ import torch
 
 from hirescam_ext.labels import LABEL_NAMES
 from hirescam_ext.metrics.auroc import compute_multilabel_auroc
-from hirescam_ext.synthetic.generator import GENERATOR_VERSION, PROFILES
+from hirescam_ext.synthetic.generator import GENERATOR_VERSION, PROFILES, make_config
 from hirescam_ext.synthetic.visibility import mean_over_visible, visible_findings
 from train_reference import HU_RANGE, generate, windowed_on
 
@@ -100,12 +100,20 @@ def pooled_activations(
 
 
 def load_axialnet(path: str, random: bool = False) -> torch.nn.Module:
-    """The AxialNet a ``train_reference.py`` checkpoint defines, with its weights (or its random initial ones)."""
+    """The AxialNet a ``train_reference.py`` checkpoint defines, with its weights (or its random initial ones).
+
+    Raises:
+        ValueError: the file is not such a checkpoint (no ``model`` weights or no AxialNet ``network_def``).
+    """
     from hirescam_ext.networks import AxialNet
 
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    definition = {k: v for k, v in checkpoint["model_settings"]["network_def"].items() if k != "_target_"}
-    net = AxialNet(**definition)
+    settings = checkpoint.get("model_settings") if isinstance(checkpoint, dict) else None
+    definition = dict((settings or {}).get("network_def") or {})
+    if definition.get("_target_") != "hirescam_ext.AxialNet" or "model" not in checkpoint:
+        raise ValueError(f"{path}: not a reference AxialNet checkpoint (needs 'model' weights and "
+                         "model_settings.network_def of hirescam_ext.AxialNet, as scripts/train_reference.py writes)")
+    net = AxialNet(**{k: v for k, v in definition.items() if k != "_target_"})
     if not random:
         net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in checkpoint["model"].items()})
     return net.eval()
@@ -139,6 +147,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="outputs/histogram_baseline")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
+    net = None
+    if args.probe:  # checked before the scans are generated
+        if not Path(args.probe).is_file():
+            p.error(f"--probe {args.probe}: no such file")
+        try:
+            net = load_axialnet(args.probe, random=args.probe_random)
+        except ValueError as err:
+            p.error(str(err))
+        shape = make_config(args.profile, n_scans=1).shape
+        if tuple(net.spatial_size[:2]) != tuple(shape[:2]):
+            p.error(f"--probe {args.probe}: the network takes {tuple(net.spatial_size[:2])} slices, the "
+                    f"{args.profile!r} profile gives {tuple(shape[:2])}")
     data = generate(args.scans, args.profile, args.seed, args.workers, None)
     split = np.asarray(data["splits"])
     train, test = split == "training", split == "test"
@@ -158,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         "bins_hu": BIN_EDGES.tolist(),
         "test_auroc": _summary(per_label, visible),
     }
-    if args.probe:
-        net = load_axialnet(args.probe, random=args.probe_random)
+    if net is not None:
+
         def model_auroc(split_mask: np.ndarray) -> dict:
             index = np.flatnonzero(split_mask)
             with torch.no_grad():

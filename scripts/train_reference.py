@@ -162,7 +162,7 @@ def auroc(logits: torch.Tensor, labels: torch.Tensor, visible: tuple[str, ...] |
             "mean_visible": mean_over_visible(finite, visible), "per_label": finite}
 
 
-#: channels of the plain 3D CNN baseline's four stages (``--model plain3d``; a quarter of the GPU profile's compute)
+#: channels of the plain 3D CNN baseline's four stages (``--model plain3d``; half the channels of Plain3DCNN's default)
 PLAIN3D_CHANNELS = (8, 16, 32, 64)
 MODELS = ("axialnet", "plain3d")
 
@@ -237,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.model == "plain3d" and args.mask_loss:
         p.error("--mask-loss needs AxialNet's attention maps; the plain3d baseline trains with the classification loss")
+    if args.model == "plain3d" and args.fc_init == "tied":
+        p.error("--fc-init tied ties AxialNet's per-cell weights; the plain3d baseline has one weight per feature")
     t0 = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

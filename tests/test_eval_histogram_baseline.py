@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+REFERENCE = SCRIPTS.parent / "bundle" / "models" / "reference.pt"
 
 
 def _module():
@@ -69,3 +70,20 @@ def test_probing_a_layer_the_network_does_not_have_names_it():
     net = AxialNet(n_classes=3, spatial_size=(64, 64), trunk="small16", custom_conv_padding=1)
     with pytest.raises(ValueError, match="trunk.layer9"):
         mod.pooled_activations(net, np.zeros((1, 64, 64, 12), np.int16), layers=("trunk.layer9",))
+
+
+def test_a_probe_file_that_is_missing_not_a_checkpoint_or_of_another_size_is_refused_before_generating(
+    tmp_path, capsys
+):
+    import pytest
+
+    mod = _module()
+    for argv, message in (
+        (["--probe", str(tmp_path / "none.pt")], "no such file"),
+        (["--probe", str(tmp_path / "other.pt")], "not a reference AxialNet checkpoint"),
+        (["--probe", str(REFERENCE), "--profile", "small"], "gives (96, 96)"),
+    ):
+        torch.save({"weights": {}}, tmp_path / "other.pt")
+        with pytest.raises(SystemExit) as err:
+            mod.main([*argv, "--scans", "4", "--out", str(tmp_path / "out")])
+        assert err.value.code == 2 and message in capsys.readouterr().err

@@ -83,10 +83,13 @@ def test_plain3d_option_builds_the_global_pooling_baseline_and_names_its_checkpo
     assert mod.checkpoint_name("small16", "mean", False, "positive", "element", "plain3d") == "reference_plain3d.pt"
 
 
-def test_plain3d_with_the_mask_loss_is_refused_before_any_data_is_generated(capsys) -> None:
+def test_plain3d_with_the_mask_loss_or_tied_cells_is_refused_before_any_data_is_generated(capsys) -> None:
     import pytest
 
     mod = _module()
     with pytest.raises(SystemExit) as err:
         mod.main(["--model", "plain3d", "--mask-loss", "--dry-run"])
     assert err.value.code == 2 and "--mask-loss needs AxialNet" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        mod.main(["--model", "plain3d", "--fc-init", "tied", "--dry-run"])
+    assert err.value.code == 2 and "--fc-init tied" in capsys.readouterr().err
