@@ -103,19 +103,19 @@ def load_axialnet(path: str, random: bool = False) -> torch.nn.Module:
     """The AxialNet a ``train_reference.py`` checkpoint defines, with its weights (or its random initial ones).
 
     Raises:
-        ValueError: the file is not such a checkpoint (no ``model`` weights or no AxialNet ``network_def``).
+        ValueError: the file is not such a checkpoint (no AxialNet ``network_def`` in its settings).
+        InputError (a ValueError): naming the file when it cannot be read or its weights do not fit the network.
     """
-    from hirescam_ext.networks import AxialNet
+    from hirescam_ext.engines.checkpoint import load_network_weights
+    from hirescam_ext.engines.model_settings import network_from_settings, read_model_settings
 
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    settings = checkpoint.get("model_settings") if isinstance(checkpoint, dict) else None
-    definition = dict((settings or {}).get("network_def") or {})
-    if definition.get("_target_") != "hirescam_ext.AxialNet" or "model" not in checkpoint:
+    settings = read_model_settings(path) or {}
+    if (settings.get("network_def") or {}).get("_target_") != "hirescam_ext.AxialNet":
         raise ValueError(f"{path}: not a reference AxialNet checkpoint (needs 'model' weights and "
                          "model_settings.network_def of hirescam_ext.AxialNet, as scripts/train_reference.py writes)")
-    net = AxialNet(**{k: v for k, v in definition.items() if k != "_target_"})
+    net = network_from_settings(settings)
     if not random:
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in checkpoint["model"].items()})
+        load_network_weights(net, path)
     return net.eval()
 
 
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--probe {args.probe}: no such file")
         try:
             net = load_axialnet(args.probe, random=args.probe_random)
-        except ValueError as err:
+        except ValueError as err:  # InputError too
             p.error(str(err))
         shape = make_config(args.profile, n_scans=1).shape
         if tuple(net.spatial_size[:2]) != tuple(shape[:2]):

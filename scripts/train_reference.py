@@ -240,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.model == "plain3d" and args.mask_loss:
         p.error("--mask-loss needs AxialNet's attention maps; the plain3d baseline trains with the classification loss")
-    unknown = [n for n in (args.only_labels or "").split(",") if n and n not in LABEL_NAMES]
+    only_labels = tuple(n for n in (args.only_labels or "").split(",") if n)
+    unknown = [n for n in only_labels if n not in LABEL_NAMES]
     if unknown:
         p.error(f"--only-labels: unknown label names {unknown}")
     if args.model == "plain3d" and args.fc_init == "tied":
@@ -270,9 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     # int16 to the device, windowed there: the whole benchmark stays in GPU memory as bf16
     x = {s: windowed_on(data["images"], i.numpy(), device) for s, i in parts.items()}
     y = {s: y_all[i].to(device) for s, i in parts.items()}
-    if args.only_labels:
+    if only_labels:
         keep = torch.zeros(len(LABEL_NAMES), dtype=torch.bool, device=device)
-        for label in args.only_labels.split(","):
+        for label in only_labels:
             keep[LABEL_NAMES.index(label)] = True
         y["training"] = y["training"] * keep
     regions = torch.from_numpy(data["regions"][parts["training"].numpy()]).to(device) if args.mask_loss else None
@@ -366,8 +367,8 @@ def main(argv: list[str] | None = None) -> int:
             step += 1
         epoch += 1
         val = auroc(scores(net, x["validation"], 2 * args.batch, amp), y["validation"])
-        if args.only_labels:  # select the epoch on the labels it trains on
-            val["mean"] = mean_over_visible(val["per_label"], tuple(args.only_labels.split(",")))
+        if only_labels:  # select the epoch on the labels it trains on
+            val["mean"] = mean_over_visible(val["per_label"], only_labels)
         seconds = time.perf_counter() - e0
         if total_epochs is None and epoch == 2:  # epoch 1 includes cuDNN autotuning: size the run from epoch 2
             total_epochs = max(2, 1 + int((args.seconds - (time.perf_counter() - train_start) + seconds) // seconds))
