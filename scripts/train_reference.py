@@ -168,16 +168,21 @@ MODELS = ("axialnet", "plain3d")
 
 
 def network_definition(
-    shape: tuple[int, int, int], trunk: str, slice_pooling: str = "mean", model: str = "axialnet"
+    shape: tuple[int, int, int],
+    trunk: str,
+    slice_pooling: str = "mean",
+    model: str = "axialnet",
+    extra_windows: list[tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
     """The ``network_def`` of a reference AxialNet (or, with ``model="plain3d"``, of the plain 3D CNN baseline with
-    global average pooling) for scans of ``shape`` (recorded in the checkpoint's settings)."""
+    global average pooling) for scans of ``shape`` (recorded in the checkpoint's settings). ``extra_windows``:
+    AxialNet's extra input windows in HU (``[(-1000, -300)]``: a lung window); none, the paper's input."""
     if model == "plain3d":
         return {"_target_": "hirescam_ext.Plain3DCNN", "n_classes": len(LABEL_NAMES), "volume_size": list(shape),
                 "channels": list(PLAIN3D_CHANNELS), "groups": 4}
     if model != "axialnet":
         raise ValueError(f"unknown model {model!r}; choose one of {MODELS}")
-    return {
+    definition = {
         "_target_": "hirescam_ext.AxialNet",
         "n_classes": len(LABEL_NAMES),
         "spatial_size": list(shape),
@@ -189,15 +194,25 @@ def network_definition(
         "norm": "batch",
         "custom_conv_init": "kaiming",
     }
+    if extra_windows:
+        definition["extra_windows"] = [[float(lo), float(hi)] for lo, hi in extra_windows]
+    return definition
 
 
 def checkpoint_name(
-    trunk: str, slice_pooling: str, mask_loss: bool, mask_penalize: str, mask_pool: str, model: str = "axialnet"
+    trunk: str,
+    slice_pooling: str,
+    mask_loss: bool,
+    mask_penalize: str,
+    mask_pool: str,
+    model: str = "axialnet",
+    extra_windows: list[tuple[float, float]] | None = None,
 ) -> str:
-    """``reference_<trunk>[_max][_mask[_both][_logit]].pt`` (``reference_plain3d.pt`` for the 3D CNN baseline): the
-    paper's settings add no suffix."""
+    """``reference_<trunk>[_win<lo>_<hi>...][_max][_mask[_both][_logit]].pt`` (``reference_plain3d.pt`` for the 3D
+    CNN baseline): the paper's settings add no suffix."""
     if model == "plain3d":
         return "reference_plain3d.pt"
+    trunk += "".join(f"_win{lo:g}_{hi:g}" for lo, hi in extra_windows or [])
     pooling = "_max" if slice_pooling == "max" else ""
     variant = ("_both" if mask_penalize == "both" else "") + ("_logit" if mask_pool == "logit" else "")
     return f"reference_{trunk}{pooling}{('_mask' + variant) if mask_loss else ''}.pt"
@@ -229,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fc-init", default="default", choices=("default", "tied"),
                    help="AxialNet's per-cell fully connected weights: PyTorch's default, or tied (equal in every cell "
                    "at the start: global average pooling that training lets part)")
+    p.add_argument("--extra-window", nargs=2, type=float, action="append", metavar=("LOW", "HIGH"), default=None,
+                   help="AxialNet: add a narrower HU window of the input as extra channels of each triplet (repeat "
+                   "for several; --extra-window -1000 -300 is a lung window); a deviation from the paper's input")
     p.add_argument("--no-augment", action="store_true", help="train without the paper's flip / rot90 augmentation")
     p.add_argument("--only-labels", default=None,
                    help="comma-separated label names: train on these alone (every other label is 0 in the training "
@@ -244,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in only_labels if n not in LABEL_NAMES]
     if unknown:
         p.error(f"--only-labels: unknown label names {unknown}")
+    if args.model == "plain3d" and args.extra_window:
+        p.error("--extra-window adds input channels to AxialNet's triplets; the plain3d baseline takes one channel")
     if args.model == "plain3d" and args.fc_init == "tied":
         p.error("--fc-init tied ties AxialNet's per-cell weights; the plain3d baseline has one weight per feature")
     t0 = time.perf_counter()
@@ -281,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     log("on " + str(device) + ": " + ", ".join(f"{s} {len(i)}" for s, i in parts.items()))
 
     torch.manual_seed(args.train_seed)
-    definition = network_definition(config.shape, args.trunk, args.slice_pooling, args.model)
+    definition = network_definition(config.shape, args.trunk, args.slice_pooling, args.model, args.extra_window)
     net = {"axialnet": AxialNet, "plain3d": Plain3DCNN}[args.model](**{k: v for k, v in definition.items()
                                                                      if k != "_target_"})
     prior = label_prevalence([{"label": row} for row in y["training"].cpu().tolist()])
@@ -324,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         "optimizer": "adam", "lr": args.lr, "batch": args.batch, "schedule": "warmup_cosine", "seed": args.train_seed,
     }
     name = checkpoint_name(args.trunk, args.slice_pooling, args.mask_loss, args.mask_penalize, args.mask_pool,
-                           args.model)
+                           args.model, args.extra_window)
 
     def save(state: dict[str, torch.Tensor], epoch: int) -> None:
         fp16 = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
@@ -392,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         "scans": {s: len(i) for s, i in parts.items()}, "batch": args.batch, "lr": args.lr, "model": args.model,
         "trunk": args.trunk if args.model == "axialnet" else None,
         "slice_pooling": args.slice_pooling if args.model == "axialnet" else None,
+        "extra_windows": definition.get("extra_windows"),
         "fc_init": args.fc_init, "augment": not args.no_augment, "mask_loss": args.mask_loss,
         "epochs": epoch, "best_epoch": best_epoch, "train_seconds": train_seconds,
         "scans_per_second_train": epoch * n_train / train_seconds, "history": history,

@@ -102,3 +102,25 @@ def test_only_labels_with_an_unknown_name_is_refused_before_any_data_is_generate
     with pytest.raises(SystemExit) as err:
         mod.main(["--only-labels", "lung_groundglass,lung_glass", "--dry-run"])
     assert err.value.code == 2 and "unknown label names ['lung_glass']" in capsys.readouterr().err
+
+
+def test_extra_window_option_builds_axialnet_with_a_lung_window_and_names_its_checkpoint() -> None:
+    from hirescam_ext.networks import AxialNet
+
+    mod = _module()
+    definition = mod.network_definition((64, 64, 48), "small16", extra_windows=[(-1000.0, -300.0)])
+    assert definition["extra_windows"] == [[-1000.0, -300.0]] and "extra_windows" not in mod.network_definition(
+        (64, 64, 48), "small16")
+    net = AxialNet(**{k: v for k, v in definition.items() if k != "_target_"})
+    assert net.trunk.conv1.in_channels == 6
+    name = mod.checkpoint_name("small16", "mean", True, "positive", "element", extra_windows=[(-1000.0, -300.0)])
+    assert name == "reference_small16_win-1000_-300_mask.pt"
+
+
+def test_extra_window_with_plain3d_is_refused_before_any_data_is_generated(capsys) -> None:
+    import pytest
+
+    mod = _module()
+    with pytest.raises(SystemExit) as err:
+        mod.main(["--model", "plain3d", "--extra-window", "-1000", "-300", "--dry-run"])
+    assert err.value.code == 2 and "--extra-window adds input channels" in capsys.readouterr().err

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from hirescam_ext.networks._layers import SLICES_PER_TRIPLET, check_volume, conv_out_size, volume_to_triplets
+from hirescam_ext.networks.input_windows import InputWindows, widen_conv_input
 from hirescam_ext.networks.resnet_trunk import build_trunk, trunk_output_size
 from hirescam_ext.utils.args import as_bool
 
@@ -105,7 +106,8 @@ class AxialNet(nn.Module):
         spatial_size: in-plane size ``(X, Y)`` of the input; sizes the fully connected layer. A MONAI-style
             ``(X, Y, Z)`` is accepted too: Z only has to be a multiple of 3 and does not fix the input's Z.
         trunk: ``"resnet18"`` (the paper), ``"small"`` (tiny; 64 channels, stride 32), ``"small16"`` (the same with
-            stride 16: twice the grid) or ``"wide16"`` (``"small16"`` with twice the channels, 128 out).
+            stride 16: twice the grid), ``"wide16"`` (``"small16"`` with twice the channels, 128 out) or ``"fine16"``
+            (``"small"`` with a stride-1 stem: the grid of ``"small16"`` with four times the pixels in layers 1-3).
         pretrained: path of torchvision ResNet-18 ImageNet weights, or ``None`` (RandInitResNet); never downloaded.
         custom_convs: ``False`` for the NoCustomConv ablation (fully connected layer on the trunk output).
         custom_conv_channels: output channels of the custom convs (the paper: 64, 32, 16, 16); the last is F.
@@ -118,6 +120,14 @@ class AxialNet(nn.Module):
             (the original code's), which shrinks the signal about tenfold per conv and starves training. The
             fully connected layer keeps PyTorch's default; set its bias to the labels' log prior odds with
             :func:`hirescam_ext.networks.init_output_bias`. HiResCAM stays exact either way.
+        extra_windows: ``None`` (the paper: the input's one window) or ``[(low, high), ...]`` in HU: narrower
+            windows of the input (e.g. ``[(-1000, -300)]``, a lung window) computed inside the network
+            (:class:`hirescam_ext.networks.input_windows.InputWindows`) and stacked after each triplet's three slices,
+            so the trunk's first convolution takes ``3 * (1 + len(extra_windows))`` channels. A deviation from the
+            paper (docs/TRAINING.md). ``input_hu_range`` and ``input_center`` say how the input was windowed (the
+            bundle's ``HUWindowd``); HiResCAM is unchanged (it starts after the trunk).
+        input_hu_range: HU window of the input (the bundle's: ``(-1000, 800)``); used with ``extra_windows`` only.
+        input_center: centre added by the input's window (the bundle's: ``-0.449``); used with ``extra_windows`` only.
 
     ``forward`` can be compiled with ``torch.jit.script`` (the Model Zoo's ``ckpt_export``), input checks included;
     ``forward_all`` and the other methods are not part of the scripted module.
@@ -149,6 +159,9 @@ class AxialNet(nn.Module):
         slice_pooling: str = "mean",
         norm: str = "batch",
         custom_conv_init: str = "kaiming",
+        extra_windows: Sequence[Sequence[float]] | None = None,
+        input_hu_range: Sequence[float] = (-1000.0, 800.0),
+        input_center: float = -0.449,
     ) -> None:
         super().__init__()
         custom_convs = as_bool(custom_convs, "custom_convs")
@@ -175,6 +188,11 @@ class AxialNet(nn.Module):
         self.custom_conv_padding = int(custom_conv_padding)
         self.norm = norm
         self.trunk = build_trunk(trunk, pretrained, norm=norm)
+        self.input_windows: nn.Module = nn.Identity()  # InputWindows (its ``windows`` in HU) with extra_windows
+        if extra_windows:
+            windows = InputWindows(extra_windows, input_hu_range=input_hu_range, center=input_center)
+            self.input_windows = windows
+            self.trunk.conv1 = widen_conv_input(self.trunk.conv1, windows.factor, copy_weights=bool(pretrained))
 
         _, d1, d2 = self.attention_grid(
             spatial_size,
@@ -284,7 +302,10 @@ class AxialNet(nn.Module):
         b = x.shape[0]
         weight = self.trunk.conv1.weight
         channels_last = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
-        feats = self.custom_convs(self.trunk(volume_to_triplets(x, channels_last=channels_last)))
+        triplets = self.input_windows(volume_to_triplets(x, channels_last=channels_last))
+        if channels_last:  # the extra windows are concatenated in the default format
+            triplets = triplets.contiguous(memory_format=torch.channels_last)
+        feats = self.custom_convs(self.trunk(triplets))
         return feats.reshape([b, -1] + list(feats.shape[1:]))
 
     def to_channels_last(self, enabled: bool | str = True) -> AxialNet:

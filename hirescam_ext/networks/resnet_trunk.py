@@ -42,8 +42,11 @@ __all__ = [
 
 #: trunk names accepted by :func:`build_trunk`: ``"small16"`` is ``"small"`` with overall stride 16 (its layer4 keeps
 #: the size), so a 64 x 64 slice gives a 4 x 4 grid of 9 cm cells at 5.8 mm instead of 2 x 2 (the paper's 6 x 6 grid
-#: at 420 x 420 and 0.8 mm has 5.6 cm cells); ``"wide16"`` is ``"small16"`` with twice the channels (128 out)
-TRUNK_NAMES = ("resnet18", "small", "small16", "wide16")
+#: at 420 x 420 and 0.8 mm has 5.6 cm cells); ``"wide16"`` is ``"small16"`` with twice the channels (128 out);
+#: ``"fine16"`` is ``"small"`` with a stride-1 stem convolution: overall stride 16 too (the same 4 x 4 grid at
+#: 64 x 64), but the stem and layers 1-3 see four times the pixels, so a 3-voxel nodule is not under one feature
+#: pixel after the stem
+TRUNK_NAMES = ("resnet18", "small", "small16", "wide16", "fine16")
 
 #: normalization layers accepted by :func:`build_trunk`: ``"batch"`` (the paper's, ImageNet-compatible), or
 #: ``"group"`` (GroupNorm, 8 groups) and ``"instance"`` (InstanceNorm with affine parameters), which normalize each
@@ -96,17 +99,27 @@ _BUILTIN_GEOMETRY = (
 )
 
 #: overall stride of each built-in trunk (the geometry above with layer4's stride set to keep the size for 16)
-_TRUNK_STRIDES = {"resnet18": 32, "small": 32, "small16": 16, "wide16": 16}
+_TRUNK_STRIDES = {"resnet18": 32, "small": 32, "small16": 16, "wide16": 16, "fine16": 16}
+
+#: stride of the stem convolution (conv1) of the built-in trunks: 2 (torchvision's) unless listed
+_STEM_STRIDES = {"fine16": 1}
 
 #: channels of layer1-4 of the small built-in trunks
-_SMALL_TRUNK_CHANNELS = {"small": (8, 16, 32, 64), "small16": (8, 16, 32, 64), "wide16": (16, 32, 64, 128)}
+_SMALL_TRUNK_CHANNELS = {
+    "small": (8, 16, 32, 64),
+    "small16": (8, 16, 32, 64),
+    "wide16": (16, 32, 64, 128),
+    "fine16": (8, 16, 32, 64),
+}
 
 
 def _builtin_geometry(name: str) -> tuple[tuple[str, int, int, int], ...]:
-    """The size-changing layers of the built-in trunk ``name``: a stride-16 trunk keeps layer4 at stride 1."""
-    if _TRUNK_STRIDES[name] == 32:
-        return _BUILTIN_GEOMETRY
-    return tuple((layer, k, 1 if layer == "layer4" else s, p) for layer, k, s, p in _BUILTIN_GEOMETRY)
+    """The size-changing layers of the built-in trunk ``name``: its stem convolution's stride, and layer4 at stride 1
+    where that is how the trunk reaches its overall stride."""
+    stem = _STEM_STRIDES.get(name, 2)
+    layer4 = _TRUNK_STRIDES[name] // (stem * 8)
+    strides = {"conv1": stem, "layer4": layer4}
+    return tuple((layer, k, strides.get(layer, s), p) for layer, k, s, p in _BUILTIN_GEOMETRY)
 
 
 _TRUNK_CHILDREN = ("conv1", "bn1", "act", "maxpool", "layer1", "layer2", "layer3", "layer4")
@@ -217,6 +230,7 @@ def small_trunk(
     norm: str = "batch",
     stride: int = 32,
     name: str | None = None,
+    stem_stride: int = 2,
 ) -> ResNetTrunk:
     """A tiny ResNet trunk for fast tests and CPU models: one basic block per layer, ``channels`` wide.
 
@@ -224,31 +238,38 @@ def small_trunk(
     32, output size ``ceil(n / 32)``) with ``channels[-1]`` (default 64) output channels. Never pretrained.
     ``norm``: one of :data:`TRUNK_NORMS`. ``stride=16`` keeps layer4 at layer3's size (first block's convolution and
     shortcut of stride 1; the same parameters): output size ``ceil(n / 16)``, a finer attention grid. ``name``: the
-    trunk's name (default ``"small"`` or ``"small16"`` by stride).
+    trunk's name (default ``"small"`` or ``"small16"`` by stride). ``stem_stride=1``: the 7x7 stem convolution keeps
+    the input's size (``"fine16"``: with ``stride=16`` the grid of ``"small16"``, with layer4 at stride 2 and four
+    times the pixels in the stem and layers 1-3).
     """
-    if stride not in (16, 32):
-        raise ValueError(f"small trunk stride must be 16 or 32, got {stride!r}")
+    if stem_stride not in (1, 2):
+        raise ValueError(f"small trunk stem_stride must be 1 or 2, got {stem_stride!r}")
+    allowed = (16, 32) if stem_stride == 2 else (8, 16)
+    if stride not in allowed:
+        raise ValueError(f"small trunk stride must be one of {allowed} with stem_stride={stem_stride}, got {stride!r}")
     net = ResNet(
         block="basic",
         layers=[1, 1, 1, 1],
         block_inplanes=list(channels),
         spatial_dims=2,
         n_input_channels=3,
-        conv1_t_stride=2,
+        conv1_t_stride=stem_stride,
         bias_downsample=False,
         feed_forward=False,
     )
-    if stride == 16:
+    if stride == 8 * stem_stride:  # layer4 keeps layer3's size
         block = net.layer4[0]
         block.conv1.stride = (1, 1)
         if block.downsample is not None:
             block.downsample[0].stride = (1, 1)
-    return ResNetTrunk(_set_norm(net, norm), name=name or ("small" if stride == 32 else "small16"))
+    default = {(2, 32): "small", (2, 16): "small16", (1, 16): "fine16"}.get((stem_stride, stride), f"small{stride}s1")
+    return ResNetTrunk(_set_norm(net, norm), name=name or default)
 
 
 def build_trunk(name: str = "resnet18", pretrained: str | os.PathLike | None = None, norm: str = "batch") -> ResNetTrunk:
     """Build a trunk by name: ``"resnet18"`` (the paper's), ``"small"`` (64 channels, stride 32), ``"small16"``
-    (the same with stride 16) or ``"wide16"`` (``"small16"`` with channels 16-128).
+    (the same with stride 16), ``"wide16"`` (``"small16"`` with channels 16-128) or ``"fine16"`` (``"small"`` with a
+    stride-1 stem: stride 16, four times the pixels in the stem and layers 1-3).
 
     Args:
         name: one of :data:`TRUNK_NAMES`.
@@ -265,7 +286,8 @@ def build_trunk(name: str = "resnet18", pretrained: str | os.PathLike | None = N
     if name in _SMALL_TRUNK_CHANNELS:
         if _normalise_pretrained(pretrained) is not None:
             raise ValueError(f"trunk={name!r} has no pretrained weights; use trunk='resnet18' with pretrained=PATH")
-        return small_trunk(_SMALL_TRUNK_CHANNELS[name], norm=norm, stride=_TRUNK_STRIDES[name], name=name)
+        return small_trunk(_SMALL_TRUNK_CHANNELS[name], norm=norm, stride=_TRUNK_STRIDES[name], name=name,
+                           stem_stride=_STEM_STRIDES.get(name, 2))
     raise ValueError(f"unknown trunk {name!r}; choose one of {TRUNK_NAMES}")
 
 

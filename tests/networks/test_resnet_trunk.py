@@ -184,3 +184,29 @@ def test_wide16_gives_axialnet_the_4x4_grid_with_custom_convs_on_128_channels():
     assert AxialNet.attention_grid((64, 64), z=48, trunk="wide16", custom_conv_padding=1) == (16, 4, 4)
     assert net.custom_convs.conv1.in_channels == 128
     assert net.forward_all(torch.rand(1, 1, 64, 64, 12)).attention.shape[-2:] == (4, 4)
+
+
+@pytest.mark.parametrize("size", [48, 64, 96, 100])
+def test_fine16_trunk_keeps_the_stem_at_full_size_and_reaches_stride_16(size):
+    small16, fine16 = build_trunk("small16"), build_trunk("fine16")
+    assert fine16.name == "fine16" and fine16.stride == 16 and fine16.conv1.stride == (1, 1)
+    out = fine16(torch.zeros(1, 3, size, size))
+    assert out.shape[-2:] == (-(-size // 16),) * 2 == (fine16.output_size(size), trunk_output_size(size, "fine16"))
+    assert {k: v.shape for k, v in small16.state_dict().items()} == {k: v.shape for k, v in fine16.state_dict().items()}
+
+
+def test_fine16_stem_and_layer1_see_four_times_the_pixels_of_small16():
+    sizes = {}
+    for name in ("small16", "fine16"):
+        trunk = build_trunk(name).eval()
+        hook = trunk.layer1.register_forward_hook(lambda m, i, o, n=name: sizes.__setitem__(n, o.shape[-2:]))
+        trunk(torch.zeros(1, 3, 64, 64))
+        hook.remove()
+    assert sizes == {"small16": (16, 16), "fine16": (32, 32)}
+
+
+def test_small_trunk_refuses_a_stride_its_stem_cannot_reach():
+    with pytest.raises(ValueError, match=r"stride must be one of \(8, 16\) with stem_stride=1"):
+        small_trunk(stem_stride=1, stride=32)
+    with pytest.raises(ValueError, match="stem_stride must be 1 or 2"):
+        small_trunk(stem_stride=4)
