@@ -1,6 +1,6 @@
 """Networks of the HiResCAM paper (Draelos & Carin, arXiv:2011.08891): AxialNet and its ablations, the alternative
 models CTNet, BodyConv and 3DConv of Table 1, the ResNet-18 trunk with offline torchvision-weight loading, a plain
-3D CNN sanity baseline and initialization helpers."""
+3D CNN sanity baseline, extra input windows and initialization helpers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from hirescam_ext.networks.axialnet import CUSTOM_CONV_INITS, SLICE_POOLINGS, Ax
 from hirescam_ext.networks.bodyconv import BodyConv
 from hirescam_ext.networks.conv3d import ThreeDConv
 from hirescam_ext.networks.ctnet import CTNet
+from hirescam_ext.networks.input_windows import InputWindows, widen_conv_input
 from hirescam_ext.networks.init import init_output_bias, log_prior_odds, output_layer, prepare_network, tie_fc_cells
 from hirescam_ext.networks.plain3d import Plain3DCNN
 from hirescam_ext.networks.resnet_trunk import (
@@ -31,6 +32,8 @@ __all__ = [
     "BodyConv",
     "ThreeDConv",
     "Plain3DCNN",
+    "InputWindows",
+    "widen_conv_input",
     "ResNetTrunk",
     "TRUNK_NAMES",
     "TRUNK_NORMS",

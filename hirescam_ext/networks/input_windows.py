@@ -83,7 +83,8 @@ class InputWindows(nn.Module):
 
 
 def widen_conv_input(conv: nn.Conv2d, factor: int, copy_weights: bool) -> nn.Conv2d:
-    """A copy of ``conv`` taking ``factor`` times its input channels (the original ones first).
+    """A copy of ``conv`` taking ``factor`` times its input channels (the original ones first); ``conv`` itself when
+    ``factor`` is 1.
 
     ``copy_weights=True`` (pretrained weights) repeats the weights for each group of channels and divides them by
     ``factor``, so identical groups give the original output; otherwise the new groups get the He-normal (fan-out)

@@ -98,7 +98,8 @@ _BUILTIN_GEOMETRY = (
     ("layer4", 3, 2, 1),
 )
 
-#: overall stride of each built-in trunk (the geometry above with layer4's stride set to keep the size for 16)
+#: overall stride of each built-in trunk (the geometry above with the stem's stride from ``_STEM_STRIDES`` and
+#: layer4 at stride 1 where the other layers already reach it)
 _TRUNK_STRIDES = {"resnet18": 32, "small": 32, "small16": 16, "wide16": 16, "fine16": 16}
 
 #: stride of the stem convolution (conv1) of the built-in trunks: 2 (torchvision's) unless listed
