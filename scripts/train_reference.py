@@ -48,7 +48,15 @@ import torch
 from hirescam_ext.labels import LABEL_NAMES, label_prevalence
 from hirescam_ext.losses import MASK_PENALTIES, MASK_POOLS, ClassificationMaskLoss
 from hirescam_ext.metrics.auroc import compute_multilabel_auroc
-from hirescam_ext.networks import SLICE_POOLINGS, TRUNK_NAMES, AxialNet, Plain3DCNN, init_output_bias, tie_fc_cells
+from hirescam_ext.networks import (
+    SLICE_POOLINGS,
+    TRUNK_NAMES,
+    AxialNet,
+    Plain3DCNN,
+    init_output_bias,
+    share_fc_cells,
+    tie_fc_cells,
+)
 from hirescam_ext.regions.allowed import allowed_regions
 from hirescam_ext.regions.layout import to_attention_layout
 from hirescam_ext.synthetic.generator import GENERATOR_VERSION, PROFILES, generate_case, make_config
@@ -241,9 +249,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --mask-loss: penalize each forbidden element (the paper's) or each map's forbidden logit")
     p.add_argument("--slice-pooling", default="mean", choices=SLICE_POOLINGS,
                    help="pooling of the slice scores: mean (the paper's AxialNet) or max (its MaxPool ablation)")
-    p.add_argument("--fc-init", default="default", choices=("default", "tied"),
-                   help="AxialNet's per-cell fully connected weights: PyTorch's default, or tied (equal in every cell "
-                   "at the start: global average pooling that training lets part)")
+    p.add_argument("--fc-init", default="default", choices=("default", "tied", "shared"),
+                   help="AxialNet's per-cell fully connected weights: PyTorch's default, tied (equal in every cell "
+                   "at the start: global average pooling that training lets part) or shared (kept equal: global "
+                   "average pooling throughout)")
     p.add_argument("--extra-window", nargs=2, type=float, action="append", metavar=("LOW", "HIGH"), default=None,
                    help="AxialNet: add a narrower HU window of the input as extra channels of each triplet (repeat "
                    "for several; --extra-window -1000 -300 is a lung window); a deviation from the paper's input")
@@ -264,8 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--only-labels: unknown label names {unknown}")
     if args.model == "plain3d" and args.extra_window:
         p.error("--extra-window adds input channels to AxialNet's triplets; the plain3d baseline takes one channel")
-    if args.model == "plain3d" and args.fc_init == "tied":
-        p.error("--fc-init tied ties AxialNet's per-cell weights; the plain3d baseline has one weight per feature")
+    if args.model == "plain3d" and args.fc_init != "default":
+        p.error(f"--fc-init {args.fc_init} ties AxialNet's per-cell weights; the plain3d baseline has one weight per "
+                "feature")
     t0 = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -308,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     init_output_bias(net, prior)
     if args.fc_init == "tied":
         tie_fc_cells(net)
+    elif args.fc_init == "shared":
+        share_fc_cells(net)
     net = net.to(device)
     if device.type == "cuda" and args.model == "axialnet":
         net.to_channels_last()

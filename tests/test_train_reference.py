@@ -93,6 +93,9 @@ def test_plain3d_with_the_mask_loss_or_tied_cells_is_refused_before_any_data_is_
     with pytest.raises(SystemExit) as err:
         mod.main(["--model", "plain3d", "--fc-init", "tied", "--dry-run"])
     assert err.value.code == 2 and "--fc-init tied" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        mod.main(["--model", "plain3d", "--fc-init", "shared", "--dry-run"])
+    assert err.value.code == 2 and "--fc-init shared" in capsys.readouterr().err
 
 
 def test_only_labels_with_an_unknown_name_is_refused_before_any_data_is_generated(capsys) -> None:

@@ -9,7 +9,14 @@ from hirescam_ext.networks.bodyconv import BodyConv
 from hirescam_ext.networks.conv3d import ThreeDConv
 from hirescam_ext.networks.ctnet import CTNet
 from hirescam_ext.networks.input_windows import InputWindows, widen_conv_input
-from hirescam_ext.networks.init import init_output_bias, log_prior_odds, output_layer, prepare_network, tie_fc_cells
+from hirescam_ext.networks.init import (
+    init_output_bias,
+    log_prior_odds,
+    output_layer,
+    prepare_network,
+    share_fc_cells,
+    tie_fc_cells,
+)
 from hirescam_ext.networks.plain3d import Plain3DCNN
 from hirescam_ext.networks.resnet_trunk import (
     TRUNK_NAMES,
@@ -38,6 +45,7 @@ __all__ = [
     "TRUNK_NAMES",
     "TRUNK_NORMS",
     "init_output_bias",
+    "share_fc_cells",
     "tie_fc_cells",
     "log_prior_odds",
     "output_layer",

@@ -27,7 +27,7 @@ from hirescam_ext.utils.args import as_bool
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["output_layer", "init_output_bias", "log_prior_odds", "prepare_network", "tie_fc_cells"]
+__all__ = ["output_layer", "init_output_bias", "log_prior_odds", "prepare_network", "share_fc_cells", "tie_fc_cells"]
 
 
 def output_layer(network: nn.Module) -> nn.Linear:
@@ -141,4 +141,26 @@ def tie_fc_cells(network: nn.Module, generator: torch.Generator | None = None) -
     v = torch.empty(maps.shape[:2], dtype=torch.float32).uniform_(-bound, bound, generator=generator)
     with torch.no_grad():
         maps.copy_(v[:, :, None, None].expand_as(maps).to(maps))
+    return network
+
+
+def share_fc_cells(network: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
+    """Tie AxialNet's per-cell fully connected weights (:func:`tie_fc_cells`) and keep them tied while it trains.
+
+    A hook on ``fc.weight`` replaces its gradient by the gradient's mean over the cells, so every cell gets the same
+    update from any optimizer that treats weights element by element (SGD, Adam, with equal weight decay): the read-out
+    stays global average pooling followed by one linear layer, with one weight per feature and label, and the network
+    cannot tell where in the slice a feature lies. An ablation of the paper's per-cell layer; HiResCAM stays exact (the
+    map is ``w_m (.) Z`` with ``w_m`` constant over the cells, the class activation map of a pooled network).
+
+    Raises:
+        ValueError: ``network`` has no ``fc_weight_maps`` (not an AxialNet with a fully connected layer on a grid).
+    """
+    tie_fc_cells(network, generator)
+    shape = network.fc_weight_maps().shape  # [M, F, D1, D2]
+
+    def _cell_mean(grad: torch.Tensor) -> torch.Tensor:
+        return grad.reshape(shape).mean(dim=(2, 3), keepdim=True).expand(shape).reshape(grad.shape)
+
+    network.fc.weight.register_hook(_cell_mean)
     return network

@@ -1,4 +1,5 @@
-"""Specification of the initialization helpers: Kaiming custom convs, prior output bias, prepare_network."""
+"""Specification of the initialization helpers: Kaiming custom convs, prior output bias, prepare_network, tied and
+shared per-cell fully connected weights."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from hirescam_ext.networks import (
     log_prior_odds,
     output_layer,
     prepare_network,
+    share_fc_cells,
     tie_fc_cells,
 )
 
@@ -125,3 +127,34 @@ def test_tied_fc_cells_make_axialnet_global_average_pooling_and_keep_hirescam_ex
 def test_tying_needs_a_per_cell_fully_connected_layer():
     with pytest.raises(ValueError, match="fc_weight_maps"):
         tie_fc_cells(Plain3DCNN(n_classes=3, channels=(4, 8)))
+
+
+def test_shared_fc_cells_stay_equal_in_every_cell_after_adam_steps():
+    torch.manual_seed(0)
+    net = share_fc_cells(AxialNet(n_classes=4, spatial_size=(64, 64), trunk="small16", custom_conv_padding=1))
+    start = net.fc_weight_maps().detach().clone()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2, weight_decay=1e-7)
+    for _ in range(3):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            net(torch.rand(2, 1, 64, 64, 12)), torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    maps = net.fc_weight_maps().detach()
+    assert not torch.equal(maps, start)  # it trained
+    assert torch.equal(maps, maps[:, :, :1, :1].expand_as(maps))  # and every cell got the same update
+
+
+def test_tied_but_not_shared_fc_cells_part_after_a_step():
+    torch.manual_seed(0)
+    net = tie_fc_cells(AxialNet(n_classes=4, spatial_size=(64, 64), trunk="small16", custom_conv_padding=1))
+    opt = torch.optim.SGD(net.parameters(), lr=1.0)
+    net(torch.rand(2, 1, 64, 64, 12)).sum().backward()
+    opt.step()
+    maps = net.fc_weight_maps().detach()
+    assert not torch.equal(maps, maps[:, :, :1, :1].expand_as(maps))
+
+
+def test_sharing_needs_a_per_cell_fully_connected_layer():
+    with pytest.raises(ValueError, match="fc_weight_maps"):
+        share_fc_cells(Plain3DCNN(n_classes=3, channels=(4, 8)))
