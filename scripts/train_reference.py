@@ -175,6 +175,14 @@ PLAIN3D_CHANNELS = (8, 16, 32, 64)
 MODELS = ("axialnet", "plain3d")
 
 
+def positive_weights(prevalence: list[float], max_weight: float) -> torch.Tensor:
+    """Per-label weights of the positives in the classification loss: the training odds ``(1 - p) / p``, so a label's
+    positives weigh as much as its negatives, clipped to ``[1, max_weight]``; labels never positive get 1."""
+    p = torch.tensor(prevalence, dtype=torch.float32)
+    odds = (1 - p) / p.clamp_min(1e-6)
+    return torch.where(p > 0, odds, torch.ones_like(p)).clamp(1.0, max_weight)
+
+
 def network_definition(
     shape: tuple[int, int, int],
     trunk: str,
@@ -256,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--extra-window", nargs=2, type=float, action="append", metavar=("LOW", "HIGH"), default=None,
                    help="AxialNet: add a narrower HU window of the input as extra channels of each triplet (repeat "
                    "for several; --extra-window -1000 -300 is a lung window); a deviation from the paper's input")
+    p.add_argument("--pos-weight-max", type=float, default=0.0, metavar="MAX",
+                   help="weigh each label's positives by its training odds (1 - p) / p, clipped to [1, MAX], in the "
+                   "classification loss (0: off, the paper's unweighted loss)")
     p.add_argument("--no-augment", action="store_true", help="train without the paper's flip / rot90 augmentation")
     p.add_argument("--only-labels", default=None,
                    help="comma-separated label names: train on these alone (every other label is 0 in the training "
@@ -267,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.model == "plain3d" and args.mask_loss:
         p.error("--mask-loss needs AxialNet's attention maps; the plain3d baseline trains with the classification loss")
+    if args.pos_weight_max < 0:
+        p.error(f"--pos-weight-max must be 0 (off) or positive, got {args.pos_weight_max}")
     only_labels = tuple(n for n in (args.only_labels or "").split(",") if n)
     unknown = [n for n in only_labels if n not in LABEL_NAMES]
     if unknown:
@@ -324,8 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda" and args.model == "axialnet":
         net.to_channels_last()
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=1e-7)
+    pos_weight = positive_weights(prior, args.pos_weight_max) if args.pos_weight_max > 0 else None
     loss_fn = ClassificationMaskLoss(use_mask_loss=args.mask_loss, mask_penalize=args.mask_penalize,
-                                     mask_pool=args.mask_pool)
+                                     mask_pool=args.mask_pool, pos_weight=pos_weight)
     gen = torch.Generator().manual_seed(args.train_seed)
     n_train = len(parts["training"])
     steps_per_epoch = n_train // args.batch
@@ -348,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         "script": "scripts/train_reference.py", "argv": list(sys.argv[1:] if argv is None else argv),
         "mask_loss": args.mask_loss,
         "mask_weight": loss_fn.mask_weight if args.mask_loss else None,
+        "pos_weight_max": args.pos_weight_max or None,
         "mask_penalize": args.mask_penalize if args.mask_loss else None,
         "mask_pool": args.mask_pool if args.mask_loss else None,
         "region_mode": REGION_MODE if args.mask_loss else None,
@@ -425,7 +440,8 @@ def main(argv: list[str] | None = None) -> int:
         "trunk": args.trunk if args.model == "axialnet" else None,
         "slice_pooling": args.slice_pooling if args.model == "axialnet" else None,
         "extra_windows": definition.get("extra_windows"),
-        "fc_init": args.fc_init, "augment": not args.no_augment, "mask_loss": args.mask_loss,
+        "fc_init": args.fc_init, "pos_weight_max": args.pos_weight_max or None, "augment": not args.no_augment,
+        "mask_loss": args.mask_loss,
         "epochs": epoch, "best_epoch": best_epoch, "train_seconds": train_seconds,
         "scans_per_second_train": epoch * n_train / train_seconds, "history": history,
         "visible_findings": list(visible) if visible is not None else None,

@@ -127,3 +127,18 @@ def test_extra_window_with_plain3d_is_refused_before_any_data_is_generated(capsy
     with pytest.raises(SystemExit) as err:
         mod.main(["--model", "plain3d", "--extra-window", "-1000", "-300", "--dry-run"])
     assert err.value.code == 2 and "--extra-window adds input channels" in capsys.readouterr().err
+
+
+def test_positive_weights_are_the_training_odds_clipped_and_one_for_labels_never_positive() -> None:
+    import torch
+
+    w = _module().positive_weights([0.5, 0.1, 0.01, 0.0, 0.8], 10.0)
+    assert torch.allclose(w, torch.tensor([1.0, 9.0, 10.0, 1.0, 1.0]))
+
+
+def test_negative_pos_weight_max_is_refused_before_any_data_is_generated(capsys) -> None:
+    import pytest
+
+    with pytest.raises(SystemExit) as err:
+        _module().main(["--pos-weight-max", "-1", "--dry-run"])
+    assert err.value.code == 2 and "--pos-weight-max" in capsys.readouterr().err
