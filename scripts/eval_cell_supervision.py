@@ -128,9 +128,19 @@ def _aurocs(scores: torch.Tensor, target: torch.Tensor, labels: tuple[str, ...])
             for name, v in zip(labels, res.values())}
 
 
+def cell_pos_weight(cells: torch.Tensor, max_weight: float) -> torch.Tensor:
+    """Per label, the ratio of negative to positive cells in ``cells`` ``[N, L, ...]``, clipped to ``[1, max_weight]``
+    (``max_weight <= 1``: all ones), shaped ``[L, 1, 1, 1]`` for the cell logits ``[B, L, H, D1, D2]``."""
+    n_labels = cells.shape[1]
+    pos = cells.transpose(0, 1).reshape(n_labels, -1).sum(1)
+    ratio = (cells[:, 0].numel() - pos) / pos.clamp_min(1.0)
+    return ratio.clamp(1.0, max(1.0, max_weight)).view(n_labels, 1, 1, 1)
+
+
 def train_and_score(trunk: str, data: dict, labels: tuple[str, ...], epochs: int, lr: float, batch: int,
-                    seed: int, width: int, log: Any) -> dict[str, Any]:
-    """Train one trunk on the truth cells (Adam, one linear warm-up epoch then cosine) and score it every epoch."""
+                    seed: int, width: int, log: Any, pos_weight_max: float = 0.0) -> dict[str, Any]:
+    """Train one trunk on the truth cells (Adam, one linear warm-up epoch then cosine) and score it every epoch.
+    ``pos_weight_max`` > 1 weighs each label's positive cells by its cell odds, clipped (:func:`cell_pos_weight`)."""
     torch.manual_seed(seed)
     net = CellModel(trunk, len(labels), width)
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-7)
@@ -138,6 +148,7 @@ def train_and_score(trunk: str, data: dict, labels: tuple[str, ...], epochs: int
     x_tr, c_tr = data["x"]["training"], data["cells"]["training"]  # cells [N, L, D1, D2, H] (augment's layout)
     n = len(x_tr)
     steps = max(1, n // batch)
+    weight = cell_pos_weight(c_tr, pos_weight_max)
     history, step, t0 = [], 0, time.perf_counter()
     for epoch in range(epochs):
         net.train()
@@ -149,7 +160,7 @@ def train_and_score(trunk: str, data: dict, labels: tuple[str, ...], epochs: int
                 group["lr"] = lr * f
             idx = order[b * batch : (b + 1) * batch]
             xb, cb = augment(x_tr[idx], gen, c_tr[idx])
-            loss = nn.functional.binary_cross_entropy_with_logits(net(xb), cb.permute(0, 1, 4, 2, 3))
+            loss = nn.functional.binary_cross_entropy_with_logits(net(xb), cb.permute(0, 1, 4, 2, 3), pos_weight=weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -177,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels", default=",".join(DEFAULT_LABELS))
     p.add_argument("--trunks", default=",".join(TRUNKS))
     p.add_argument("--width", type=int, default=8, help="channels of the plain trunk's first layers")
+    p.add_argument("--pos-weight-max", type=float, default=0.0, metavar="MAX",
+                   help="weigh each label's positive cells by its cell odds, clipped to MAX (0: unweighted); "
+                        "findings that touch one or two cells of a scan need it")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--batch", type=int, default=16)
@@ -222,11 +236,12 @@ def main(argv: list[str] | None = None) -> int:
         "shape": list(config.shape), "scans": {s: len(i) for s, i in part.items()}, "labels": list(labels),
         "positives_validation": {n: int(cells[part["validation"], j].any(axis=(1, 2, 3)).sum())
                                  for j, n in enumerate(labels)},
-        "epochs": args.epochs, "lr": args.lr, "batch": args.batch, "torch": torch.__version__, "trunks": {},
+        "epochs": args.epochs, "lr": args.lr, "batch": args.batch, "pos_weight_max": args.pos_weight_max or None,
+        "torch": torch.__version__, "trunks": {},
     }
     for trunk in trunks:
         report["trunks"][trunk] = train_and_score(trunk, data, labels, args.epochs, args.lr, args.batch, 0,
-                                                  args.width, log)
+                                                  args.width, log, args.pos_weight_max)
     report["seconds"] = time.perf_counter() - t0
     (out_dir / "cell_supervision.json").write_text(json.dumps(report, indent=1))
     print(json.dumps({t: r["final"] for t, r in report["trunks"].items()}, indent=1))

@@ -62,3 +62,14 @@ def test_dry_run_trains_both_trunks_and_writes_the_report(tmp_path: Path) -> Non
     assert report["scans"]["training"] > 0 and report["scans"]["validation"] > 0
     first = report["trunks"]["plain"]["history"][0]
     assert set(first["cell_auroc"]) == set(report["labels"]) == set(first["max_cell_scan_auroc"])
+
+
+def test_cell_pos_weight_is_the_cell_odds_clipped_and_one_when_off() -> None:
+    mod = _module()
+    cells = torch.zeros(2, 3, 2, 2, 1)  # [N, L, D1, D2, H]: 8 cells per label
+    cells[0, 0, 0, 0, 0] = 1  # label 0: 1 positive, 7 negatives
+    cells[:, 1] = 1  # label 1: all positive
+    weight = mod.cell_pos_weight(cells, max_weight=5.0)
+    assert weight.shape == (3, 1, 1, 1)
+    assert weight.flatten().tolist() == [5.0, 1.0, 5.0]  # 7 clipped to 5; no negatives; never positive: clipped odds
+    assert mod.cell_pos_weight(cells, max_weight=0.0).flatten().tolist() == [1.0, 1.0, 1.0]
