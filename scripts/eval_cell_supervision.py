@@ -8,9 +8,12 @@ cells (a cell is positive when any voxel of the finding lies in it). No scan lab
 
 Reported on the validation split after every epoch, per finding: the cell-level AUROC (every cell of every scan; the
 lung-or-not prior alone gives about 0.8-0.9 because lesions only lie in lung cells) and the scan-level AUROC of the
-maximum cell logit (does the trunk find the lesion in the scan?). A trunk that stays at chance here cannot learn the
-finding from scan labels either; one that learns it here but not from scan labels (``scripts/train_reference.py``)
-is held back by the weak supervision, not by what its features can express.
+maximum cell logit (does the trunk find the lesion in the scan?). A trunk that learns a finding here but not from the
+scan labels (``scripts/train_reference.py``) is held back by the weak supervision, not by what its features can
+express. The converse does not hold: a finding that touches only one or two cells of a scan can stay near chance
+here even when AxialNet learns it from the scan labels (the pacemaker, docs/TRAINING.md; few positive cells in a
+short run is the likely reason); ``--pos-weight-max`` weighs the positive cells by their odds, which did not change
+that.
 
 Trunks: ``small16`` (the shipped reference models' trunk: a ResNet stem, a 7 x 7 convolution of stride 2 then max
 pooling, and one basic block per stage; ``hirescam_ext.networks.build_trunk``) and ``plain`` (a diagnostic
@@ -19,7 +22,7 @@ resolution for two layers before the first pooling, overall stride 16, 64 output
 
 Usage (from the repository root; docs/TRAINING.md has the measured run)::
 
-    OMP_NUM_THREADS=2 python scripts/eval_cell_supervision.py --profile tiny --scans 6000 --seed 1 --epochs 3 \
+    OMP_NUM_THREADS=2 python scripts/eval_cell_supervision.py --profile tiny --scans 6000 --seed 1 --epochs 8 \
         --out /tmp/cells
     python scripts/eval_cell_supervision.py --dry-run                    # seconds: tiny sizes, the same code path
 """
