@@ -10,10 +10,10 @@ Reported on the validation split after every epoch, per finding: the cell-level 
 lung-or-not prior alone gives about 0.8-0.9 because lesions only lie in lung cells) and the scan-level AUROC of the
 maximum cell logit (does the trunk find the lesion in the scan?). A trunk that learns a finding here but not from the
 scan labels (``scripts/train_reference.py``) is held back by the weak supervision, not by what its features can
-express. The converse does not hold: a finding that touches only one or two cells of a scan can stay near chance
-here even when AxialNet learns it from the scan labels (the pacemaker, docs/TRAINING.md; few positive cells in a
-short run is the likely reason); ``--pos-weight-max`` weighs the positive cells by their odds, which did not change
-that.
+express. The converse does not hold when several findings share the head: with eight or twelve findings the
+pacemaker stayed near chance for 8 epochs (weighted or not), while alone it reached 0.86 (docs/TRAINING.md). Test a
+finding that stays at chance alone (``--labels NAME``) before calling it invisible to the trunk.
+``--pos-weight-max`` weighs each finding's positive cells by their odds.
 
 Trunks: ``small16`` (the shipped reference models' trunk: a ResNet stem, a 7 x 7 convolution of stride 2 then max
 pooling, and one basic block per stage; ``hirescam_ext.networks.build_trunk``) and ``plain`` (a diagnostic
