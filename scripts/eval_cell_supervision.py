@@ -51,8 +51,10 @@ from torch import nn
 from hirescam_ext.metrics.auroc import compute_multilabel_auroc
 from hirescam_ext.networks import build_trunk
 from hirescam_ext.networks._layers import volume_to_triplets
+from hirescam_ext.regions.coverage import lesion_cells as coverage_lesion_cells
+from hirescam_ext.regions.layout import to_attention_layout
 from hirescam_ext.synthetic.generator import GENERATOR_VERSION, PROFILES, generate_case, make_config
-from train_reference import augment, windowed_on
+from train_reference import augment, warmup_cosine_lr, windowed_on
 
 #: findings at a random place in the lungs that the reference models leave near chance (docs/TRAINING.md)
 DEFAULT_LABELS = ("lung_groundglass", "lung_consolidation", "lung_mass", "lung_nodulegr1cm")
@@ -71,11 +73,11 @@ def lesion_cells(lesions: np.ndarray, findings: list[str], labels: tuple[str, ..
         raise ValueError(
             f"lesion masks of shape {lesions.shape[:3]} do not split into {stride}-pixel cells and triplets"
         )
-    out = np.zeros((len(labels), nz // 3, nx // stride, ny // stride), bool)
+    grid = (nx // stride, ny // stride, nz // 3)
+    out = np.zeros((len(labels), grid[2], grid[0], grid[1]), bool)
     for k, name in enumerate(findings):
         if name in labels:
-            m = lesions[..., k].astype(bool).reshape(nx // stride, stride, ny // stride, stride, nz // 3, 3)
-            out[labels.index(name)] |= m.any(axis=(1, 3, 5)).transpose(2, 0, 1)
+            out[labels.index(name)] |= to_attention_layout(coverage_lesion_cells(lesions[..., k], grid)).numpy()
     return out
 
 
@@ -157,10 +159,8 @@ def train_and_score(trunk: str, data: dict, labels: tuple[str, ...], epochs: int
         net.train()
         order = torch.randperm(n, generator=gen)
         for b in range(steps):
-            progress = (step - steps) / max(1, (epochs - 1) * steps)
-            f = (b + 1) / steps if epoch == 0 else 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
             for group in opt.param_groups:
-                group["lr"] = lr * f
+                group["lr"] = warmup_cosine_lr(lr, epoch, b, step, steps, epochs)
             idx = order[b * batch : (b + 1) * batch]
             xb, cb = augment(x_tr[idx], gen, c_tr[idx])
             loss = nn.functional.binary_cross_entropy_with_logits(net(xb), cb.permute(0, 1, 4, 2, 3), pos_weight=weight)
@@ -206,15 +206,14 @@ def main(argv: list[str] | None = None) -> int:
     bad = [t for t in trunks if t not in TRUNKS]
     if bad:
         p.error(f"--trunks: unknown {bad}; choose from {TRUNKS}")
+    if args.dry_run:
+        args.scans, args.epochs = min(args.scans, 40), 1
     config = make_config(args.profile, n_scans=args.scans, shape=(64, 64, 48) if args.dry_run else None)
     unknown = [n for n in labels if n not in config.prevalence]
     if unknown:
         p.error(f"--labels: {unknown} are not rendered by the generator")
     if any(s % STRIDE for s in config.shape[:2]):
         p.error(f"profile {args.profile}: in-plane size {config.shape[:2]} is not a multiple of {STRIDE}")
-    if args.dry_run:
-        args.scans, args.epochs = min(args.scans, 40), 1
-        config = make_config(args.profile, n_scans=args.scans, shape=(64, 64, 48))
     t0 = time.perf_counter()
     log = lambda msg: print(f"[{time.perf_counter() - t0:6.1f} s] {msg}", flush=True)  # noqa: E731
     out_dir = Path(args.out)

@@ -175,6 +175,16 @@ PLAIN3D_CHANNELS = (8, 16, 32, 64)
 MODELS = ("axialnet", "plain3d")
 
 
+def warmup_cosine_lr(base_lr: float, epoch: int, batch_index: int, step: int, steps_per_epoch: int,
+                     planned_epochs: int) -> float:
+    """The reference recipe's learning rate: linear warm-up over the first epoch, then cosine decay to 5 % of
+    ``base_lr`` at the end of ``planned_epochs`` (``step`` counts the optimizer steps taken before this one)."""
+    if epoch == 0:
+        return base_lr * (batch_index + 1) / steps_per_epoch
+    progress = min(1.0, (step - steps_per_epoch) / max(1, (planned_epochs - 1) * steps_per_epoch))
+    return base_lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
 def positive_weights(prevalence: list[float], max_weight: float) -> torch.Tensor:
     """Per-label weights of the positives in the classification loss: the training odds ``(1 - p) / p``, so a label's
     positives weigh as much as its negatives, clipped to ``[1, max_weight]``; labels never positive get 1."""
@@ -385,12 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         net.train()
         order = torch.randperm(n_train, generator=gen)
         for b in range(steps_per_epoch):
-            if epoch == 0:  # warm-up epoch: linear
-                lr = args.lr * (b + 1) / steps_per_epoch
-            else:  # cosine from the end of the warm-up to 5 % at the end of the budget
-                planned = total_epochs if total_epochs is not None else 2
-                progress = min(1.0, (step - steps_per_epoch) / max(1, (planned - 1) * steps_per_epoch))
-                lr = args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+            lr = warmup_cosine_lr(args.lr, epoch, b, step, steps_per_epoch,
+                                  total_epochs if total_epochs is not None else 2)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             idx = order[b * args.batch : (b + 1) * args.batch].to(device)
