@@ -199,10 +199,12 @@ def network_definition(
     slice_pooling: str = "mean",
     model: str = "axialnet",
     extra_windows: list[tuple[float, float]] | None = None,
+    density_bands: bool = False,
 ) -> dict[str, Any]:
     """The ``network_def`` of a reference AxialNet (or, with ``model="plain3d"``, of the plain 3D CNN baseline with
     global average pooling) for scans of ``shape`` (recorded in the checkpoint's settings). ``extra_windows``:
-    AxialNet's extra input windows in HU (``[(-1000, -300)]``: a lung window); none, the paper's input."""
+    AxialNet's extra input windows in HU (``[(-1000, -300)]``: a lung window); none, the paper's input.
+    ``density_bands``: AxialNet's densitometry branch with its default band centres (off: the paper's network)."""
     if model == "plain3d":
         return {"_target_": "hirescam_ext.Plain3DCNN", "n_classes": len(LABEL_NAMES), "volume_size": list(shape),
                 "channels": list(PLAIN3D_CHANNELS), "groups": 4}
@@ -222,6 +224,8 @@ def network_definition(
     }
     if extra_windows:
         definition["extra_windows"] = [[float(lo), float(hi)] for lo, hi in extra_windows]
+    if density_bands:
+        definition["density_bands"] = True
     return definition
 
 
@@ -233,12 +237,13 @@ def checkpoint_name(
     mask_pool: str,
     model: str = "axialnet",
     extra_windows: list[tuple[float, float]] | None = None,
+    density_bands: bool = False,
 ) -> str:
-    """``reference_<trunk>[_win<lo>_<hi>...][_max][_mask[_both][_logit]].pt`` (``reference_plain3d.pt`` for the 3D
+    """``reference_<trunk>[_win<lo>_<hi>...][_bands][_max][_mask[_both][_logit]].pt`` (``reference_plain3d.pt`` for the 3D
     CNN baseline): the paper's settings add no suffix."""
     if model == "plain3d":
         return "reference_plain3d.pt"
-    trunk += "".join(f"_win{lo:g}_{hi:g}" for lo, hi in extra_windows or [])
+    trunk += "".join(f"_win{lo:g}_{hi:g}" for lo, hi in extra_windows or []) + ("_bands" if density_bands else "")
     pooling = "_max" if slice_pooling == "max" else ""
     variant = ("_both" if mask_penalize == "both" else "") + ("_logit" if mask_pool == "logit" else "")
     return f"reference_{trunk}{pooling}{('_mask' + variant) if mask_loss else ''}.pt"
@@ -274,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--extra-window", nargs=2, type=float, action="append", metavar=("LOW", "HIGH"), default=None,
                    help="AxialNet: add a narrower HU window of the input as extra channels of each triplet (repeat "
                    "for several; --extra-window -1000 -300 is a lung window); a deviation from the paper's input")
+    p.add_argument("--density-bands", action="store_true",
+                   help="AxialNet: add the densitometry branch (each attention cell's soft HU-band fractions, two "
+                   "1 x 1 convolutions, concatenated with the trunk's features before the custom convs; "
+                   "hirescam_ext.networks.density_bands); a deviation from the paper's network")
     p.add_argument("--pos-weight-max", type=float, default=0.0, metavar="MAX",
                    help="weigh each label's positives by its training odds (1 - p) / p, clipped to [1, MAX], in the "
                    "classification loss (0: off, the paper's unweighted loss)")
@@ -296,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--only-labels: unknown label names {unknown}")
     if args.model == "plain3d" and args.extra_window:
         p.error("--extra-window adds input channels to AxialNet's triplets; the plain3d baseline takes one channel")
+    if args.model == "plain3d" and args.density_bands:
+        p.error("--density-bands is a branch of AxialNet; the plain3d baseline has no attention cells to fill")
     if args.model == "plain3d" and args.fc_init != "default":
         p.error(f"--fc-init {args.fc_init} ties AxialNet's per-cell weights; the plain3d baseline has one weight per "
                 "feature")
@@ -334,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     log("on " + str(device) + ": " + ", ".join(f"{s} {len(i)}" for s, i in parts.items()))
 
     torch.manual_seed(args.train_seed)
-    definition = network_definition(config.shape, args.trunk, args.slice_pooling, args.model, args.extra_window)
+    definition = network_definition(config.shape, args.trunk, args.slice_pooling, args.model, args.extra_window,
+                                    args.density_bands)
     net = {"axialnet": AxialNet, "plain3d": Plain3DCNN}[args.model](**{k: v for k, v in definition.items()
                                                                      if k != "_target_"})
     prior = label_prevalence([{"label": row} for row in y["training"].cpu().tolist()])
@@ -381,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         "optimizer": "adam", "lr": args.lr, "batch": args.batch, "schedule": "warmup_cosine", "seed": args.train_seed,
     }
     name = checkpoint_name(args.trunk, args.slice_pooling, args.mask_loss, args.mask_penalize, args.mask_pool,
-                           args.model, args.extra_window)
+                           args.model, args.extra_window, args.density_bands)
 
     def save(state: dict[str, torch.Tensor], epoch: int) -> None:
         fp16 = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
@@ -445,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         "scans": {s: len(i) for s, i in parts.items()}, "batch": args.batch, "lr": args.lr, "model": args.model,
         "trunk": args.trunk if args.model == "axialnet" else None,
         "slice_pooling": args.slice_pooling if args.model == "axialnet" else None,
-        "extra_windows": definition.get("extra_windows"),
+        "extra_windows": definition.get("extra_windows"), "density_bands": bool(definition.get("density_bands")),
         "fc_init": args.fc_init, "pos_weight_max": args.pos_weight_max or None, "augment": not args.no_augment,
         "mask_loss": args.mask_loss,
         "epochs": epoch, "best_epoch": best_epoch, "train_seconds": train_seconds,

@@ -129,6 +129,27 @@ def test_extra_window_with_plain3d_is_refused_before_any_data_is_generated(capsy
     assert err.value.code == 2 and "--extra-window adds input channels" in capsys.readouterr().err
 
 
+def test_density_bands_option_builds_axialnet_with_the_branch_and_names_its_checkpoint() -> None:
+    from hirescam_ext.networks import AxialNet
+
+    mod = _module()
+    definition = mod.network_definition((64, 64, 48), "small16", density_bands=True)
+    assert definition["density_bands"] is True and "density_bands" not in mod.network_definition((64, 64, 48), "small16")
+    net = AxialNet(**{k: v for k, v in definition.items() if k != "_target_"})
+    assert net.use_density and net.custom_convs.conv1.in_channels == net.trunk.out_channels + net.density.out_channels
+    assert mod.checkpoint_name("small16", "mean", True, "positive", "element",
+                               density_bands=True) == "reference_small16_bands_mask.pt"
+
+
+def test_density_bands_with_plain3d_is_refused_before_any_data_is_generated(capsys) -> None:
+    import pytest
+
+    mod = _module()
+    with pytest.raises(SystemExit) as err:
+        mod.main(["--model", "plain3d", "--density-bands", "--dry-run"])
+    assert err.value.code == 2 and "--density-bands is a branch of AxialNet" in capsys.readouterr().err
+
+
 def test_positive_weights_are_the_training_odds_clipped_and_one_for_labels_never_positive() -> None:
     import torch
 

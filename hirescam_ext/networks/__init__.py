@@ -1,12 +1,13 @@
 """Networks of the HiResCAM paper (Draelos & Carin, arXiv:2011.08891): AxialNet and its ablations, the alternative
 models CTNet, BodyConv and 3DConv of Table 1, the ResNet-18 trunk with offline torchvision-weight loading, a plain
-3D CNN sanity baseline, extra input windows and initialization helpers."""
+3D CNN sanity baseline, extra input windows, a densitometry branch and initialization helpers."""
 
 from __future__ import annotations
 
 from hirescam_ext.networks.axialnet import CUSTOM_CONV_INITS, SLICE_POOLINGS, AxialNet, AxialNetOutput, SliceAxisLayout
 from hirescam_ext.networks.bodyconv import BodyConv
 from hirescam_ext.networks.conv3d import ThreeDConv
+from hirescam_ext.networks.density_bands import DENSITY_BAND_CENTERS_HU, DensityBands
 from hirescam_ext.networks.ctnet import CTNet
 from hirescam_ext.networks.input_windows import InputWindows, widen_conv_input
 from hirescam_ext.networks.init import (
@@ -40,6 +41,8 @@ __all__ = [
     "ThreeDConv",
     "Plain3DCNN",
     "InputWindows",
+    "DensityBands",
+    "DENSITY_BAND_CENTERS_HU",
     "widen_conv_input",
     "ResNetTrunk",
     "TRUNK_NAMES",

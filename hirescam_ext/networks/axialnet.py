@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from hirescam_ext.networks._layers import SLICES_PER_TRIPLET, check_volume, conv_out_size, volume_to_triplets
+from hirescam_ext.networks.density_bands import DENSITY_BAND_CENTERS_HU, DensityBands
 from hirescam_ext.networks.input_windows import InputWindows, widen_conv_input
 from hirescam_ext.networks.resnet_trunk import build_trunk, trunk_output_size
 from hirescam_ext.utils.args import as_bool
@@ -126,8 +127,18 @@ class AxialNet(nn.Module):
             so the trunk's first convolution takes ``3 * (1 + len(extra_windows))`` channels. A deviation from the
             paper (docs/TRAINING.md). ``input_hu_range`` and ``input_center`` say how the input was windowed (the
             bundle's ``HUWindowd``); HiResCAM is unchanged (it starts after the trunk).
-        input_hu_range: HU window of the input (the bundle's: ``(-1000, 800)``); used with ``extra_windows`` only.
-        input_center: centre added by the input's window (the bundle's: ``-0.449``); used with ``extra_windows`` only.
+        input_hu_range: HU window of the input (the bundle's: ``(-1000, 800)``); used with ``extra_windows`` and
+            ``density_bands`` only.
+        input_center: centre added by the input's window (the bundle's: ``-0.449``); used with ``extra_windows`` and
+            ``density_bands`` only.
+        density_bands: ``False`` (the paper) or a densitometry branch
+            (:class:`hirescam_ext.networks.density_bands.DensityBands`): ``True`` for its default HU band centres, or
+            the centres in HU. Each attention cell's soft HU-band fractions, from the triplet before any extra window,
+            go through two 1 x 1 convolutions and are concatenated with the trunk's features before the custom convs,
+            so the CAM target layer and HiResCAM's exactness are unchanged. Needs ``custom_convs``. The branch
+            standardizes the fractions with its own BatchNorm, whatever ``norm``. A deviation from the paper
+            (docs/TRAINING.md); ``input_hu_range`` and ``input_center`` apply to it too.
+        density_channels: features per cell of the densitometry branch.
 
     ``forward`` can be compiled with ``torch.jit.script`` (the Model Zoo's ``ckpt_export``), input checks included;
     ``forward_all`` and the other methods are not part of the scripted module.
@@ -146,6 +157,8 @@ class AxialNet(nn.Module):
     """
 
     slice_axis_layout = SliceAxisLayout()
+    # a TorchScript constant, so that the densitometry branch is compiled only where there is one
+    __constants__ = ["use_density"]
 
     def __init__(
         self,
@@ -162,9 +175,20 @@ class AxialNet(nn.Module):
         extra_windows: Sequence[Sequence[float]] | None = None,
         input_hu_range: Sequence[float] = (-1000.0, 800.0),
         input_center: float = -0.449,
+        density_bands: bool | str | Sequence[float] = False,
+        density_channels: int = 32,
     ) -> None:
         super().__init__()
         custom_convs = as_bool(custom_convs, "custom_convs")
+        if isinstance(density_bands, (bool, str)):
+            centers = DENSITY_BAND_CENTERS_HU if as_bool(density_bands, "density_bands") else None
+        else:
+            centers = tuple(float(c) for c in density_bands)
+        if centers is not None and not custom_convs:
+            raise ValueError(
+                "density_bands concatenates its features with the trunk's before the custom convs; it needs "
+                "custom_convs=True (the CAM target layer must come after the concatenation)"
+            )
         if custom_conv_init not in CUSTOM_CONV_INITS:
             raise ValueError(f"custom_conv_init must be one of {CUSTOM_CONV_INITS}, got {custom_conv_init!r}")
         if n_classes < 1:
@@ -193,6 +217,12 @@ class AxialNet(nn.Module):
             windows = InputWindows(extra_windows, input_hu_range=input_hu_range, center=input_center)
             self.input_windows = windows
             self.trunk.conv1 = widen_conv_input(self.trunk.conv1, windows.factor, copy_weights=bool(pretrained))
+        self.use_density = centers is not None
+        self.density: nn.Module = nn.Identity()  # DensityBands with density_bands
+        if centers is not None:
+            self.density = DensityBands(
+                centers, out_channels=density_channels, input_hu_range=input_hu_range, center=input_center
+            )
 
         _, d1, d2 = self.attention_grid(
             spatial_size,
@@ -205,7 +235,7 @@ class AxialNet(nn.Module):
         self.grid = (d1, d2)
         if custom_convs:
             layers: OrderedDict[str, nn.Module] = OrderedDict()
-            width = self.trunk.out_channels
+            width = self.trunk.out_channels + (self.density.out_channels if self.use_density else 0)
             for i, out in enumerate(custom_conv_channels, start=1):
                 layers[f"conv{i}"] = nn.Conv2d(width, int(out), kernel_size=3, stride=1, padding=custom_conv_padding)
                 layers[f"relu{i}"] = nn.ReLU()
@@ -302,10 +332,14 @@ class AxialNet(nn.Module):
         b = x.shape[0]
         weight = self.trunk.conv1.weight
         channels_last = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
-        triplets = self.input_windows(volume_to_triplets(x, channels_last=channels_last))
+        raw = volume_to_triplets(x, channels_last=channels_last)
+        triplets = self.input_windows(raw)
         if channels_last:  # the extra windows are concatenated in the default format
             triplets = triplets.contiguous(memory_format=torch.channels_last)
-        feats = self.custom_convs(self.trunk(triplets))
+        feats = self.trunk(triplets)
+        if self.use_density:
+            feats = torch.cat([feats, self.density(raw, [feats.shape[2], feats.shape[3]])], dim=1)
+        feats = self.custom_convs(feats)
         return feats.reshape([b, -1] + list(feats.shape[1:]))
 
     def to_channels_last(self, enabled: bool | str = True) -> AxialNet:

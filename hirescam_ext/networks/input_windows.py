@@ -18,7 +18,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["InputWindows", "widen_conv_input"]
+__all__ = ["InputWindows", "widen_conv_input", "checked_hu_range"]
+
+
+def checked_hu_range(input_hu_range: Sequence[float]) -> tuple[float, float]:
+    """``(low, high)`` of the HU window an input was made with, as floats; ``ValueError`` unless ``high > low``."""
+    lo, hi = (float(v) for v in input_hu_range)
+    if not hi > lo:
+        raise ValueError(f"input_hu_range must be (low, high) with high > low, got {tuple(input_hu_range)}")
+    return lo, hi
 
 
 class InputWindows(nn.Module):
@@ -48,9 +56,7 @@ class InputWindows(nn.Module):
         center: float = -0.449,
     ) -> None:
         super().__init__()
-        lo, hi = (float(v) for v in input_hu_range)
-        if not hi > lo:
-            raise ValueError(f"input_hu_range must be (low, high) with high > low, got {tuple(input_hu_range)}")
+        lo, hi = checked_hu_range(input_hu_range)
         bounds = []
         for w in windows:
             if len(w) != 2:

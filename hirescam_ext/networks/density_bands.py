@@ -1,0 +1,131 @@
+"""A densitometry branch for AxialNet: soft HU-band fractions of every attention cell, computed inside the network.
+
+Quantitative chest CT reads several findings as the share of lung voxels in a density band: emphysema as the low
+attenuation area below about -950 HU, ground glass as the voxels a few hundred HU above aerated lung, metal and
+calcium as the voxels at the top of the window. A convolutional trunk has to build such a count from two
+thresholds and keep it through pooling; on the synthetic benchmark it does not (docs/TRAINING.md: linear probes of
+every layer rank ground glass and emphysema at chance while a logistic regression on the scan's HU histogram ranks
+them at 0.97 and 0.81). :class:`DensityBands` gives AxialNet that count directly: each pixel of a slice triplet is
+split between the two nearest of a set of band centres in HU (linear interpolation, so the memberships sum to one),
+the memberships are averaged over the triplet's slices and over the pixels of each attention cell, standardized per
+band by batch normalization (the bands' shares differ by orders of magnitude: air and soft tissue against a few
+ground-glass pixels), and two 1 x 1 convolutions with ReLU turn them into features. AxialNet concatenates these
+features with the trunk's before its custom convolutions, so the CAM target layer, the fully connected layer and
+HiResCAM's exactness are unchanged.
+
+A documented deviation from the paper (Draelos & Carin, HiResCAM, arXiv:2011.08891), off unless AxialNet's
+``density_bands`` is set; docs/TRAINING.md has the measurements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import List
+
+import torch
+from torch import nn
+
+from hirescam_ext.networks.input_windows import checked_hu_range
+
+__all__ = ["DensityBands", "DENSITY_BAND_CENTERS_HU"]
+
+#: default band centres in HU: dense in the lung range (aerated lung, emphysema, ground glass), coarser through soft
+#: tissue, then calcium, bone and metal at the top of the bundle's [-1000, 800] window
+DENSITY_BAND_CENTERS_HU = (
+    -1000.0, -950.0, -900.0, -850.0, -800.0, -750.0, -700.0, -600.0, -500.0, -400.0,
+    -250.0, -100.0, 0.0, 50.0, 100.0, 200.0, 400.0, 650.0, 800.0,
+)  # fmt: skip
+
+
+class DensityBands(nn.Module):
+    """Per-cell fractions of soft HU bands of a slice triplet, then two 1 x 1 convolutions (a densitometry branch).
+
+    Args:
+        centers_hu: increasing band centres in HU, at least two, inside ``input_hu_range``. A pixel's HU value is
+            clipped to ``[centers_hu[0], centers_hu[-1]]`` and split between the two centres around it in
+            proportion to its distance to each.
+        out_channels: features per cell.
+        input_hu_range: the HU window the input was made with (the bundle's ``HUWindowd``: ``(-1000, 800)``).
+        center: the value the input's window adds after scaling (the bundle's: ``-0.449``).
+
+    Example:
+        >>> bands = DensityBands([-1000.0, -500.0, 0.0], out_channels=4)
+        >>> x = torch.full((2, 3, 8, 8), -0.449 + 500.0 / 1800.0)  # -500 HU everywhere in the bundle's encoding
+        >>> bands.fractions(x, (2, 2))[0, :, 0, 0]
+        tensor([0., 1., 0.])
+        >>> bands(x, (2, 2)).shape
+        torch.Size([2, 4, 2, 2])
+    """
+
+    def __init__(
+        self,
+        centers_hu: Sequence[float] = DENSITY_BAND_CENTERS_HU,
+        out_channels: int = 32,
+        input_hu_range: Sequence[float] = (-1000.0, 800.0),
+        center: float = -0.449,
+    ) -> None:
+        super().__init__()
+        lo, hi = checked_hu_range(input_hu_range)
+        centers = [float(c) for c in centers_hu]
+        if len(centers) < 2 or any(b <= a for a, b in zip(centers, centers[1:])):
+            raise ValueError(f"centers_hu must be at least two increasing values in HU, got {centers}")
+        if centers[0] < lo or centers[-1] > hi:
+            raise ValueError(
+                f"centers_hu {centers[0]:g} ... {centers[-1]:g} HU must lie inside the input's window ({lo:g}, {hi:g}) "
+                "HU: values outside it were clipped before the network"
+            )
+        if out_channels < 1:
+            raise ValueError(f"out_channels must be >= 1, got {out_channels}")
+        self.centers_hu = centers
+        self.out_channels = int(out_channels)
+        self.hu_low, self.hu_span, self.center = lo, hi - lo, float(center)
+        self.clip_low, self.clip_high = centers[0], centers[-1]
+        c = torch.tensor(centers, dtype=torch.float32)
+        self.register_buffer("centers", c, persistent=False)
+        self.register_buffer("inverse_gaps", 1.0 / (c[1:] - c[:-1]), persistent=False)
+        # with whole-HU centres the band below a value is a table lookup of its floor (three times faster than a
+        # search on a CPU); other centres use torch.bucketize
+        self.integer_centers = all(float(v).is_integer() for v in centers)
+        steps = torch.arange(centers[0], centers[-1] + 1.0) if self.integer_centers else torch.zeros(0)
+        self.register_buffer("band_below", torch.bucketize(steps, c[1:-1], right=True), persistent=False)
+        k = len(centers)
+        self.norm = nn.BatchNorm2d(k)
+        self.conv1 = nn.Conv2d(k, self.out_channels, 1)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(self.out_channels, self.out_channels, 1)
+        self.relu2 = nn.ReLU()
+        for conv in (self.conv1, self.conv2):
+            nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+
+    def fractions(self, triplets: torch.Tensor, grid: List[int]) -> torch.Tensor:
+        """``[N, C, X, Y]`` windowed slices -> band fractions ``[N, K, D1, D2]`` of each of the ``grid`` cells
+        (mean over the ``C`` slices and the cell's pixels; they sum to 1 over the ``K`` bands).
+
+        Cell ``(i, j)`` holds the pixels ``x`` with ``floor(x * D1 / X) == i`` and ``y`` with ``floor(y * D2 / Y) == j``
+        (the trunk's cells when ``X`` and ``Y`` are multiples of the grid). Each pixel adds its two memberships to its
+        cell with a scatter, so the cost grows with the pixels, not with pixels times bands.
+        """
+        n, c, nx, ny = triplets.shape
+        d1, d2, k = int(grid[0]), int(grid[1]), self.centers.shape[0]
+        hu = ((triplets.float() - self.center) * self.hu_span + self.hu_low).clamp(self.clip_low, self.clip_high)
+        if self.integer_centers:  # band below: centers[lower] <= hu < centers[lower + 1]
+            lower = self.band_below[(hu - self.clip_low).long()]
+        else:
+            lower = torch.bucketize(hu, self.centers[1:-1], right=True)
+        w = (hu - self.centers[lower]) * self.inverse_gaps[lower]  # share of the band above
+        gx = torch.div(torch.arange(nx, device=hu.device) * d1, nx, rounding_mode="floor")
+        gy = torch.div(torch.arange(ny, device=hu.device) * d2, ny, rounding_mode="floor")
+        cell = (gx.view(-1, 1) * d2 + gy.view(1, -1)).view(1, 1, nx, ny)
+        n_cells = d1 * d2
+        base = torch.arange(n, device=hu.device).view(-1, 1, 1, 1) * (k * n_cells)
+        index = (base + lower * n_cells + cell).reshape(-1)
+        out = torch.zeros(n * k * n_cells, dtype=hu.dtype, device=hu.device)
+        out = out.scatter_add(0, index, (1.0 - w).reshape(-1)).scatter_add(0, index + n_cells, w.reshape(-1))
+        pixels = torch.bincount(cell.reshape(-1), minlength=n_cells).to(hu.dtype) * c
+        return (out.view(n, k, n_cells) / pixels).view(n, k, d1, d2)
+
+    def forward(self, triplets: torch.Tensor, grid: List[int]) -> torch.Tensor:
+        """``[N, C, X, Y]`` windowed slices -> features ``[N, out_channels, D1, D2]`` on the ``grid`` cells."""
+        f = self.norm(self.fractions(triplets, grid).to(self.conv1.weight.dtype))
+        return self.relu2(self.conv2(self.relu1(self.conv1(f))))

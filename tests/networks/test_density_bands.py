@@ -1,0 +1,126 @@
+"""Specification of DensityBands (per-cell soft HU-band fractions) and AxialNet's ``density_bands`` branch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hirescam_ext.networks import AxialNet
+from hirescam_ext.networks.density_bands import DENSITY_BAND_CENTERS_HU, DensityBands
+from hirescam_ext.transforms.intensity import hu_window
+
+_CENTRES = [-1000.0, -950.0, -900.0, -600.0, 0.0, 800.0]
+
+
+def _slices(hu: torch.Tensor) -> torch.Tensor:
+    """HU ``[N, C, X, Y]`` in the bundle's encoding (window [-1000, 800] to [0, 1], centre -0.449)."""
+    return hu_window(hu, (-1000.0, 800.0), center=-0.449)
+
+
+def test_a_value_at_a_band_centre_falls_wholly_in_that_band():
+    bands = DensityBands(_CENTRES)
+    f = bands.fractions(_slices(torch.full((1, 3, 4, 4), -900.0)), [1, 1])
+    assert torch.allclose(f[0, :, 0, 0], torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0, 0.0]), atol=1e-5)
+
+
+def test_a_value_between_two_centres_is_split_in_proportion_to_its_distance():
+    bands = DensityBands(_CENTRES)
+    f = bands.fractions(_slices(torch.full((1, 3, 4, 4), -750.0)), [1, 1])[0, :, 0, 0]  # half way -900 .. -600
+    assert f[2] == pytest.approx(0.5, abs=1e-4) and f[3] == pytest.approx(0.5, abs=1e-4)
+    f = bands.fractions(_slices(torch.full((1, 3, 4, 4), -150.0)), [1, 1])[0, :, 0, 0]  # a quarter of -600 .. 0
+    assert f[3] == pytest.approx(0.25, abs=1e-4) and f[4] == pytest.approx(0.75, abs=1e-4)
+
+
+def test_band_fractions_sum_to_one_in_every_cell_and_the_ends_take_what_lies_beyond():
+    torch.manual_seed(0)
+    bands = DensityBands([-900.0, -500.0, 200.0])
+    hu = torch.empty(2, 3, 16, 16).uniform_(-1000.0, 800.0)
+    f = bands.fractions(_slices(hu), [4, 4])
+    assert f.shape == (2, 3, 4, 4)
+    assert torch.allclose(f.sum(dim=1), torch.ones(2, 4, 4), atol=1e-5)
+    low = bands.fractions(_slices(torch.full((1, 3, 4, 4), -1000.0)), [1, 1])[0, :, 0, 0]
+    high = bands.fractions(_slices(torch.full((1, 3, 4, 4), 800.0)), [1, 1])[0, :, 0, 0]
+    assert torch.allclose(low, torch.tensor([1.0, 0.0, 0.0])) and torch.allclose(high, torch.tensor([0.0, 0.0, 1.0]))
+
+
+def _dense_fractions(hu: torch.Tensor, centres: list[float], grid: list[int]) -> torch.Tensor:
+    """The definition, one triangular membership per band: 1 at its centre, 0 at the neighbouring centres."""
+    c = torch.tensor(centres)
+    gaps = c[1:] - c[:-1]
+    below, above = torch.cat([gaps[:1], gaps]), torch.cat([gaps, gaps[-1:]])
+    d = hu.clamp(c[0], c[-1]).unsqueeze(2) - c.view(1, 1, -1, 1, 1)
+    width = torch.where(d < 0, below.view(1, 1, -1, 1, 1), above.view(1, 1, -1, 1, 1))
+    member = torch.relu(1.0 - d.abs() / width).mean(dim=1)
+    return torch.nn.functional.adaptive_avg_pool2d(member, grid)
+
+
+@pytest.mark.parametrize("grid", [[4, 4], [2, 8], [1, 1]])
+def test_scattered_fractions_equal_the_triangular_membership_definition(grid):
+    torch.manual_seed(0)
+    hu = torch.empty(3, 3, 32, 32).uniform_(-1100.0, 900.0)
+    hu[0, 0, :4, :4] = torch.tensor(_CENTRES[:4]).view(4, 1)  # exact centres
+    for centres in (_CENTRES, [-1000.0, -912.5, -600.25, 0.0, 799.5]):  # whole-HU centres use a table lookup
+        got = DensityBands(centres).fractions(_slices(hu), grid)
+        assert torch.allclose(got, _dense_fractions(hu, centres, grid), atol=1e-5)
+
+
+def test_one_ground_glass_pixel_shows_in_its_own_cell_only_as_one_pixel_share():
+    hu = torch.full((1, 3, 32, 32), -900.0)  # aerated lung
+    hu[0, 1, 20, 5] = -600.0  # one ground-glass pixel in cell (1, 0) of a 2 x 2 grid of 16 x 16 pixels
+    f = DensityBands(_CENTRES).fractions(_slices(hu), [2, 2])
+    share = 1.0 / (3 * 16 * 16)
+    assert float(f[0, 3, 1, 0]) == pytest.approx(share, rel=1e-3)
+    assert float(f[0, 3].sum() - f[0, 3, 1, 0]) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_branch_gives_its_features_on_the_requested_grid():
+    out = DensityBands(out_channels=5)(_slices(torch.zeros(3, 3, 64, 64)), [4, 4])
+    assert out.shape == (3, 5, 4, 4) and len(DENSITY_BAND_CENTERS_HU) == DensityBands().conv1.in_channels
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"centers_hu": [-500.0]}, "at least two increasing"), ({"centers_hu": [0.0, -500.0]}, "at least two increasing"),
+     ({"centers_hu": [-1100.0, 0.0]}, "inside the input's window"), ({"out_channels": 0}, "out_channels"),
+     ({"input_hu_range": (800.0, -1000.0)}, "high > low")],
+)
+def test_bad_settings_are_refused_with_the_reason(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DensityBands(**kwargs)
+
+
+def _net(**kw):
+    return AxialNet(n_classes=4, spatial_size=(64, 64), trunk="small16", custom_conv_padding=1, **kw).eval()
+
+
+def test_axialnet_concatenates_the_branch_with_the_trunk_before_its_custom_convs():
+    net = _net(density_bands=True, density_channels=16)
+    assert net.custom_convs.conv1.in_channels == net.trunk.out_channels + 16
+    assert net.cam_target_layer == "custom_convs.relu4" and _net().custom_convs.conv1.in_channels == 64
+    assert not _net(density_bands="false").use_density
+    assert _net(density_bands=[-1000.0, -600.0, 0.0]).density.centers_hu == [-1000.0, -600.0, 0.0]
+
+
+def test_axialnet_with_density_bands_keeps_hirescam_exact():
+    torch.manual_seed(0)
+    net = _net(density_bands=True)
+    out = net.forward_all(torch.rand(2, 1, 64, 64, 12) - 0.449)
+    h = out.attention.shape[2]
+    assert torch.allclose(out.attention.sum(dim=(2, 3, 4)) / h + net.fc.bias, out.logits, atol=1e-5)
+
+
+def test_axialnet_with_density_bands_scripts_and_loads_its_state_dict():
+    torch.manual_seed(0)
+    net = _net(density_bands=True)
+    x = torch.rand(1, 1, 64, 64, 12) - 0.449
+    assert torch.equal(torch.jit.script(net)(x), net(x))
+    twin = _net(density_bands=True)
+    twin.load_state_dict(net.state_dict())
+    assert torch.equal(twin(x), net(x))
+    with pytest.raises(RuntimeError, match="Unexpected key"):
+        _net().load_state_dict(net.state_dict())
+
+
+def test_axialnet_refuses_density_bands_without_custom_convs():
+    with pytest.raises(ValueError, match="needs custom_convs=True"):
+        _net(density_bands=True, custom_convs=False)
