@@ -152,6 +152,33 @@ def augment(
     return torch.stack(out).contiguous(), (torch.stack(out_regions) if regions is not None else None)
 
 
+def blur(x: torch.Tensor, gen: torch.Generator, sigma_max: float) -> torch.Tensor:
+    """Resolution augmentation: each scan of ``x`` (``[B, 1, X, Y, Z]``) smoothed by a Gaussian of its own width,
+    drawn uniformly from ``[0, sigma_max]`` voxels on every axis (radius ``ceil(2 sigma)``, edges replicated).
+
+    Smoothing lowers the noise and mixes neighbouring tissues the way resampling a finer scan to the model's grid
+    does (the bundle resamples every scan), so that intensity-based features meet that spread in training.
+    """
+    out = x.float().clone()
+    for b in range(x.shape[0]):
+        sigma = float(torch.rand(1, generator=gen)) * sigma_max
+        if sigma < 0.05:
+            continue
+        radius = int(math.ceil(2 * sigma))
+        t = torch.arange(-radius, radius + 1, dtype=torch.float32, device=x.device)
+        k = torch.exp(-0.5 * (t / sigma) ** 2)
+        k = k / k.sum()
+        v = out[b : b + 1]  # [1, 1, X, Y, Z]
+        for dim in (2, 3, 4):
+            shape = [1, 1, 1, 1, 1]
+            shape[dim] = k.numel()
+            pad = [0, 0, 0, 0, 0, 0]
+            pad[2 * (4 - dim)] = pad[2 * (4 - dim) + 1] = radius
+            v = torch.nn.functional.conv3d(torch.nn.functional.pad(v, pad, mode="replicate"), k.view(shape))
+        out[b : b + 1] = v
+    return out.to(x.dtype)
+
+
 @torch.no_grad()
 def scores(net: torch.nn.Module, x: torch.Tensor, batch: int, amp: bool) -> torch.Tensor:
     net.eval()
@@ -239,8 +266,8 @@ def checkpoint_name(
     extra_windows: list[tuple[float, float]] | None = None,
     density_bands: bool = False,
 ) -> str:
-    """``reference_<trunk>[_win<lo>_<hi>...][_bands][_max][_mask[_both][_logit]].pt`` (``reference_plain3d.pt`` for the 3D
-    CNN baseline): the paper's settings add no suffix."""
+    """``reference_<trunk>[_win<lo>_<hi>...][_bands][_max][_mask[_both][_logit]].pt`` (``reference_plain3d.pt`` for
+    the 3D CNN baseline): the paper's settings add no suffix."""
     if model == "plain3d":
         return "reference_plain3d.pt"
     trunk += "".join(f"_win{lo:g}_{hi:g}" for lo, hi in extra_windows or []) + ("_bands" if density_bands else "")
@@ -286,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pos-weight-max", type=float, default=0.0, metavar="MAX",
                    help="weigh each label's positives by its training odds (1 - p) / p, clipped to [1, MAX], in the "
                    "classification loss (0: off, the paper's unweighted loss)")
+    p.add_argument("--blur-augment", type=float, default=0.0, metavar="SIGMA_MAX",
+                   help="also smooth each training scan by a Gaussian of width drawn from [0, SIGMA_MAX] voxels, as "
+                   "resampling a finer scan does (0: off)")
     p.add_argument("--no-augment", action="store_true", help="train without the paper's flip / rot90 augmentation")
     p.add_argument("--only-labels", default=None,
                    help="comma-separated label names: train on these alone (every other label is 0 in the training "
@@ -297,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.model == "plain3d" and args.mask_loss:
         p.error("--mask-loss needs AxialNet's attention maps; the plain3d baseline trains with the classification loss")
+    if args.blur_augment < 0:
+        p.error(f"--blur-augment must be 0 (off) or positive, got {args.blur_augment}")
     if args.pos_weight_max < 0:
         p.error(f"--pos-weight-max must be 0 (off) or positive, got {args.pos_weight_max}")
     only_labels = tuple(n for n in (args.only_labels or "").split(",") if n)
@@ -389,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
         "mask_pool": args.mask_pool if args.mask_loss else None,
         "region_mode": REGION_MODE if args.mask_loss else None,
         "region_area_threshold": REGION_AREA_THRESHOLD if args.mask_loss else None,
-        "fc_init": args.fc_init, "augment": not args.no_augment, "only_labels": args.only_labels,
+        "fc_init": args.fc_init, "augment": not args.no_augment, "blur_augment": args.blur_augment or None,
+        "only_labels": args.only_labels,
         "optimizer": "adam", "lr": args.lr, "batch": args.batch, "schedule": "warmup_cosine", "seed": args.train_seed,
     }
     name = checkpoint_name(args.trunk, args.slice_pooling, args.mask_loss, args.mask_penalize, args.mask_pool,
@@ -415,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
             batch, g_true = x["training"][idx], regions[idx] if regions is not None else None
             if not args.no_augment:
                 batch, g_true = augment(batch, gen, g_true)
+            if args.blur_augment > 0:
+                batch = blur(batch, gen, args.blur_augment)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 if args.mask_loss:
                     pred = net.forward_all(batch.float())
@@ -459,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         "slice_pooling": args.slice_pooling if args.model == "axialnet" else None,
         "extra_windows": definition.get("extra_windows"), "density_bands": bool(definition.get("density_bands")),
         "fc_init": args.fc_init, "pos_weight_max": args.pos_weight_max or None, "augment": not args.no_augment,
+        "blur_augment": args.blur_augment or None,
         "mask_loss": args.mask_loss,
         "epochs": epoch, "best_epoch": best_epoch, "train_seconds": train_seconds,
         "scans_per_second_train": epoch * n_train / train_seconds, "history": history,

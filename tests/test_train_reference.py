@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_reference.py"
@@ -134,7 +135,8 @@ def test_density_bands_option_builds_axialnet_with_the_branch_and_names_its_chec
 
     mod = _module()
     definition = mod.network_definition((64, 64, 48), "small16", density_bands=True)
-    assert definition["density_bands"] is True and "density_bands" not in mod.network_definition((64, 64, 48), "small16")
+    assert definition["density_bands"] is True
+    assert "density_bands" not in mod.network_definition((64, 64, 48), "small16")
     net = AxialNet(**{k: v for k, v in definition.items() if k != "_target_"})
     assert net.use_density and net.custom_convs.conv1.in_channels == net.trunk.out_channels + net.density.out_channels
     assert mod.checkpoint_name("small16", "mean", True, "positive", "element",
@@ -148,6 +150,26 @@ def test_density_bands_with_plain3d_is_refused_before_any_data_is_generated(caps
     with pytest.raises(SystemExit) as err:
         mod.main(["--model", "plain3d", "--density-bands", "--dry-run"])
     assert err.value.code == 2 and "--density-bands is a branch of AxialNet" in capsys.readouterr().err
+
+
+def test_blur_augment_spreads_each_scan_evenly_on_every_axis_and_keeps_its_total() -> None:
+    mod = _module()
+    x = torch.zeros(3, 1, 12, 12, 9)
+    x[:, 0, 6, 6, 4] = 1.0
+    out = mod.blur(x, torch.Generator().manual_seed(2), 1.5)  # widths 0.92, 0.57 and 0.96 voxels
+    assert out.shape == x.shape and torch.allclose(out.sum(dim=(1, 2, 3, 4)), torch.ones(3), atol=1e-5)
+    for v in out[:, 0]:
+        assert float(v[6, 6, 4]) < 1.0, "each scan is smoothed"
+        assert float(v[5, 6, 4]) == pytest.approx(float(v[6, 5, 4]), abs=1e-6)
+        assert float(v[5, 6, 4]) == pytest.approx(float(v[6, 6, 3]), abs=1e-6)
+    assert torch.equal(mod.blur(x, torch.Generator().manual_seed(0), 0.0), x)
+
+
+def test_negative_blur_augment_is_refused_before_any_data_is_generated(capsys) -> None:
+    mod = _module()
+    with pytest.raises(SystemExit) as err:
+        mod.main(["--blur-augment", "-1", "--dry-run"])
+    assert err.value.code == 2 and "--blur-augment must be 0 (off) or positive" in capsys.readouterr().err
 
 
 def test_positive_weights_are_the_training_odds_clipped_and_one_for_labels_never_positive() -> None:
