@@ -7,8 +7,8 @@ from __future__ import annotations
 from hirescam_ext.networks.axialnet import CUSTOM_CONV_INITS, SLICE_POOLINGS, AxialNet, AxialNetOutput, SliceAxisLayout
 from hirescam_ext.networks.bodyconv import BodyConv
 from hirescam_ext.networks.conv3d import ThreeDConv
-from hirescam_ext.networks.density_bands import DENSITY_BAND_CENTERS_HU, DensityBands
 from hirescam_ext.networks.ctnet import CTNet
+from hirescam_ext.networks.density_bands import DENSITY_BAND_CENTERS_HU, DensityBands
 from hirescam_ext.networks.input_windows import InputWindows, widen_conv_input
 from hirescam_ext.networks.init import (
     init_output_bias,

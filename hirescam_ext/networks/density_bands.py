@@ -79,7 +79,6 @@ class DensityBands(nn.Module):
         self.centers_hu = centers
         self.out_channels = int(out_channels)
         self.hu_low, self.hu_span, self.center = lo, hi - lo, float(center)
-        self.clip_low, self.clip_high = centers[0], centers[-1]
         c = torch.tensor(centers, dtype=torch.float32)
         self.register_buffer("centers", c, persistent=False)
         self.register_buffer("inverse_gaps", 1.0 / (c[1:] - c[:-1]), persistent=False)
@@ -108,9 +107,10 @@ class DensityBands(nn.Module):
         """
         n, c, nx, ny = triplets.shape
         d1, d2, k = int(grid[0]), int(grid[1]), self.centers.shape[0]
-        hu = ((triplets.float() - self.center) * self.hu_span + self.hu_low).clamp(self.clip_low, self.clip_high)
+        hu = (triplets.float() - self.center) * self.hu_span + self.hu_low
+        hu = hu.clamp(self.centers_hu[0], self.centers_hu[-1])
         if self.integer_centers:  # band below: centers[lower] <= hu < centers[lower + 1]
-            lower = self.band_below[(hu - self.clip_low).long()]
+            lower = self.band_below[(hu - self.centers_hu[0]).long()]
         else:
             lower = torch.bucketize(hu, self.centers[1:-1], right=True)
         w = (hu - self.centers[lower]) * self.inverse_gaps[lower]  # share of the band above
