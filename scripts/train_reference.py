@@ -24,6 +24,8 @@ docs/PERFORMANCE.md)::
                                                          # CPU: the shipped model (docs/TRAINING.md has each run)
     python scripts/train_reference.py --profile tiny --trunk small16 --slice-pooling max ...   # the MaxPool ablation
     python scripts/train_reference.py --profile tiny --model plain3d ...    # the plain 3D CNN baseline (global pooling)
+    python scripts/train_reference.py --profile tiny --render-profile demo ...   # scans rendered at 2.9 mm, resampled
+    python scripts/train_reference.py --profile tiny --evaluate CKPT ...     # score a saved model on another dataset
     python scripts/train_reference.py --dry-run                                       # a minute: tiny sizes
 """
 
@@ -66,31 +68,48 @@ HU_RANGE, CENTER = (-1000.0, 800.0), -0.449
 #: allowed regions of the mask loss: the bundle's ``AllowedRegionsd`` in the mode the demo and quick profile use
 REGION_MODE, REGION_AREA_THRESHOLD = "area", 0.1
 _CONFIG: Any = None
+_RENDER: Any = None
+_PREPARE: Any = None
 _GRID: tuple[int, int, int] | None = None
 
 
-def _init_worker(config: Any, grid: tuple[int, int, int] | None) -> None:
-    global _CONFIG, _GRID
+def _init_worker(config: Any, render: Any, grid: tuple[int, int, int] | None) -> None:
+    global _CONFIG, _RENDER, _PREPARE, _GRID
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
-    _CONFIG, _GRID = config, grid
+    _CONFIG, _RENDER, _GRID = config, render, grid
+    if render is not None:  # the bundle's spatial preprocessing to the training grid, HU kept (windowed later)
+        from hirescam_ext.transforms.preprocessing import ct_preprocessing
+
+        _PREPARE = ct_preprocessing(keys=["image"], label_map_keys=[], spacing=config.spacing,
+                                    spatial_size=config.shape, hu_range=None, center=None, load=False)
 
 
 def _case(args: tuple[int, int]) -> tuple[int, np.ndarray, list[int], str, np.ndarray | None]:
     index, seed = args
-    case = generate_case(index, seed, config=_CONFIG)
+    case = generate_case(index, seed, config=_RENDER or _CONFIG)
+    image = case.image
+    if _RENDER is not None:  # rendered finer, resampled (bilinear) and padded / cropped as a user's scan is
+        from monai.data import MetaTensor
+
+        volume = MetaTensor(torch.from_numpy(image)[None].float(), affine=torch.as_tensor(case.affine))
+        image = np.rint(_PREPARE({"image": volume})["image"][0].numpy()).astype(np.int16)
     regions = None
     if _GRID is not None:  # G_true [80, D1, D2, H] from the organ truth and the report's locations
         regions = allowed_regions(case.organs, case.label, case.locations, grid=_GRID, mode=REGION_MODE,
                                   area_threshold=REGION_AREA_THRESHOLD, dtype=torch.bool).numpy()
-    return index, case.image, [int(v) for v in case.label], case.split, regions
+    return index, image, [int(v) for v in case.label], case.split, regions
 
 
 def generate(n_scans: int, profile: str, seed: int, workers: int, shape: tuple[int, int, int] | None,
-             grid: tuple[int, int, int] | None = None) -> dict:
+             grid: tuple[int, int, int] | None = None, render_profile: str | None = None) -> dict:
     """Scans (int16 ``[N, X, Y, Z]``), labels ``[N, 80]``, splits and, with ``grid`` ``(D1, D2, H)``, the allowed
-    regions (bool ``[N, 80, D1, D2, H]``) of the benchmark, generated in parallel."""
+    regions (bool ``[N, 80, D1, D2, H]``) of the benchmark, generated in parallel. With ``render_profile`` each scan
+    is rendered on that profile's grid (the same patients: the plan of a scan does not depend on the grid) and
+    brought to ``profile``'s grid by the bundle's own resampling, padding and cropping
+    (:func:`~hirescam_ext.transforms.preprocessing.ct_preprocessing`), rounded to whole HU."""
     config = make_config(profile, n_scans=n_scans, shape=shape)
+    render = make_config(render_profile, n_scans=n_scans) if render_profile else None
     jobs = [(i, seed) for i in range(n_scans)]
     # filled in place (a list of scans and np.stack would hold every scan twice at the end)
     images: np.ndarray | None = None
@@ -98,7 +117,7 @@ def generate(n_scans: int, profile: str, seed: int, workers: int, shape: tuple[i
     labels: list[list[int]] = [[]] * n_scans
     splits = [""] * n_scans
     ctx = mp.get_context("fork")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(config, grid)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(config, render, grid)) as pool:
         for i, image, label, split, region in pool.imap_unordered(_case, jobs, chunksize=4):
             if images is None:
                 images = np.empty((n_scans, *image.shape), image.dtype)
@@ -109,6 +128,37 @@ def generate(n_scans: int, profile: str, seed: int, workers: int, shape: tuple[i
                 regions[i] = region
     return {"images": images, "labels": np.asarray(labels, np.float32), "splits": splits, "config": config,
             "regions": regions}
+
+
+def cached_generate(cache: str | None, n_scans: int, profile: str, seed: int, workers: int,
+                    shape: tuple[int, int, int] | None, grid: tuple[int, int, int] | None = None,
+                    render_profile: str | None = None, log: Any = print) -> dict:
+    """:func:`generate`, kept in (and read back from) ``cache``, a folder, when given: one ``.npz`` per profile,
+    render profile, seed, scan count, size and generator version, with the allowed regions of ``grid`` when a run
+    asked for them (a run that needs regions the file lacks generates again and rewrites it)."""
+    if not cache:
+        return generate(n_scans, profile, seed, workers, shape, grid, render_profile)
+    size = "x".join(str(v) for v in make_config(profile, n_scans=n_scans, shape=shape).shape)
+    path = Path(cache) / (f"scans_{profile}{size}_from_{render_profile or profile}_seed{seed}_n{n_scans}"
+                          f"_v{GENERATOR_VERSION}.npz")
+    if path.is_file():
+        with np.load(path) as f:
+            has = f["grid"].tolist() == list(grid) if grid is not None else True
+            if has:
+                log(f"scans read from {path}")
+                regions = f["regions"] if grid is not None else None
+                config = make_config(profile, n_scans=n_scans, shape=shape)
+                return {"images": f["images"], "labels": f["labels"], "splits": f["splits"].tolist(),
+                        "config": config, "regions": regions}
+    data = generate(n_scans, profile, seed, workers, shape, grid, render_profile)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez(tmp, images=data["images"], labels=data["labels"], splits=np.asarray(data["splits"]),
+             regions=data["regions"] if data["regions"] is not None else np.zeros(0, bool),
+             grid=np.asarray(list(grid) if grid is not None else [], np.int64))
+    os.replace(tmp, path)
+    log(f"scans kept in {path}")
+    return data
 
 
 def window(x: torch.Tensor) -> torch.Tensor:
@@ -227,11 +277,13 @@ def network_definition(
     model: str = "axialnet",
     extra_windows: list[tuple[float, float]] | None = None,
     density_bands: bool = False,
+    density_smoothing: float = 0.0,
 ) -> dict[str, Any]:
     """The ``network_def`` of a reference AxialNet (or, with ``model="plain3d"``, of the plain 3D CNN baseline with
     global average pooling) for scans of ``shape`` (recorded in the checkpoint's settings). ``extra_windows``:
     AxialNet's extra input windows in HU (``[(-1000, -300)]``: a lung window); none, the paper's input.
-    ``density_bands``: AxialNet's densitometry branch with its default band centres (off: the paper's network)."""
+    ``density_bands``: AxialNet's densitometry branch with its default band centres (off: the paper's network),
+    ``density_smoothing`` the width in pixels of its in-plane Gaussian."""
     if model == "plain3d":
         return {"_target_": "hirescam_ext.Plain3DCNN", "n_classes": len(LABEL_NAMES), "volume_size": list(shape),
                 "channels": list(PLAIN3D_CHANNELS), "groups": 4}
@@ -253,6 +305,8 @@ def network_definition(
         definition["extra_windows"] = [[float(lo), float(hi)] for lo, hi in extra_windows]
     if density_bands:
         definition["density_bands"] = True
+        if density_smoothing:
+            definition["density_smoothing"] = float(density_smoothing)
     return definition
 
 
@@ -265,15 +319,51 @@ def checkpoint_name(
     model: str = "axialnet",
     extra_windows: list[tuple[float, float]] | None = None,
     density_bands: bool = False,
+    density_smoothing: float = 0.0,
 ) -> str:
-    """``reference_<trunk>[_win<lo>_<hi>...][_bands][_max][_mask[_both][_logit]].pt`` (``reference_plain3d.pt`` for
-    the 3D CNN baseline): the paper's settings add no suffix."""
+    """``reference_<trunk>[_win<lo>_<hi>...][_bands[_smooth<sigma>]][_max][_mask[_both][_logit]].pt``
+    (``reference_plain3d.pt`` for the 3D CNN baseline): the paper's settings add no suffix."""
     if model == "plain3d":
         return "reference_plain3d.pt"
     trunk += "".join(f"_win{lo:g}_{hi:g}" for lo, hi in extra_windows or []) + ("_bands" if density_bands else "")
+    trunk += f"_smooth{density_smoothing:g}" if density_bands and density_smoothing else ""
     pooling = "_max" if slice_pooling == "max" else ""
     variant = ("_both" if mask_penalize == "both" else "") + ("_logit" if mask_pool == "logit" else "")
     return f"reference_{trunk}{pooling}{('_mask' + variant) if mask_loss else ''}.pt"
+
+
+def evaluate_checkpoint(ckpt: str, x: dict, y: dict, shape: tuple[int, int, int], args: Any, out: Path, log: Any,
+                        argv: list[str] | None) -> int:
+    """Score the checkpoint ``ckpt`` (as the bundle builds and loads it) on the validation, test and test_shifted
+    scans ``x`` / labels ``y``; writes ``out/evaluation.json``."""
+    from hirescam_ext.engines.checkpoint import read_checkpoint
+    from hirescam_ext.engines.model_settings import network_from_settings, read_model_settings
+
+    settings = read_model_settings(ckpt)
+    if settings is None:
+        raise SystemExit(f"{ckpt}: no model settings in this checkpoint (not one this script or the bundle wrote)")
+    trained_on = list(settings.get("preprocessing", {}).get("spatial_size") or [])
+    if trained_on and trained_on != list(shape):
+        raise SystemExit(f"{ckpt}: the model takes {trained_on} scans, this dataset has {list(shape)}")
+    net = network_from_settings(settings)
+    state = read_checkpoint(Path(ckpt))["model"]
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    device = next(iter(x.values())).device
+    net = net.to(device).eval()
+    visible = visible_findings(args.profile, shape=shape)
+    results = {s: auroc(scores(net, x[s], 2 * args.batch, device.type == "cuda"), y[s], visible)
+               for s in ("validation", "test", "test_shifted")}
+    report = {
+        "command": "python scripts/train_reference.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "checkpoint": str(ckpt), "trained_on": settings.get("dataset"), "generator_version": GENERATOR_VERSION,
+        "profile": args.profile, "render_profile": args.render_profile, "seed": args.seed,
+        "scans": {s: int(v.shape[0]) for s, v in x.items()}, "visible_findings": list(visible) if visible else None,
+        "auroc": results,
+    }
+    (out / "evaluation.json").write_text(json.dumps(report, indent=1))
+    means = ", ".join(f"{s} {r['mean']:.3f}" if r["mean"] is not None else f"{s} n/a" for s, r in results.items())
+    log(f"AUROC {means}; wrote {out / 'evaluation.json'}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,6 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scans", type=int, default=2400)
     p.add_argument("--profile", default="demo", choices=sorted(PROFILES), help="synthetic profile (size, spacing)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed")
+    p.add_argument("--render-profile", default=None, choices=sorted(PROFILES),
+                   help="render each scan on this profile's grid and resample it to --profile's grid with the "
+                   "bundle's preprocessing, as a user's scan is prepared (default: render on --profile's grid)")
+    p.add_argument("--data-cache", default=None, metavar="DIR",
+                   help="keep the generated scans in DIR (an .npz per dataset) and read them from there next time")
     p.add_argument("--train-seed", type=int, default=0)
     p.add_argument("--seconds", type=float, default=150.0, help="training time budget")
     p.add_argument("--epochs", type=int, default=None, help="train this many epochs instead of a time budget")
@@ -310,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="AxialNet: add the densitometry branch (each attention cell's soft HU-band fractions, two "
                    "1 x 1 convolutions, concatenated with the trunk's features before the custom convs; "
                    "hirescam_ext.networks.density_bands); a deviation from the paper's network")
+    p.add_argument("--density-smoothing", type=float, default=0.0, metavar="SIGMA",
+                   help="with --density-bands: smooth each slice in-plane by a Gaussian of this width (pixels) "
+                   "before the band split, so that scans made finer and resampled give the same shares (0: off)")
     p.add_argument("--pos-weight-max", type=float, default=0.0, metavar="MAX",
                    help="weigh each label's positives by its training odds (1 - p) / p, clipped to [1, MAX], in the "
                    "classification loss (0: off, the paper's unweighted loss)")
@@ -324,11 +422,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"), help="auto: CUDA when available")
     p.add_argument("--out", default=os.environ.get("OUT", "outputs/reference"))
     p.add_argument("--dry-run", action="store_true", help="tiny sizes on any device, same code path")
+    p.add_argument("--evaluate", default=None, metavar="CKPT",
+                   help="train nothing: score this saved checkpoint on the dataset (--profile, --render-profile, "
+                   "--seed, --scans) and write $OUT/evaluation.json, e.g. a model trained on scans made one way, "
+                   "tested on scans made another")
     args = p.parse_args(argv)
     if args.model == "plain3d" and args.mask_loss:
         p.error("--mask-loss needs AxialNet's attention maps; the plain3d baseline trains with the classification loss")
     if args.blur_augment < 0:
         p.error(f"--blur-augment must be 0 (off) or positive, got {args.blur_augment}")
+    if args.density_smoothing and not args.density_bands:
+        p.error("--density-smoothing smooths the densitometry branch's input; it needs --density-bands")
+    if not 0 <= args.density_smoothing < float("inf"):
+        p.error(f"--density-smoothing must be 0 (off) or a positive width in pixels, got {args.density_smoothing}")
     if args.pos_weight_max < 0:
         p.error(f"--pos-weight-max must be 0 (off) or positive, got {args.pos_weight_max}")
     only_labels = tuple(n for n in (args.only_labels or "").split(",") if n)
@@ -359,8 +465,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.model == "axialnet":
         grid_hdd = AxialNet.attention_grid(config.shape[:2], z=config.shape[2], trunk=args.trunk, custom_conv_padding=1)
     grid = (grid_hdd[1], grid_hdd[2], grid_hdd[0]) if args.mask_loss else None  # (D1, D2, H) for allowed_regions
-    data = generate(args.scans, args.profile, args.seed, args.workers or os.cpu_count() or 1, shape, grid)
-    log(f"generated {args.scans} scans of {tuple(config.shape)} at {tuple(config.spacing)} mm")
+    data = cached_generate(args.data_cache, args.scans, args.profile, args.seed, args.workers or os.cpu_count() or 1,
+                           shape, grid, args.render_profile, log)
+    rendered = f", rendered at {args.render_profile}'s grid and resampled" if args.render_profile else ""
+    log(f"{args.scans} scans of {tuple(config.shape)} at {tuple(config.spacing)} mm{rendered}")
     split = np.asarray(data["splits"])
     y_all = torch.from_numpy(data["labels"])
     parts = {s: torch.from_numpy(np.flatnonzero(split == s)) for s in ("training", "validation", "test", "test_shifted")}
@@ -375,10 +483,12 @@ def main(argv: list[str] | None = None) -> int:
     regions = torch.from_numpy(data["regions"][parts["training"].numpy()]).to(device) if args.mask_loss else None
     del data["images"]
     log("on " + str(device) + ": " + ", ".join(f"{s} {len(i)}" for s, i in parts.items()))
+    if args.evaluate:
+        return evaluate_checkpoint(args.evaluate, x, y, config.shape, args, out, log, argv)
 
     torch.manual_seed(args.train_seed)
     definition = network_definition(config.shape, args.trunk, args.slice_pooling, args.model, args.extra_window,
-                                    args.density_bands)
+                                    args.density_bands, args.density_smoothing)
     net = {"axialnet": AxialNet, "plain3d": Plain3DCNN}[args.model](**{k: v for k, v in definition.items()
                                                                      if k != "_target_"})
     prior = label_prevalence([{"label": row} for row in y["training"].cpu().tolist()])
@@ -410,7 +520,8 @@ def main(argv: list[str] | None = None) -> int:
         center=CENTER,
         attention_grid=list(grid_hdd) if grid_hdd is not None else None,
         dataset={"generator_version": GENERATOR_VERSION, "profile": args.profile, "n_scans": args.scans,
-                 "seed": args.seed, "shape": list(config.shape), "spacing": list(config.spacing)},
+                 "seed": args.seed, "shape": list(config.shape), "spacing": list(config.spacing),
+                 "render_profile": args.render_profile},
     )
     settings["training"] = {  # how it was trained (not read by the bundle; for the model card)
         "script": "scripts/train_reference.py", "argv": list(sys.argv[1:] if argv is None else argv),
@@ -426,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         "optimizer": "adam", "lr": args.lr, "batch": args.batch, "schedule": "warmup_cosine", "seed": args.train_seed,
     }
     name = checkpoint_name(args.trunk, args.slice_pooling, args.mask_loss, args.mask_penalize, args.mask_pool,
-                           args.model, args.extra_window, args.density_bands)
+                           args.model, args.extra_window, args.density_bands, args.density_smoothing)
 
     def save(state: dict[str, torch.Tensor], epoch: int) -> None:
         fp16 = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
@@ -489,10 +600,12 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python scripts/train_reference.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "hirescam_ext": __version__, "generator_version": GENERATOR_VERSION,
+        "profile": args.profile, "render_profile": args.render_profile,
         "scans": {s: len(i) for s, i in parts.items()}, "batch": args.batch, "lr": args.lr, "model": args.model,
         "trunk": args.trunk if args.model == "axialnet" else None,
         "slice_pooling": args.slice_pooling if args.model == "axialnet" else None,
         "extra_windows": definition.get("extra_windows"), "density_bands": bool(definition.get("density_bands")),
+        "density_smoothing": definition.get("density_smoothing"),
         "fc_init": args.fc_init, "pos_weight_max": args.pos_weight_max or None, "augment": not args.no_augment,
         "blur_augment": args.blur_augment or None,
         "mask_loss": args.mask_loss,

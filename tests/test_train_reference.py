@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_reference.py"
 
 
+@functools.cache
 def _module():
     spec = importlib.util.spec_from_file_location("train_reference", SCRIPT)
     module = importlib.util.module_from_spec(spec)
+    sys.modules["train_reference"] = module  # the generation pool pickles its worker functions by module name
     spec.loader.exec_module(module)
     return module
 
@@ -185,3 +190,102 @@ def test_negative_pos_weight_max_is_refused_before_any_data_is_generated(capsys)
     with pytest.raises(SystemExit) as err:
         _module().main(["--pos-weight-max", "-1", "--dry-run"])
     assert err.value.code == 2 and "--pos-weight-max" in capsys.readouterr().err
+
+
+def test_density_smoothing_is_recorded_in_the_network_definition_and_the_checkpoint_name() -> None:
+    from hirescam_ext.networks import AxialNet
+
+    mod = _module()
+    definition = mod.network_definition((64, 64, 48), "small16", density_bands=True, density_smoothing=0.75)
+    assert definition["density_smoothing"] == 0.75
+    assert "density_smoothing" not in mod.network_definition((64, 64, 48), "small16", density_bands=True)
+    net = AxialNet(**{k: v for k, v in definition.items() if k != "_target_"})
+    assert net.density.smoothing == 0.75
+    assert mod.checkpoint_name("small16", "mean", False, "positive", "element", density_bands=True,
+                               density_smoothing=0.75) == "reference_small16_bands_smooth0.75.pt"
+
+
+def test_density_smoothing_without_the_branch_is_refused_before_any_data_is_generated(capsys) -> None:
+    mod = _module()
+    with pytest.raises(SystemExit) as err:
+        mod.main(["--density-smoothing", "1", "--dry-run"])
+    assert err.value.code == 2 and "it needs --density-bands" in capsys.readouterr().err
+
+
+def test_render_profile_gives_the_same_patients_prepared_as_the_bundle_prepares_a_scan() -> None:
+    """Rendered on the small profile's grid, resampled to tiny's by ct_preprocessing: same labels and splits as the
+    scans rendered on tiny's grid, the same anatomy, but not the same voxels."""
+    from monai.data import MetaTensor
+
+    from hirescam_ext.synthetic.generator import generate_case, make_config
+    from hirescam_ext.transforms.preprocessing import ct_preprocessing
+
+    mod = _module()
+    on_grid = mod.generate(3, "tiny", 5, 1, None)
+    resampled = mod.generate(3, "tiny", 5, 1, None, render_profile="small")
+    assert resampled["images"].shape == on_grid["images"].shape == (3, 64, 64, 48)
+    assert resampled["images"].dtype == np.int16
+    assert np.array_equal(resampled["labels"], on_grid["labels"]) and resampled["splits"] == on_grid["splits"]
+    a, b = on_grid["images"].astype(np.float32), resampled["images"].astype(np.float32)
+    assert not np.array_equal(a, b) and np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+    case = generate_case(1, 5, config=make_config("small", n_scans=3))
+    prepare = ct_preprocessing(keys=["image"], label_map_keys=[], spacing=(5.8, 5.8, 6.4), spatial_size=(64, 64, 48),
+                               hu_range=None, center=None, load=False)
+    image = prepare({"image": MetaTensor(torch.from_numpy(case.image)[None].float(),
+                                         affine=torch.as_tensor(case.affine))})["image"][0]
+    assert np.array_equal(resampled["images"][1], np.rint(image.numpy()).astype(np.int16))
+
+
+def test_data_cache_gives_back_what_was_generated_and_regenerates_for_regions_it_lacks(tmp_path) -> None:
+    mod = _module()
+    logs: list[str] = []
+    first = mod.cached_generate(str(tmp_path), 3, "tiny", 2, 1, None, log=logs.append)
+    again = mod.cached_generate(str(tmp_path), 3, "tiny", 2, 1, None, log=logs.append)
+    assert [m.split(" ")[1] for m in logs] == ["kept", "read"]
+    assert np.array_equal(first["images"], again["images"]) and np.array_equal(first["labels"], again["labels"])
+    assert again["splits"] == first["splits"] and again["regions"] is None
+    with_regions = mod.cached_generate(str(tmp_path), 3, "tiny", 2, 1, None, grid=(4, 4, 16), log=logs.append)
+    assert logs[-1].startswith("scans kept") and with_regions["regions"].shape == (3, 80, 4, 4, 16)
+    read = mod.cached_generate(str(tmp_path), 3, "tiny", 2, 1, None, grid=(4, 4, 16), log=logs.append)
+    assert logs[-1].startswith("scans read") and np.array_equal(read["regions"], with_regions["regions"])
+    assert len(list(tmp_path.iterdir())) == 1, "one file per dataset, no part file left"
+
+
+def _saved_reference(path, shape=(64, 64, 48)):
+    """A freshly initialized small AxialNet saved as this script saves its checkpoints."""
+    from hirescam_ext.engines.model_settings import make_model_settings
+    from hirescam_ext.networks import AxialNet
+
+    mod = _module()
+    definition = mod.network_definition(shape, "small", density_bands=True)
+    torch.manual_seed(0)
+    net = AxialNet(**{k: v for k, v in definition.items() if k != "_target_"}).eval()
+    settings = make_model_settings(definition, [5.8, 5.8, 6.4], list(shape), [-1000.0, 800.0], -0.449)
+    torch.save({"model": net.state_dict(), "model_settings": settings}, path)
+    return net
+
+
+def test_evaluate_scores_a_saved_checkpoint_on_the_three_held_out_splits_without_training(tmp_path) -> None:
+    import json
+
+    mod = _module()
+    net = _saved_reference(tmp_path / "model.pt")
+    argv = ["--dry-run", "--profile", "tiny", "--scans", "40", "--workers", "1", "--evaluate",
+            str(tmp_path / "model.pt"), "--out", str(tmp_path / "out")]
+    assert mod.main(argv) == 0
+    report = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert set(report["auroc"]) == {"validation", "test", "test_shifted"} and report["profile"] == "tiny"
+    assert not (tmp_path / "out" / "reference_training.json").exists(), "nothing was trained"
+    data = mod.generate(40, "tiny", 0, 1, (64, 64, 48))
+    test = np.flatnonzero(np.asarray(data["splits"]) == "test")
+    x = mod.windowed_on(data["images"], test, torch.device("cpu"))
+    expected = mod.auroc(mod.scores(net, x, 8, False), torch.from_numpy(data["labels"][test]))
+    assert report["auroc"]["test"]["mean"] == pytest.approx(expected["mean"], abs=1e-6)
+
+
+def test_evaluate_refuses_a_checkpoint_made_for_another_scan_size(tmp_path) -> None:
+    mod = _module()
+    _saved_reference(tmp_path / "model.pt", shape=(96, 96, 72))
+    with pytest.raises(SystemExit, match=r"takes \[96, 96, 72\] scans, this dataset has \[64, 64, 48\]"):
+        mod.main(["--dry-run", "--profile", "tiny", "--scans", "12", "--workers", "1", "--evaluate",
+                  str(tmp_path / "model.pt"), "--out", str(tmp_path / "out")])

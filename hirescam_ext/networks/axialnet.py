@@ -139,6 +139,9 @@ class AxialNet(nn.Module):
             standardizes the fractions with its own BatchNorm, whatever ``norm``. A deviation from the paper
             (docs/TRAINING.md); ``input_hu_range`` and ``input_center`` apply to it too.
         density_channels: features per cell of the densitometry branch.
+        density_smoothing: width in pixels of the in-plane Gaussian the densitometry branch applies before its band
+            split (``DensityBands``' ``smoothing``; ``0``: none). About one pixel makes its shares nearly the same
+            for a scan made on the model's grid and one made finer and resampled to it (docs/TRAINING.md).
 
     ``forward`` can be compiled with ``torch.jit.script`` (the Model Zoo's ``ckpt_export``), input checks included;
     ``forward_all`` and the other methods are not part of the scripted module.
@@ -177,6 +180,7 @@ class AxialNet(nn.Module):
         input_center: float = -0.449,
         density_bands: bool | str | Sequence[float] = False,
         density_channels: int = 32,
+        density_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         custom_convs = as_bool(custom_convs, "custom_convs")
@@ -221,7 +225,11 @@ class AxialNet(nn.Module):
         self.density: nn.Module = nn.Identity()  # DensityBands with density_bands
         if centers is not None:
             self.density = DensityBands(
-                centers, out_channels=density_channels, input_hu_range=input_hu_range, center=input_center
+                centers,
+                out_channels=density_channels,
+                input_hu_range=input_hu_range,
+                center=input_center,
+                smoothing=density_smoothing,
             )
 
         _, d1, d2 = self.attention_grid(

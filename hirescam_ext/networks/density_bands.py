@@ -19,6 +19,7 @@ A documented deviation from the paper (Draelos & Carin, HiResCAM, arXiv:2011.088
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import List
 
@@ -47,6 +48,11 @@ class DensityBands(nn.Module):
         out_channels: features per cell.
         input_hu_range: the HU window the input was made with (the bundle's ``HUWindowd``: ``(-1000, 800)``).
         center: the value the input's window adds after scaling (the bundle's: ``-0.449``).
+        smoothing: width (standard deviation, in pixels of the input) of an in-plane Gaussian applied to each slice
+            before the split (replicate padding); ``0``: none. How a scan was made moves the raw shares: the bundle
+            resamples every scan to the model's grid, which averages noise down and mixes tissues at their edges, so
+            a scan rendered finer and resampled has other band shares than one made on the grid (docs/TRAINING.md
+            measures the shift). A fixed smoothing of about one pixel makes the shares of both nearly the same.
 
     Example:
         >>> bands = DensityBands([-1000.0, -500.0, 0.0], out_channels=4)
@@ -63,6 +69,7 @@ class DensityBands(nn.Module):
         out_channels: int = 32,
         input_hu_range: Sequence[float] = (-1000.0, 800.0),
         center: float = -0.449,
+        smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         lo, hi = checked_hu_range(input_hu_range)
@@ -76,6 +83,9 @@ class DensityBands(nn.Module):
             )
         if out_channels < 1:
             raise ValueError(f"out_channels must be >= 1, got {out_channels}")
+        smoothing = float(smoothing)
+        if not smoothing >= 0.0 or smoothing == float("inf"):
+            raise ValueError(f"smoothing is a Gaussian width in pixels, >= 0 and finite, got {smoothing}")
         self.centers_hu = centers
         self.out_channels = int(out_channels)
         self.hu_low, self.hu_span, self.center = lo, hi - lo, float(center)
@@ -87,6 +97,12 @@ class DensityBands(nn.Module):
         self.integer_centers = all(float(v).is_integer() for v in centers)
         steps = torch.arange(centers[0], centers[-1] + 1.0) if self.integer_centers else torch.zeros(0)
         self.register_buffer("band_below", torch.bucketize(steps, c[1:-1], right=True), persistent=False)
+        # separable Gaussian of the in-plane smoothing, truncated at three widths
+        self.smoothing = smoothing
+        self.smoothing_radius = int(math.ceil(3.0 * smoothing)) if smoothing > 0 else 0
+        taps = torch.arange(-self.smoothing_radius, self.smoothing_radius + 1, dtype=torch.float32)
+        kernel = torch.exp(-0.5 * (taps / smoothing) ** 2) if smoothing > 0 else torch.ones(1)
+        self.register_buffer("smoothing_kernel", kernel / kernel.sum(), persistent=False)
         k = len(centers)
         self.norm = nn.BatchNorm2d(k)
         self.conv1 = nn.Conv2d(k, self.out_channels, 1)
@@ -107,6 +123,8 @@ class DensityBands(nn.Module):
         """
         n, c, nx, ny = triplets.shape
         d1, d2, k = int(grid[0]), int(grid[1]), self.centers.shape[0]
+        if self.smoothing_radius > 0:
+            triplets = self.smooth(triplets.float())
         hu = (triplets.float() - self.center) * self.hu_span + self.hu_low
         hu = hu.clamp(self.centers_hu[0], self.centers_hu[-1])
         if self.integer_centers:  # band below: centers[lower] <= hu < centers[lower + 1]
@@ -124,6 +142,15 @@ class DensityBands(nn.Module):
         out = out.scatter_add(0, index, (1.0 - w).reshape(-1)).scatter_add(0, index + n_cells, w.reshape(-1))
         pixels = torch.bincount(cell.reshape(-1), minlength=n_cells).to(hu.dtype) * c
         return (out.view(n, k, n_cells) / pixels).view(n, k, d1, d2)
+
+    def smooth(self, triplets: torch.Tensor) -> torch.Tensor:
+        """``[N, C, X, Y]`` -> the same, each slice smoothed in-plane by the Gaussian of ``smoothing`` (replicate
+        padding: the border continues the edge pixels, not a constant that would be a density of its own)."""
+        r, c = self.smoothing_radius, triplets.shape[1]
+        kernel = self.smoothing_kernel.to(triplets.dtype)  # float32 from fractions
+        x = nn.functional.pad(triplets, [r, r, r, r], mode="replicate")
+        x = nn.functional.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+        return nn.functional.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
 
     def forward(self, triplets: torch.Tensor, grid: List[int]) -> torch.Tensor:
         """``[N, C, X, Y]`` windowed slices -> features ``[N, out_channels, D1, D2]`` on the ``grid`` cells."""

@@ -82,11 +82,46 @@ def test_branch_gives_its_features_on_the_requested_grid():
     "kwargs, match",
     [({"centers_hu": [-500.0]}, "at least two increasing"), ({"centers_hu": [0.0, -500.0]}, "at least two increasing"),
      ({"centers_hu": [-1100.0, 0.0]}, "inside the input's window"), ({"out_channels": 0}, "out_channels"),
-     ({"input_hu_range": (800.0, -1000.0)}, "high > low")],
+     ({"input_hu_range": (800.0, -1000.0)}, "high > low"), ({"smoothing": -0.5}, "smoothing"),
+     ({"smoothing": float("inf")}, "smoothing"), ({"smoothing": float("nan")}, "smoothing")],
 )
 def test_bad_settings_are_refused_with_the_reason(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DensityBands(**kwargs)
+
+
+def test_smoothing_keeps_a_uniform_slice_and_its_border_unchanged():
+    """Replicate padding: a uniform slice stays uniform up to its edges (zero padding would darken the border)."""
+    x = _slices(torch.full((1, 3, 16, 16), -600.0))
+    assert torch.allclose(DensityBands(_CENTRES, smoothing=1.0).smooth(x), x, atol=1e-6)
+
+
+def test_smoothing_spreads_one_pixel_as_a_normalized_gaussian_of_the_given_width():
+    bands = DensityBands(_CENTRES, smoothing=1.5)
+    x = torch.zeros(1, 1, 21, 21)
+    x[0, 0, 10, 10] = 1.0
+    out = bands.smooth(x)[0, 0]
+    assert bands.smoothing_radius == 5 and out.sum().item() == pytest.approx(1.0, abs=1e-6)
+    xs = torch.arange(21.0) - 10.0
+    variance = (out.sum(dim=1) * xs**2).sum().item()  # along x; the truncation at 3 widths trims it a little
+    assert variance == pytest.approx(1.5**2, rel=0.03)
+    assert torch.allclose(out, out.T, atol=1e-7)
+
+
+def test_smoothing_moves_noise_out_of_the_neighbouring_bands():
+    """Noisy lung at -900 HU: unsmoothed, a third of the pixels leak into the bands around it; smoothed, few do."""
+    torch.manual_seed(0)
+    x = _slices(-900.0 + 30.0 * torch.randn(1, 3, 64, 64))
+    raw = DensityBands(_CENTRES).fractions(x, [1, 1])[0, :, 0, 0]
+    smooth = DensityBands(_CENTRES, smoothing=1.5).fractions(x, [1, 1])[0, :, 0, 0]
+    assert raw[2] < 0.8 and smooth[2] > 0.9  # band -900
+
+
+def test_zero_smoothing_gives_the_unsmoothed_fractions():
+    torch.manual_seed(0)
+    x = _slices(-1000.0 + 1800.0 * torch.rand(2, 3, 32, 32))
+    a, b = DensityBands(_CENTRES), DensityBands(_CENTRES, smoothing=0.0)
+    assert b.smoothing_radius == 0 and torch.equal(a.fractions(x, [2, 2]), b.fractions(x, [2, 2]))
 
 
 def _net(**kw):
@@ -119,6 +154,14 @@ def test_axialnet_with_density_bands_scripts_and_loads_its_state_dict():
     assert torch.equal(twin(x), net(x))
     with pytest.raises(RuntimeError, match="Unexpected key"):
         _net().load_state_dict(net.state_dict())
+
+
+def test_axialnet_with_smoothed_density_bands_scripts_and_passes_its_width_on():
+    torch.manual_seed(0)
+    net = _net(density_bands=True, density_smoothing=1.0)
+    assert net.density.smoothing == 1.0 and _net(density_bands=True).density.smoothing_radius == 0
+    x = torch.rand(1, 1, 64, 64, 12) - 0.449
+    assert torch.allclose(torch.jit.script(net)(x), net(x), atol=1e-6)
 
 
 def test_axialnet_refuses_density_bands_without_custom_convs():
