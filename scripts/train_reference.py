@@ -371,9 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scans", type=int, default=2400)
     p.add_argument("--profile", default="demo", choices=sorted(PROFILES), help="synthetic profile (size, spacing)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed")
-    p.add_argument("--render-profile", default=None, choices=sorted(PROFILES),
+    p.add_argument("--render-profile", default=None, metavar="PROFILE[,PROFILE...]",
                    help="render each scan on this profile's grid and resample it to --profile's grid with the "
-                   "bundle's preprocessing, as a user's scan is prepared (default: render on --profile's grid)")
+                   "bundle's preprocessing, as a user's scan is prepared (default: render on --profile's grid). "
+                   "Several, comma-separated: validation and test use the first; each training scan is drawn from "
+                   "one of them at random at every step (the same patient made at several resolutions)")
     p.add_argument("--data-cache", default=None, metavar="DIR",
                    help="keep the generated scans in DIR (an .npz per dataset) and read them from there next time")
     p.add_argument("--train-seed", type=int, default=0)
@@ -437,6 +439,15 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--density-smoothing must be 0 (off) or a positive width in pixels, got {args.density_smoothing}")
     if args.pos_weight_max < 0:
         p.error(f"--pos-weight-max must be 0 (off) or positive, got {args.pos_weight_max}")
+    renders = [r.strip() for r in (args.render_profile or "").split(",") if r.strip()]
+    unknown = [r for r in renders if r not in PROFILES]
+    if unknown:
+        p.error(f"--render-profile: unknown profiles {unknown}; choose from {sorted(PROFILES)}")
+    if len(renders) != len(set(renders)):
+        p.error(f"--render-profile lists a profile twice: {args.render_profile}")
+    # rendering on --profile's own grid is no resampling
+    renders = [None if r == args.profile else r for r in renders] or [None]
+    args.render_profile = renders[0]
     only_labels = tuple(n for n in (args.only_labels or "").split(",") if n)
     unknown = [n for n in only_labels if n not in LABEL_NAMES]
     if unknown:
@@ -465,8 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.model == "axialnet":
         grid_hdd = AxialNet.attention_grid(config.shape[:2], z=config.shape[2], trunk=args.trunk, custom_conv_padding=1)
     grid = (grid_hdd[1], grid_hdd[2], grid_hdd[0]) if args.mask_loss else None  # (D1, D2, H) for allowed_regions
-    data = cached_generate(args.data_cache, args.scans, args.profile, args.seed, args.workers or os.cpu_count() or 1,
-                           shape, grid, args.render_profile, log)
+    workers = args.workers or os.cpu_count() or 1
+    data = cached_generate(args.data_cache, args.scans, args.profile, args.seed, workers, shape, grid, renders[0], log)
     rendered = f", rendered at {args.render_profile}'s grid and resampled" if args.render_profile else ""
     log(f"{args.scans} scans of {tuple(config.shape)} at {tuple(config.spacing)} mm{rendered}")
     split = np.asarray(data["splits"])
@@ -474,6 +485,10 @@ def main(argv: list[str] | None = None) -> int:
     parts = {s: torch.from_numpy(np.flatnonzero(split == s)) for s in ("training", "validation", "test", "test_shifted")}
     # int16 to the device, windowed there: the whole benchmark stays in GPU memory as bf16
     x = {s: windowed_on(data["images"], i.numpy(), device) for s, i in parts.items()}
+    for render in renders[1:] if not args.evaluate else []:  # training scans made the other ways: [R * n_train, ...]
+        other = cached_generate(args.data_cache, args.scans, args.profile, args.seed, workers, shape, None, render, log)
+        x["training"] = torch.cat([x["training"], windowed_on(other["images"], parts["training"].numpy(), device)])
+        del other
     y = {s: y_all[i].to(device) for s, i in parts.items()}
     if only_labels:
         keep = torch.zeros(len(LABEL_NAMES), dtype=torch.bool, device=device)
@@ -521,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         attention_grid=list(grid_hdd) if grid_hdd is not None else None,
         dataset={"generator_version": GENERATOR_VERSION, "profile": args.profile, "n_scans": args.scans,
                  "seed": args.seed, "shape": list(config.shape), "spacing": list(config.spacing),
-                 "render_profile": args.render_profile},
+                 "render_profile": args.render_profile, "training_renders": [r or args.profile for r in renders]},
     )
     settings["training"] = {  # how it was trained (not read by the bundle; for the model card)
         "script": "scripts/train_reference.py", "argv": list(sys.argv[1:] if argv is None else argv),
@@ -556,7 +571,10 @@ def main(argv: list[str] | None = None) -> int:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             idx = order[b * args.batch : (b + 1) * args.batch].to(device)
-            batch, g_true = x["training"][idx], regions[idx] if regions is not None else None
+            made = idx
+            if len(renders) > 1:  # which rendering of each patient this step sees
+                made = idx + torch.randint(len(renders), (len(idx),), generator=gen).to(device) * n_train
+            batch, g_true = x["training"][made], regions[idx] if regions is not None else None
             if not args.no_augment:
                 batch, g_true = augment(batch, gen, g_true)
             if args.blur_augment > 0:
@@ -601,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "hirescam_ext": __version__, "generator_version": GENERATOR_VERSION,
         "profile": args.profile, "render_profile": args.render_profile,
+        "training_renders": [r or args.profile for r in renders],
         "scans": {s: len(i) for s, i in parts.items()}, "batch": args.batch, "lr": args.lr, "model": args.model,
         "trunk": args.trunk if args.model == "axialnet" else None,
         "slice_pooling": args.slice_pooling if args.model == "axialnet" else None,

@@ -205,11 +205,16 @@ def test_density_smoothing_is_recorded_in_the_network_definition_and_the_checkpo
                                density_smoothing=0.75) == "reference_small16_bands_smooth0.75.pt"
 
 
-def test_density_smoothing_without_the_branch_is_refused_before_any_data_is_generated(capsys) -> None:
-    mod = _module()
+def _usage_error(capsys, *argv: str) -> str:
+    """The argument error of a (dry) run with ``argv``, which must stop before any data is generated."""
     with pytest.raises(SystemExit) as err:
-        mod.main(["--density-smoothing", "1", "--dry-run"])
-    assert err.value.code == 2 and "it needs --density-bands" in capsys.readouterr().err
+        _module().main([*argv, "--dry-run"])
+    assert err.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_density_smoothing_without_the_branch_is_refused_before_any_data_is_generated(capsys) -> None:
+    assert "it needs --density-bands" in _usage_error(capsys, "--density-smoothing", "1")
 
 
 def test_render_profile_gives_the_same_patients_prepared_as_the_bundle_prepares_a_scan() -> None:
@@ -289,3 +294,9 @@ def test_evaluate_refuses_a_checkpoint_made_for_another_scan_size(tmp_path) -> N
     with pytest.raises(SystemExit, match=r"takes \[96, 96, 72\] scans, this dataset has \[64, 64, 48\]"):
         mod.main(["--dry-run", "--profile", "tiny", "--scans", "12", "--workers", "1", "--evaluate",
                   str(tmp_path / "model.pt"), "--out", str(tmp_path / "out")])
+
+
+@pytest.mark.parametrize("renders, message", [("demo,huge", "unknown profiles ['huge']"),
+                                              ("demo,demo", "lists a profile twice")])
+def test_bad_render_profiles_are_refused_before_any_data_is_generated(renders, message, capsys) -> None:
+    assert message in _usage_error(capsys, "--render-profile", renders)

@@ -100,8 +100,15 @@ def _fit(array: np.ndarray, size: Sequence[int]) -> np.ndarray:
     return out
 
 
-def load_volume(path: str | os.PathLike, size: Sequence[int]) -> np.ndarray:
+def load_volume(
+    path: str | os.PathLike, size: Sequence[int], spacing: Sequence[float] | None = None, mode: str = "nearest"
+) -> np.ndarray:
     """A NIfTI volume in RAS (``as_closest_canonical``), padded/cropped to ``size`` like the network input.
+
+    With ``spacing`` (mm), a volume of another voxel size is first resampled to it as the bundle's preprocessing
+    resamples a scan (:func:`~hirescam_ext.transforms.spacing.resample_to_spacing`, corner-aligned), every channel
+    of a 4D volume alike: ``mode="nearest"`` keeps the dtype (label maps, as the bundle resamples organ maps),
+    ``"bilinear"`` gives float32 (a CT, as the bundle resamples the image).
 
     Raises:
         InputError: missing or unreadable file.
@@ -114,6 +121,14 @@ def load_volume(path: str | os.PathLike, size: Sequence[int]) -> np.ndarray:
         data = np.asarray(img.dataobj)
     except Exception as exc:  # nibabel raises several types for broken files
         raise InputError(path, f"unreadable NIfTI ({type(exc).__name__}: {exc})") from exc
+    if spacing is not None:
+        from hirescam_ext.transforms.spacing import resample_to_spacing
+
+        stack = data.ndim == 4  # [X, Y, Z, K]: the channels last
+        channels = torch.as_tensor(np.moveaxis(data, 3, 0) if stack else data[None])
+        moved, _ = resample_to_spacing(channels, img.affine, [float(v) for v in spacing], mode=mode)
+        out = moved.numpy().astype(data.dtype if mode == "nearest" else np.float32, copy=False)
+        data = np.moveaxis(out, 0, 3) if stack else out[0]
     return _fit(data, size)
 
 
@@ -153,6 +168,7 @@ def localization(
     explainers: dict[str, Any],
     dataset_dir: str | os.PathLike,
     spatial_size: Sequence[int],
+    spacing: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """Pointing game and lesion mass share of each method over every (scan, true finding) pair of ``items``.
 
@@ -161,6 +177,7 @@ def localization(
         explainers: ``{method: explainer}`` (:func:`make_explainers`).
         dataset_dir: the synthetic dataset folder (``findings.json``, ``lesions/<acc>.nii.gz``).
         spatial_size: network input size (lesion masks are padded/cropped to it).
+        spacing: the network grid's voxel size when the dataset was made at another (:func:`load_volume`).
 
     Returns:
         ``{method: {"pointing_game", "mass_share", "mass_enrichment"}, "chance": {...}, "n_pairs"}``.
@@ -179,7 +196,7 @@ def localization(
             raise InputError(folder / "findings.json", f"no record for accession {acc}")
         if not record.get("findings"):
             continue
-        lesions = load_volume(folder / "lesions" / f"{acc}.nii.gz", spatial_size)
+        lesions = load_volume(folder / "lesions" / f"{acc}.nii.gz", spatial_size, spacing)
         masks: dict[str, np.ndarray] = {}
         for k, finding in enumerate(record["findings"]):
             if k >= lesions.shape[3]:
@@ -232,11 +249,12 @@ def confounder_attention(
     dataset_dir: str | os.PathLike,
     spatial_size: Sequence[int],
     label: str = CONFOUNDED_LABEL,
+    spacing: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """Where the confounded label's maps look: share in the body wall and outside heart/mediastinum.
 
     Every scan of ``items`` counts (present or not: the shortcut is used on both). The allowed region is the
-    heart/mediastinum of the organ truth at full resolution.
+    heart/mediastinum of the organ truth at the network input's resolution (``spacing``: see :func:`load_volume`).
     """
     folder = Path(dataset_dir)
     idx = LABEL_NAMES.index(label)
@@ -245,8 +263,8 @@ def confounder_attention(
     wall_frac: list[float] = []
     for item in items:
         acc = str(item["accession"])
-        hu = load_volume(folder / "images" / f"{acc}.nii.gz", spatial_size).astype(np.float32)
-        organs = load_volume(folder / "organs" / f"{acc}.nii.gz", spatial_size)
+        hu = load_volume(folder / "images" / f"{acc}.nii.gz", spatial_size, spacing, "bilinear").astype(np.float32)
+        organs = load_volume(folder / "organs" / f"{acc}.nii.gz", spatial_size, spacing)
         body_wall = torch.as_tensor((hu > BODY_HU) & (organs == 0))
         heart = torch.as_tensor(organs == ORGAN_LABELS["heart_mediastinum"])
         wall_frac.append(float(body_wall.float().mean()))
@@ -307,6 +325,7 @@ def confounder_ledger(
     spatial_size: Sequence[int],
     label: str = CONFOUNDED_LABEL,
     area_threshold: float = 0.1,
+    spacing: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """Split the confounded label's logit into the parts computed in each region, and regress them on fat thickness.
 
@@ -331,6 +350,7 @@ def confounder_ledger(
         spatial_size: network input size.
         label: the confounded label.
         area_threshold: heart/mediastinum share that makes a cell allowed.
+        spacing: the network grid's voxel size when the dataset was made at another (:func:`load_volume`).
 
     Returns:
         ``{"label", "n_scans", "unexplained_std", "logit": effects, "regions": {region: effects}, "mask_view":
@@ -349,8 +369,8 @@ def confounder_ledger(
         record = findings.get(acc)
         if record is None or record.get("fat_thickness_mm") is None:
             raise InputError(folder / "findings.json", f"no fat_thickness_mm for accession {acc}")
-        hu = load_volume(folder / "images" / f"{acc}.nii.gz", spatial_size).astype(np.float32)
-        organs = load_volume(folder / "organs" / f"{acc}.nii.gz", spatial_size)
+        hu = load_volume(folder / "images" / f"{acc}.nii.gz", spatial_size, spacing, "bilinear").astype(np.float32)
+        organs = load_volume(folder / "organs" / f"{acc}.nii.gz", spatial_size, spacing)
         image = torch.as_tensor(np.asarray(item["image"]), dtype=torch.float32)[None]
         image = image.to(device_of(network))
         with torch.enable_grad():

@@ -89,10 +89,11 @@ def prepare_dataset(profile: ReproProfile, work_dir: Path) -> Path:
     """Generate (or reuse) the synthetic benchmark of ``profile`` under ``work_dir``."""
     from hirescam_ext.synthetic.generator import generate_dataset
 
-    shape = "x".join(str(s) for s in profile.spatial_size)
+    size = profile.synth_shape or profile.spatial_size
+    shape = "x".join(str(s) for s in size)
     folder = work_dir / f"data_{profile.synth_profile}_{profile.n_scans}_{shape}_seed{profile.dataset_seed}"
     generate_dataset(folder, profile=profile.synth_profile, n_scans=profile.n_scans, seed=profile.dataset_seed,
-                     shape=profile.spatial_size, progress=False, workers=profile.synth_workers)
+                     shape=size, progress=False, workers=profile.synth_workers)
     return folder
 
 
@@ -239,14 +240,15 @@ def run_one(spec_name: str, seed: int, profile: ReproProfile, dataset_dir: Path,
         explainers = analysis.make_explainers(network)
         test = _items(wf, "test")
         shifted = _items(wf, "test_shifted")
-        record["localization"] = analysis.localization(test, explainers, dataset_dir, profile.spatial_size)
+        size, spacing = profile.spatial_size, profile.spacing
+        record["localization"] = analysis.localization(test, explainers, dataset_dir, size, spacing=spacing)
         record["confounder"] = {
-            "test": analysis.confounder_attention(test, explainers, dataset_dir, profile.spatial_size),
-            "test_shifted": analysis.confounder_attention(shifted, explainers, dataset_dir, profile.spatial_size),
+            "test": analysis.confounder_attention(test, explainers, dataset_dir, size, spacing=spacing),
+            "test_shifted": analysis.confounder_attention(shifted, explainers, dataset_dir, size, spacing=spacing),
         }
         record["confounder_ledger"] = {
-            split: analysis.confounder_ledger(items, network, explainers["hirescam"], dataset_dir,
-                                              profile.spatial_size, area_threshold=profile.area_threshold or 0.1)
+            split: analysis.confounder_ledger(items, network, explainers["hirescam"], dataset_dir, size,
+                                              area_threshold=profile.area_threshold or 0.1, spacing=spacing)
             for split, items in (("test", test), ("test_shifted", shifted))
         }
         if spec_name in profile.sanity_models:
@@ -356,7 +358,10 @@ def write_outputs(profile: ReproProfile, runs: dict[str, dict[int, dict[str, Any
     figures = report.write_figures(agg, blocks, curve, out_dir)
     notes = [
         f"data: synthetic benchmark (`hirescam synth` profile `{profile.synth_profile}`, {profile.n_scans} scans, "
-        f"shape {list(profile.spatial_size)}); splits training / validation / test / test_shifted; the confounder "
+        f"shape {list(profile.synth_shape or profile.spatial_size)}"
+        + (f", resampled to {list(profile.spacing)} mm and {list(profile.spatial_size)} by the bundle's preprocessing"
+           if profile.spacing else "")
+        + "); splits training / validation / test / test_shifted; the confounder "
         "(atherosclerosis tied to subcutaneous fat) is reversed in test_shifted",
         f"networks: trunk `{profile.trunk}`, custom-conv padding {profile.custom_conv_padding}, 3D-conv padding "
         f"{profile.conv_padding}; {profile.max_epochs} epochs (early stopping as in configs/train.json), "

@@ -78,7 +78,7 @@ class ReproProfile:
         name: profile name.
         synth_profile: ``hirescam synth`` profile of the benchmark.
         n_scans: scans over all four splits (``None``: the synth profile's).
-        spatial_size: network input ``(X, Y, Z)``; also the generated volume shape, so no resampling happens.
+        spatial_size: network input ``(X, Y, Z)``; also the generated volume shape unless ``synth_shape`` is given.
         trunk: ``"small"`` or ``"resnet18"``.
         max_epochs: training epochs (early stopping patience from the bundle config still applies).
         seeds: training seeds (network initialisation, shuffling, augmentation); the dataset seed is fixed.
@@ -112,6 +112,11 @@ class ReproProfile:
             (relative paths are looked up in the working directory, then in the repository). Its network settings
             must match the profile's (``spatial_size``, ``trunk``, ``custom_conv_padding``...).
         note: what the profile is for.
+        synth_shape: shape the benchmark is rendered at (``None``: ``spatial_size``, no resampling). With a finer
+            shape, set ``spacing`` to the network grid's voxel size: the bundle's preprocessing resamples each scan
+            to it, as it does a user's scan, and the analyses resample the lesion and organ maps (nearest) and the
+            HU volume (linear) the same way.
+        spacing: voxel size (mm) of the network grid (``None``: the generated volumes' own).
     """
 
     name: str
@@ -147,6 +152,8 @@ class ReproProfile:
     checkpoints: dict[str, str] = field(default_factory=dict)
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    synth_shape: tuple[int, int, int] | None = None
+    spacing: tuple[float, float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON view (recorded in the results)."""
@@ -213,10 +220,12 @@ PROFILES: dict[str, ReproProfile] = {
     ),
     "reference": ReproProfile(
         name="reference",
-        synth_profile="tiny",
+        synth_profile="demo",
         n_scans=1200,
         dataset_seed=2,
         spatial_size=(64, 64, 48),
+        synth_shape=(128, 128, 96),
+        spacing=(5.8, 5.8, 6.4),
         trunk="small16",
         max_epochs=0,
         seeds=(0,),
@@ -227,10 +236,11 @@ PROFILES: dict[str, ReproProfile] = {
         device="cpu",
         synth_workers=2,
         checkpoints={"axialnet": "bundle/models/reference.pt", "axialnet_mask": "bundle/models/reference_mask.pt"},
-        note="the shipped reference models (scripts/train_reference.py: small trunk of stride 16, 64x64x48: a 4x4 "
-        "attention grid; 3300 training scans "
-        "of dataset seed 1, classification loss only / with the mask loss) evaluated and analysed on 1200 scans of "
-        "dataset seed 2, patients they never saw; no training",
+        note="the shipped reference models (scripts/train_reference.py: small trunk of stride 16 with the "
+        "densitometry branch, 64x64x48: a 4x4 attention grid; 3300 training scans of dataset seed 1 rendered at "
+        "2.9 mm and resampled to 5.8 mm, classification loss only / with the mask loss) evaluated and analysed on "
+        "1200 scans of dataset seed 2, patients they never saw, made the same way (rendered at 128x128x96, "
+        "resampled by the bundle's preprocessing); no training",
     ),
     "reference_gpu": ReproProfile(
         name="reference_gpu",

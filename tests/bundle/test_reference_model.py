@@ -14,8 +14,9 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = REPO / "bundle" / "models" / "reference.pt"
 REPORT = REPO / "bundle" / "models" / "reference.json"
-#: the findings the reference model learned best on its own test split (bundle/models/reference.json)
-LEARNED = ("h_great_vessel_atherosclerosis", "heart_cardiomegaly", "heart_pericardial_effusion")
+#: findings the reference model learned on its own test split (bundle/models/reference.json: 0.92-1.00) that are
+#: common enough to have positives among the unseen scans below
+LEARNED = ("h_great_vessel_atherosclerosis", "heart_cardiomegaly", "heart_pericardial_effusion", "lung_emphysema")
 
 pytestmark = pytest.mark.skipif(not REFERENCE.is_file(), reason=f"no shipped reference model at {REFERENCE}")
 
@@ -33,10 +34,13 @@ def _parsed_inference_config():
 
 @pytest.fixture(scope="module")
 def unseen_scans(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
-    """96 tiny synthetic scans of seed 11: patients the reference model never saw (it was trained on seed 1)."""
+    """96 synthetic scans of seed 11, patients the reference model never saw (it was trained on seed 1), made as its
+    training scans were: rendered at 2.9 mm (the demo profile's 128 x 128 x 96) and resampled to its 5.8 mm grid by
+    the preprocessing it carries."""
     from hirescam_ext.synthetic.generator import generate_dataset
 
-    out = generate_dataset(tmp_path_factory.mktemp("unseen"), profile="tiny", n_scans=96, seed=11, progress=False)
+    out = generate_dataset(tmp_path_factory.mktemp("unseen"), profile="demo", n_scans=96, seed=11, progress=False,
+                           workers=2)
     datalist = json.loads((out / "datalist.json").read_text())
     return out, [item for split in datalist.values() for item in split]
 

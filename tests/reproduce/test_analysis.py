@@ -17,6 +17,7 @@ from hirescam_ext.reproduce.analysis import (
     cascading_randomization,
     confounder_ledger,
     lesion_on_grid,
+    load_volume,
     make_explainers,
     maps_on_grid,
     randomization_blocks,
@@ -151,3 +152,36 @@ def test_confounder_ledger_names_the_findings_file_when_fat_is_missing(net: Axia
     (tmp_path / "findings.json").write_text(json.dumps({"s0": {"findings": []}}))
     with pytest.raises(InputError, match="findings.json"):
         confounder_ledger(items, net, make_explainers(net)["hirescam"], tmp_path, (64, 64, 12))
+
+
+def _nifti(path: Path, data: np.ndarray, spacing: float) -> Path:
+    nib.save(nib.Nifti1Image(data, np.diag([spacing, spacing, spacing, 1.0])), str(path))
+    return path
+
+
+def test_load_volume_resamples_a_finer_label_map_to_the_network_spacing_and_keeps_its_labels(tmp_path: Path) -> None:
+    organs = np.zeros((16, 16, 12), np.uint8)
+    organs[:8] = 1
+    organs[8:, :, 6:] = 3
+    out = load_volume(_nifti(tmp_path / "organs.nii.gz", organs, 2.0), (8, 8, 6), spacing=(4.0, 4.0, 4.0))
+    assert out.shape == (8, 8, 6) and out.dtype == np.uint8 and set(np.unique(out)) == {0, 1, 3}
+    assert (out[:4] == 1).all() and (out[4:, :, 3:] == 3).all() and (out[4:, :, :3] == 0).all()
+
+
+def test_load_volume_resamples_every_channel_of_a_lesion_stack_alike(tmp_path: Path) -> None:
+    lesions = np.zeros((16, 16, 12, 2), np.uint8)
+    lesions[2:6, 2:6, 2:6, 0] = 1
+    lesions[10:14, 10:14, 6:10, 1] = 1
+    out = load_volume(_nifti(tmp_path / "lesions.nii.gz", lesions, 2.0), (8, 8, 6), spacing=(4.0, 4.0, 4.0))
+    assert out.shape == (8, 8, 6, 2)
+    assert out[..., 0].sum() == 8 and out[1:3, 1:3, 1:3, 0].all()
+    assert out[..., 1].sum() == 8 and out[5:7, 5:7, 3:5, 1].all()
+
+
+def test_load_volume_averages_a_ct_linearly_and_leaves_a_volume_at_the_spacing_unchanged(tmp_path: Path) -> None:
+    hu = np.tile(np.array([-1000, 0], np.int16), 8)[:, None, None] * np.ones((1, 16, 12), np.int16)
+    path = _nifti(tmp_path / "ct.nii.gz", hu, 2.0)
+    out = load_volume(path, (8, 8, 6), spacing=(4.0, 4.0, 4.0), mode="bilinear")
+    assert out.dtype == np.float32 and np.allclose(out, -500.0)  # each coarse voxel covers one air, one water voxel
+    assert np.array_equal(load_volume(path, (16, 16, 12), spacing=(2.0, 2.0, 2.0)), hu)
+    assert np.array_equal(load_volume(path, (16, 16, 12)), hu)

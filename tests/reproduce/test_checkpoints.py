@@ -94,6 +94,9 @@ def test_reference_profile_evaluates_the_shipped_models_on_unseen_patients() -> 
     profile = get_profile("reference")
     assert set(profile.checkpoints) == set(profile.models) == {"axialnet", "axialnet_mask"}
     assert profile.dataset_seed == 2  # the shipped models were trained on dataset seed 1
+    # made as their training scans were: rendered at 2.9 mm, resampled to the network's 5.8 mm grid
+    assert profile.synth_profile == "demo" and profile.synth_shape == (128, 128, 96)
+    assert profile.spacing == (5.8, 5.8, 6.4) and profile.spatial_size == (64, 64, 48)
 
 
 def test_choosing_models_keeps_only_their_checkpoints() -> None:
