@@ -141,7 +141,8 @@ class AxialNet(nn.Module):
         density_channels: features per cell of the densitometry branch.
         density_smoothing: width in pixels of the in-plane Gaussian the densitometry branch applies before its band
             split (``DensityBands``' ``smoothing``; ``0``: none). About one pixel makes its shares nearly the same
-            for a scan made on the model's grid and one made finer and resampled to it (docs/TRAINING.md).
+            for a scan made on the model's grid and one made finer and resampled to it, at the cost of ground glass
+            and metal (docs/TRAINING.md).
 
     ``forward`` can be compiled with ``torch.jit.script`` (the Model Zoo's ``ckpt_export``), input checks included;
     ``forward_all`` and the other methods are not part of the scripted module.

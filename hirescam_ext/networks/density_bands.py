@@ -52,7 +52,9 @@ class DensityBands(nn.Module):
             before the split (replicate padding); ``0``: none. How a scan was made moves the raw shares: the bundle
             resamples every scan to the model's grid, which averages noise down and mixes tissues at their edges, so
             a scan rendered finer and resampled has other band shares than one made on the grid (docs/TRAINING.md
-            measures the shift). A fixed smoothing of about one pixel makes the shares of both nearly the same.
+            measures the shift). A fixed smoothing of about one pixel makes the shares of both nearly the same, but
+            also erases the narrow bands that hold ground glass and metal; the shipped models train without it, on
+            scans made finer and resampled.
 
     Example:
         >>> bands = DensityBands([-1000.0, -500.0, 0.0], out_channels=4)

@@ -116,7 +116,10 @@ class ReproProfile:
             shape, set ``spacing`` to the network grid's voxel size: the bundle's preprocessing resamples each scan
             to it, as it does a user's scan, and the analyses resample the lesion and organ maps (nearest) and the
             HU volume (linear) the same way.
-        spacing: voxel size (mm) of the network grid (``None``: the generated volumes' own).
+        spacing: voxel size (mm) of the network grid (``None``: the generated volumes' own). Used by the analyses;
+            the bundle's evaluation takes the grid from the checkpoint's settings, so ``synth_shape`` is for profiles
+            that evaluate checkpoints (``checkpoints``, as ``reference`` does). A training run through
+            ``configs/train.json`` resamples to the dataset's own spacing, so a profile that trains leaves both unset.
     """
 
     name: str
