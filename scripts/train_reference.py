@@ -409,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
                    "hirescam_ext.networks.density_bands); a deviation from the paper's network")
     p.add_argument("--density-smoothing", type=float, default=0.0, metavar="SIGMA",
                    help="with --density-bands: smooth each slice in-plane by a Gaussian of this width (pixels) "
-                   "before the band split, so that scans made finer and resampled give the same shares (0: off)")
+                   "before the band split (0: off); it brings the shares of on-grid and resampled scans together "
+                   "but erases ground glass and metal (docs/TRAINING.md)")
     p.add_argument("--pos-weight-max", type=float, default=0.0, metavar="MAX",
                    help="weigh each label's positives by its training odds (1 - p) / p, clipped to [1, MAX], in the "
                    "classification loss (0: off, the paper's unweighted loss)")
