@@ -336,7 +336,7 @@ def evaluate_checkpoint(ckpt: str, x: dict, y: dict, shape: tuple[int, int, int]
                         argv: list[str] | None) -> int:
     """Score the checkpoint ``ckpt`` (as the bundle builds and loads it) on the validation, test and test_shifted
     scans ``x`` / labels ``y``; writes ``out/evaluation.json``."""
-    from hirescam_ext.engines.checkpoint import read_checkpoint
+    from hirescam_ext.engines.checkpoint import load_network_weights
     from hirescam_ext.engines.model_settings import network_from_settings, read_model_settings
 
     settings = read_model_settings(ckpt)
@@ -346,8 +346,7 @@ def evaluate_checkpoint(ckpt: str, x: dict, y: dict, shape: tuple[int, int, int]
     if trained_on and trained_on != list(shape):
         raise SystemExit(f"{ckpt}: the model takes {trained_on} scans, this dataset has {list(shape)}")
     net = network_from_settings(settings)
-    state = read_checkpoint(Path(ckpt))["model"]
-    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    load_network_weights(net, ckpt)  # the fp16 weights are cast to the network's float32 as they are copied
     device = next(iter(x.values())).device
     net = net.to(device).eval()
     visible = visible_findings(args.profile, shape=shape)
