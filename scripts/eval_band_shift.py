@@ -38,6 +38,7 @@ from hirescam_ext.metrics.auroc import compute_multilabel_auroc
 from hirescam_ext.networks.density_bands import DENSITY_BAND_CENTERS_HU, DensityBands
 from hirescam_ext.synthetic.generator import PROFILES, generate_case, make_config
 from hirescam_ext.transforms.intensity import hu_window
+from hirescam_ext.transforms.preprocessing import prepare_hu_volume
 
 HU_RANGE, CENTER, GRID = (-1000.0, 800.0), -0.449, (4, 4)
 PROBE_LABELS = (
@@ -102,21 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probe-scans", type=int, default=900, help="on-grid scans of seed 1 for the probe (0: none)")
     p.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.75, 1.0, 1.5], help="smoothing widths (pixels)")
     args = p.parse_args(argv)
-    from monai.data import MetaTensor
-
-    from hirescam_ext.transforms.preprocessing import ct_preprocessing
-
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     tiny, fine = make_config("tiny"), make_config(args.render)
-    prepare = ct_preprocessing(keys=["image"], label_map_keys=[], spacing=tiny.spacing, spatial_size=tiny.shape,
-                               hu_range=None, center=None, load=False)
     on_grid, resampled = [], []
     for i in range(args.scans):
         on_grid.append(windowed(generate_case(i, 0, config=tiny).image))
         case = generate_case(i, 0, config=fine)
-        image = MetaTensor(torch.from_numpy(case.image)[None].float(), affine=torch.as_tensor(case.affine))
-        resampled.append(windowed(prepare({"image": image})["image"][0]))
+        resampled.append(windowed(prepare_hu_volume(case.image, case.affine, tiny.spacing, tiny.shape)))
     report: dict = {"scans": args.scans, "render": args.render, "grid": list(GRID),
                     "shift": {f"{s:g}": shift(on_grid, resampled, s) for s in args.sigmas}}
     if args.probe_scans > 0:

@@ -69,20 +69,14 @@ HU_RANGE, CENTER = (-1000.0, 800.0), -0.449
 REGION_MODE, REGION_AREA_THRESHOLD = "area", 0.1
 _CONFIG: Any = None
 _RENDER: Any = None
-_PREPARE: Any = None
 _GRID: tuple[int, int, int] | None = None
 
 
 def _init_worker(config: Any, render: Any, grid: tuple[int, int, int] | None) -> None:
-    global _CONFIG, _RENDER, _PREPARE, _GRID
+    global _CONFIG, _RENDER, _GRID
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
     _CONFIG, _RENDER, _GRID = config, render, grid
-    if render is not None:  # the bundle's spatial preprocessing to the training grid, HU kept (windowed later)
-        from hirescam_ext.transforms.preprocessing import ct_preprocessing
-
-        _PREPARE = ct_preprocessing(keys=["image"], label_map_keys=[], spacing=config.spacing,
-                                    spatial_size=config.shape, hu_range=None, center=None, load=False)
 
 
 def _case(args: tuple[int, int]) -> tuple[int, np.ndarray, list[int], str, np.ndarray | None]:
@@ -90,10 +84,10 @@ def _case(args: tuple[int, int]) -> tuple[int, np.ndarray, list[int], str, np.nd
     case = generate_case(index, seed, config=_RENDER or _CONFIG)
     image = case.image
     if _RENDER is not None:  # rendered finer, resampled (bilinear) and padded / cropped as a user's scan is
-        from monai.data import MetaTensor
+        from hirescam_ext.transforms.preprocessing import prepare_hu_volume
 
-        volume = MetaTensor(torch.from_numpy(image)[None].float(), affine=torch.as_tensor(case.affine))
-        image = np.rint(_PREPARE({"image": volume})["image"][0].numpy()).astype(np.int16)
+        hu = prepare_hu_volume(image, case.affine, _CONFIG.spacing, _CONFIG.shape)
+        image = np.rint(hu.numpy()).astype(np.int16)
     regions = None
     if _GRID is not None:  # G_true [80, D1, D2, H] from the organ truth and the report's locations
         regions = allowed_regions(case.organs, case.label, case.locations, grid=_GRID, mode=REGION_MODE,
@@ -107,7 +101,7 @@ def generate(n_scans: int, profile: str, seed: int, workers: int, shape: tuple[i
     regions (bool ``[N, 80, D1, D2, H]``) of the benchmark, generated in parallel. With ``render_profile`` each scan
     is rendered on that profile's grid (the same patients: the plan of a scan does not depend on the grid) and
     brought to ``profile``'s grid by the bundle's own resampling, padding and cropping
-    (:func:`~hirescam_ext.transforms.preprocessing.ct_preprocessing`), rounded to whole HU."""
+    (:func:`~hirescam_ext.transforms.preprocessing.prepare_hu_volume`), rounded to whole HU."""
     config = make_config(profile, n_scans=n_scans, shape=shape)
     render = make_config(render_profile, n_scans=n_scans) if render_profile else None
     jobs = [(i, seed) for i in range(n_scans)]

@@ -16,6 +16,7 @@ from hirescam_ext.transforms.preprocessing import (
     PAPER_SPATIAL_SIZE,
     ct_preprocessing,
     invert_to_original,
+    prepare_hu_volume,
 )
 from hirescam_ext.transforms.spacing import (
     CropForSpacingd,
@@ -34,6 +35,7 @@ __all__ = [
     "PAPER_SPATIAL_SIZE",
     "ct_preprocessing",
     "invert_to_original",
+    "prepare_hu_volume",
     "ContiguousReader",
     "default_ct_readers",
     "to_c_order",

@@ -56,6 +56,7 @@ __all__ = [
     "PAPER_CENTER",
     "ct_preprocessing",
     "invert_to_original",
+    "prepare_hu_volume",
 ]
 
 PAPER_SPACING = (0.8, 0.8, 0.8)
@@ -187,6 +188,42 @@ def ct_preprocessing(
     elif center:
         chain.append(ShiftIntensityd(keys, offset=float(center)))
     return Compose(chain)
+
+
+@functools.lru_cache(maxsize=8)
+def _spatial_chain(spacing: tuple[float, ...], spatial_size: tuple[int, ...]) -> Compose:
+    return ct_preprocessing(keys=["image"], label_map_keys=[], spacing=spacing, spatial_size=spatial_size,
+                            hu_range=None, center=None, load=False)
+
+
+def prepare_hu_volume(
+    image: torch.Tensor | np.ndarray,
+    affine: torch.Tensor | np.ndarray,
+    spacing: Sequence[float],
+    spatial_size: Sequence[int],
+) -> torch.Tensor:
+    """A HU volume brought to ``spacing`` and ``spatial_size`` by the spatial steps of :func:`ct_preprocessing`
+    (orientation, pre-crop, bilinear resampling, pad with -1024 HU / centre crop), without the intensity window: what
+    the bundle makes of a scan before windowing it. Used to make synthetic scans rendered on a finer grid look like a
+    user's scan on the model's grid.
+
+    Args:
+        image: ``[X, Y, Z]`` in HU (any dtype).
+        affine: its voxel-to-world matrix (``4 x 4``).
+        spacing, spatial_size: the model grid (mm, voxels).
+
+    Returns:
+        float32 ``[*spatial_size]`` in HU.
+
+    Example:
+        >>> fine = np.zeros((128, 128, 96))  # a scan of 2.9 x 2.9 x 3.2 mm
+        >>> hu = prepare_hu_volume(fine, np.diag([2.9, 2.9, 3.2, 1.0]), (5.8, 5.8, 6.4), (64, 64, 48))
+        >>> tuple(hu.shape)
+        (64, 64, 48)
+    """
+    chain = _spatial_chain(tuple(float(v) for v in spacing), tuple(int(v) for v in spatial_size))
+    volume = MetaTensor(torch.as_tensor(np.asarray(image))[None].float(), affine=torch.as_tensor(affine))
+    return chain({"image": volume})["image"][0].as_tensor().float()
 
 
 def invert_to_original(

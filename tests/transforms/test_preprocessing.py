@@ -10,7 +10,7 @@ import torch
 from monai.data import MetaTensor
 
 from hirescam_ext.data.radchestct import write_radchestct_npz
-from hirescam_ext.transforms.preprocessing import ct_preprocessing, invert_to_original
+from hirescam_ext.transforms.preprocessing import ct_preprocessing, invert_to_original, prepare_hu_volume
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
 CIP = SHARED / "cip-copdgene-chestct"
@@ -171,3 +171,11 @@ def test_attention_layout_map_is_inverted_like_the_image_layout():
     assert torch.equal(a.as_tensor(), b.as_tensor())
     hit = torch.nonzero(a[0] > 0.5).double().mean(0)
     assert hit[0] < 12 and hit[1] > 12 and hit[2] > 12  # LPS voxel order: right = small x, posterior = large y
+
+
+def test_prepare_hu_volume_averages_a_finer_scan_onto_the_model_grid_in_hu() -> None:
+    """Alternating air and water columns at 2 mm become -500 HU at 4 mm; HU is not windowed, the pad is -1024."""
+    hu = np.tile(np.array([-1000, 0], np.int16), 8)[:, None, None] * np.ones((1, 16, 12), np.int16)
+    out = prepare_hu_volume(hu, np.diag([2.0, 2.0, 2.0, 1.0]), (4.0, 4.0, 4.0), (10, 8, 6))
+    assert out.shape == (10, 8, 6) and out.dtype == torch.float32
+    assert torch.allclose(out[1:9], torch.tensor(-500.0)) and (out[0] == -1024).all() and (out[9] == -1024).all()
