@@ -8,7 +8,7 @@ from hirescam_ext.networks.axialnet import CUSTOM_CONV_INITS, SLICE_POOLINGS, Ax
 from hirescam_ext.networks.bodyconv import BodyConv
 from hirescam_ext.networks.conv3d import ThreeDConv
 from hirescam_ext.networks.ctnet import CTNet
-from hirescam_ext.networks.density_bands import DENSITY_BAND_CENTERS_HU, DensityBands
+from hirescam_ext.networks.density_bands import DENSITY_BAND_CENTERS_HU, DENSITY_CONTEXT_CENTERS_HU, DensityBands
 from hirescam_ext.networks.input_windows import InputWindows, widen_conv_input
 from hirescam_ext.networks.init import (
     init_output_bias,
@@ -43,6 +43,7 @@ __all__ = [
     "InputWindows",
     "DensityBands",
     "DENSITY_BAND_CENTERS_HU",
+    "DENSITY_CONTEXT_CENTERS_HU",
     "widen_conv_input",
     "ResNetTrunk",
     "TRUNK_NAMES",

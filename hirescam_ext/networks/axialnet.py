@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from hirescam_ext.networks._layers import SLICES_PER_TRIPLET, check_volume, conv_out_size, volume_to_triplets
-from hirescam_ext.networks.density_bands import DENSITY_BAND_CENTERS_HU, DensityBands
+from hirescam_ext.networks.density_bands import DENSITY_BAND_CENTERS_HU, DENSITY_CONTEXT_CENTERS_HU, DensityBands
 from hirescam_ext.networks.input_windows import InputWindows, widen_conv_input
 from hirescam_ext.networks.resnet_trunk import build_trunk, trunk_output_size
 from hirescam_ext.utils.args import as_bool
@@ -143,6 +143,10 @@ class AxialNet(nn.Module):
             split (``DensityBands``' ``smoothing``; ``0``: none). About one pixel makes its shares nearly the same
             for a scan made on the model's grid and one made finer and resampled to it, at the cost of ground glass
             and metal (docs/TRAINING.md).
+        density_context: ``False`` (default) or context bands of the densitometry branch (``DensityBands``'
+            ``context_centers_hu``): ``True`` for its default centres, or the centres in HU. Each band share is then
+            split by the mean HU of the pixel's 26 neighbours, so a density is counted apart in lung and in soft
+            tissue (a nodule or mass in lung, a calcification in lung). Needs ``density_bands``.
 
     ``forward`` can be compiled with ``torch.jit.script`` (the Model Zoo's ``ckpt_export``), input checks included;
     ``forward_all`` and the other methods are not part of the scripted module.
@@ -182,9 +186,14 @@ class AxialNet(nn.Module):
         density_bands: bool | str | Sequence[float] = False,
         density_channels: int = 32,
         density_smoothing: float = 0.0,
+        density_context: bool | str | Sequence[float] = False,
     ) -> None:
         super().__init__()
         custom_convs = as_bool(custom_convs, "custom_convs")
+        if isinstance(density_context, (bool, str)):
+            context = DENSITY_CONTEXT_CENTERS_HU if as_bool(density_context, "density_context") else None
+        else:
+            context = tuple(float(c) for c in density_context)
         if isinstance(density_bands, (bool, str)):
             centers = DENSITY_BAND_CENTERS_HU if as_bool(density_bands, "density_bands") else None
         else:
@@ -194,6 +203,8 @@ class AxialNet(nn.Module):
                 "density_bands concatenates its features with the trunk's before the custom convs; it needs "
                 "custom_convs=True (the CAM target layer must come after the concatenation)"
             )
+        if context is not None and centers is None:
+            raise ValueError("density_context splits the densitometry branch's band shares; it needs density_bands")
         if custom_conv_init not in CUSTOM_CONV_INITS:
             raise ValueError(f"custom_conv_init must be one of {CUSTOM_CONV_INITS}, got {custom_conv_init!r}")
         if n_classes < 1:
@@ -231,6 +242,7 @@ class AxialNet(nn.Module):
                 input_hu_range=input_hu_range,
                 center=input_center,
                 smoothing=density_smoothing,
+                context_centers_hu=context,
             )
 
         _, d1, d2 = self.attention_grid(

@@ -28,7 +28,7 @@ from torch import nn
 
 from hirescam_ext.networks.input_windows import checked_hu_range
 
-__all__ = ["DensityBands", "DENSITY_BAND_CENTERS_HU"]
+__all__ = ["DensityBands", "DENSITY_BAND_CENTERS_HU", "DENSITY_CONTEXT_CENTERS_HU"]
 
 #: default band centres in HU: dense in the lung range (aerated lung, emphysema, ground glass), coarser through soft
 #: tissue, then calcium, bone and metal at the top of the bundle's [-1000, 800] window
@@ -36,6 +36,10 @@ DENSITY_BAND_CENTERS_HU = (
     -1000.0, -950.0, -900.0, -850.0, -800.0, -750.0, -700.0, -600.0, -500.0, -400.0,
     -250.0, -100.0, 0.0, 50.0, 100.0, 200.0, 400.0, 650.0, 800.0,
 )  # fmt: skip
+
+#: default centres in HU of the context bands (the mean of a pixel's 26 neighbours): aerated lung, lung mixed with
+#: soft tissue, soft tissue and fat, enhanced blood and bone
+DENSITY_CONTEXT_CENTERS_HU = (-900.0, -600.0, -300.0, 0.0, 300.0)
 
 
 class DensityBands(nn.Module):
@@ -55,6 +59,12 @@ class DensityBands(nn.Module):
             measures the shift). A fixed smoothing of about one pixel makes the shares of both nearly the same, but
             also erases the narrow bands that hold ground glass and metal; the shipped models train without it, on
             scans made finer and resampled.
+        context_centers_hu: ``None`` (default: value bands only) or increasing centres in HU of context bands: each
+            pixel's membership of a value band is then split again by the mean HU of its 26 neighbours (the 3 x 3 x 3
+            box of the triplet around it, edges repeated), so the shares count a density *in its surroundings*: a
+            soft-tissue pixel inside aerated lung (a nodule, a mass, a consolidation) apart from one inside the
+            mediastinum, a bright pixel in lung (a calcification) apart from bone. ``K`` value bands and ``L`` context
+            bands give ``K * L`` shares per cell (:data:`DENSITY_CONTEXT_CENTERS_HU`: five).
 
     Example:
         >>> bands = DensityBands([-1000.0, -500.0, 0.0], out_channels=4)
@@ -72,6 +82,7 @@ class DensityBands(nn.Module):
         input_hu_range: Sequence[float] = (-1000.0, 800.0),
         center: float = -0.449,
         smoothing: float = 0.0,
+        context_centers_hu: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         lo, hi = checked_hu_range(input_hu_range)
@@ -85,6 +96,9 @@ class DensityBands(nn.Module):
             )
         if out_channels < 1:
             raise ValueError(f"out_channels must be >= 1, got {out_channels}")
+        context = [float(c) for c in context_centers_hu] if context_centers_hu is not None else []
+        if context_centers_hu is not None and (len(context) < 2 or any(b <= a for a, b in zip(context, context[1:]))):
+            raise ValueError(f"context_centers_hu must be at least two increasing values in HU, got {context}")
         smoothing = float(smoothing)
         if not smoothing >= 0.0 or smoothing == float("inf"):
             raise ValueError(f"smoothing is a Gaussian width in pixels, >= 0 and finite, got {smoothing}")
@@ -99,13 +113,21 @@ class DensityBands(nn.Module):
         self.integer_centers = all(float(v).is_integer() for v in centers)
         steps = torch.arange(centers[0], centers[-1] + 1.0) if self.integer_centers else torch.zeros(0)
         self.register_buffer("band_below", torch.bucketize(steps, c[1:-1], right=True), persistent=False)
+        # context bands (a single band of weight one when off, so the value bands are the same code path)
+        self.context_centers_hu = context
+        self.use_context = len(context) > 0
+        cc = torch.tensor(context if context else [0.0, 1.0], dtype=torch.float32)
+        self.context_low, self.context_high = float(cc[0]), float(cc[-1])  # floats: TorchScript has no empty list
+        self.register_buffer("context_centers", cc, persistent=False)
+        self.register_buffer("context_inverse_gaps", 1.0 / (cc[1:] - cc[:-1]), persistent=False)
         # separable Gaussian of the in-plane smoothing, truncated at three widths
         self.smoothing = smoothing
         self.smoothing_radius = int(math.ceil(3.0 * smoothing)) if smoothing > 0 else 0
         taps = torch.arange(-self.smoothing_radius, self.smoothing_radius + 1, dtype=torch.float32)
         kernel = torch.exp(-0.5 * (taps / smoothing) ** 2) if smoothing > 0 else torch.ones(1)
         self.register_buffer("smoothing_kernel", kernel / kernel.sum(), persistent=False)
-        k = len(centers)
+        k = len(centers) * max(len(context), 1)
+        self.n_bands = k
         self.norm = nn.BatchNorm2d(k)
         self.conv1 = nn.Conv2d(k, self.out_channels, 1)
         self.relu1 = nn.ReLU()
@@ -120,14 +142,16 @@ class DensityBands(nn.Module):
         (mean over the ``C`` slices and the cell's pixels; they sum to 1 over the ``K`` bands).
 
         Cell ``(i, j)`` holds the pixels ``x`` with ``floor(x * D1 / X) == i`` and ``y`` with ``floor(y * D2 / Y) == j``
-        (the trunk's cells when ``X`` and ``Y`` are multiples of the grid). Each pixel adds its two memberships to its
-        cell with a scatter, so the cost grows with the pixels, not with pixels times bands.
+        (the trunk's cells when ``X`` and ``Y`` are multiples of the grid). Each pixel adds its memberships to its
+        cell with a scatter, so the cost grows with the pixels, not with pixels times bands. With context bands,
+        band ``v * L + l`` holds value band ``v`` in context band ``l`` (``L`` context bands).
         """
         n, c, nx, ny = triplets.shape
-        d1, d2, k = int(grid[0]), int(grid[1]), self.centers.shape[0]
+        d1, d2, k = int(grid[0]), int(grid[1]), self.n_bands
         if self.smoothing_radius > 0:
             triplets = self.smooth(triplets.float())
         hu = (triplets.float() - self.center) * self.hu_span + self.hu_low
+        context = self.context(hu) if self.use_context else hu
         hu = hu.clamp(self.centers_hu[0], self.centers_hu[-1])
         if self.integer_centers:  # band below: centers[lower] <= hu < centers[lower + 1]
             lower = self.band_below[(hu - self.centers_hu[0]).long()]
@@ -139,11 +163,31 @@ class DensityBands(nn.Module):
         cell = (gx.view(-1, 1) * d2 + gy.view(1, -1)).view(1, 1, nx, ny)
         n_cells = d1 * d2
         base = torch.arange(n, device=hu.device).view(-1, 1, 1, 1) * (k * n_cells)
-        index = (base + lower * n_cells + cell).reshape(-1)
         out = torch.zeros(n * k * n_cells, dtype=hu.dtype, device=hu.device)
-        out = out.scatter_add(0, index, (1.0 - w).reshape(-1)).scatter_add(0, index + n_cells, w.reshape(-1))
+        if self.use_context:
+            n_context = self.context_centers.shape[0]
+            cc = self.context_centers
+            context = context.clamp(self.context_low, self.context_high)
+            lc = torch.bucketize(context.contiguous(), cc[1:-1], right=True)
+            wc = (context - cc[lc]) * self.context_inverse_gaps[lc]
+            index = (base + (lower * n_context + lc) * n_cells + cell).reshape(-1)
+            up = n_context * n_cells  # the next value band
+            out = out.scatter_add(0, index, ((1.0 - w) * (1.0 - wc)).reshape(-1))
+            out = out.scatter_add(0, index + n_cells, ((1.0 - w) * wc).reshape(-1))
+            out = out.scatter_add(0, index + up, (w * (1.0 - wc)).reshape(-1))
+            out = out.scatter_add(0, index + up + n_cells, (w * wc).reshape(-1))
+        else:
+            index = (base + lower * n_cells + cell).reshape(-1)
+            out = out.scatter_add(0, index, (1.0 - w).reshape(-1)).scatter_add(0, index + n_cells, w.reshape(-1))
         pixels = torch.bincount(cell.reshape(-1), minlength=n_cells).to(hu.dtype) * c
         return (out.view(n, k, n_cells) / pixels).view(n, k, d1, d2)
+
+    def context(self, hu: torch.Tensor) -> torch.Tensor:
+        """``[N, C, X, Y]`` slices -> the mean of each pixel's 26 neighbours in the ``C`` x ``X`` x ``Y`` stack (its
+        3 x 3 x 3 box without itself; beyond the stack's edges the edge pixels repeat)."""
+        x = nn.functional.pad(hu.unsqueeze(1), [1, 1, 1, 1, 1, 1], mode="replicate")
+        box = nn.functional.avg_pool3d(x, 3, stride=1).squeeze(1)
+        return (box * 27.0 - hu) / 26.0
 
     def smooth(self, triplets: torch.Tensor) -> torch.Tensor:
         """``[N, C, X, Y]`` -> the same, each slice smoothed in-plane by the Gaussian of ``smoothing`` (replicate

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hirescam_ext.networks import AxialNet
-from hirescam_ext.networks.density_bands import DENSITY_BAND_CENTERS_HU, DensityBands
+from hirescam_ext.networks.density_bands import DENSITY_BAND_CENTERS_HU, DENSITY_CONTEXT_CENTERS_HU, DensityBands
 from hirescam_ext.transforms.intensity import hu_window
 
 _CENTRES = [-1000.0, -950.0, -900.0, -600.0, 0.0, 800.0]
@@ -83,7 +83,9 @@ def test_branch_gives_its_features_on_the_requested_grid():
     [({"centers_hu": [-500.0]}, "at least two increasing"), ({"centers_hu": [0.0, -500.0]}, "at least two increasing"),
      ({"centers_hu": [-1100.0, 0.0]}, "inside the input's window"), ({"out_channels": 0}, "out_channels"),
      ({"input_hu_range": (800.0, -1000.0)}, "high > low"), ({"smoothing": -0.5}, "smoothing"),
-     ({"smoothing": float("inf")}, "smoothing"), ({"smoothing": float("nan")}, "smoothing")],
+     ({"smoothing": float("inf")}, "smoothing"), ({"smoothing": float("nan")}, "smoothing"),
+     ({"context_centers_hu": [0.0]}, "context_centers_hu must be at least two"),
+     ({"context_centers_hu": [0.0, -300.0]}, "context_centers_hu must be at least two")],
 )
 def test_bad_settings_are_refused_with_the_reason(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -124,6 +126,43 @@ def test_zero_smoothing_gives_the_unsmoothed_fractions():
     assert b.smoothing_radius == 0 and torch.equal(a.fractions(x, [2, 2]), b.fractions(x, [2, 2]))
 
 
+def test_context_splits_each_value_band_and_summing_over_contexts_gives_the_value_bands():
+    torch.manual_seed(0)
+    x = _slices(-1000.0 + 1800.0 * torch.rand(2, 3, 16, 16))
+    joint = DensityBands(_CENTRES, context_centers_hu=[-900.0, -300.0, 300.0]).fractions(x, [4, 4])
+    assert joint.shape == (2, 6 * 3, 4, 4)
+    assert torch.allclose(joint.sum(dim=1), torch.ones(2, 4, 4), atol=1e-5)
+    value = DensityBands(_CENTRES).fractions(x, [4, 4])
+    assert torch.allclose(joint.view(2, 6, 3, 4, 4).sum(dim=2), value, atol=1e-5)
+
+
+def test_context_is_the_mean_of_the_26_neighbours_with_the_edges_repeated():
+    bands = DensityBands(_CENTRES, context_centers_hu=DENSITY_CONTEXT_CENTERS_HU)
+    hu = torch.full((1, 3, 5, 5), -850.0)
+    hu[0, 1, 2, 2] = 650.0  # one calcified voxel in lung
+    ctx = bands.context(hu)
+    assert ctx[0, 1, 2, 2].item() == pytest.approx(-850.0)  # its own value is left out
+    assert ctx[0, 1, 1, 1].item() == pytest.approx(-850.0 + 1500.0 / 26.0)  # a neighbour sees it once
+    assert ctx[0, 0, 2, 2].item() == pytest.approx(-850.0 + 1500.0 / 26.0)  # so does the slice above
+    assert torch.allclose(bands.context(torch.full((1, 3, 4, 4), 40.0)), torch.full((1, 3, 4, 4), 40.0))
+
+
+def test_a_dense_pixel_in_lung_and_in_soft_tissue_fall_in_different_context_bands():
+    """The same 0 HU pixel counts as (0 HU, lung context) inside aerated lung and (0 HU, soft tissue) in muscle."""
+    centres, context = [-1000.0, -850.0, 0.0, 800.0], [-900.0, -300.0, 0.0]
+    bands = DensityBands(centres, context_centers_hu=context)
+    lung = torch.full((1, 3, 6, 6), -850.0)
+    lung[0, 1, 2, 2] = 0.0
+    muscle = torch.full((1, 3, 6, 6), 0.0)
+    f_lung = bands.fractions(_slices(lung), [1, 1])[0, :, 0, 0].view(4, 3)
+    f_muscle = bands.fractions(_slices(muscle), [1, 1])[0, :, 0, 0].view(4, 3)
+    assert f_muscle[2, 2].item() == pytest.approx(1.0, abs=1e-4)  # value 0 HU, context 0 HU
+    nodule = f_lung[2] * 108  # the one 0 HU pixel of 108, in context -850 HU: 1/12 of the way -900 .. -300
+    assert nodule[0].item() == pytest.approx(11.0 / 12.0, abs=1e-3)
+    assert nodule[1].item() == pytest.approx(1.0 / 12.0, abs=1e-3)
+    assert nodule[2].item() == pytest.approx(0.0, abs=1e-4)
+
+
 def _net(**kw):
     return AxialNet(n_classes=4, spatial_size=(64, 64), trunk="small16", custom_conv_padding=1, **kw).eval()
 
@@ -162,6 +201,23 @@ def test_axialnet_with_smoothed_density_bands_scripts_and_passes_its_width_on():
     assert net.density.smoothing == 1.0 and _net(density_bands=True).density.smoothing_radius == 0
     x = torch.rand(1, 1, 64, 64, 12) - 0.449
     assert torch.allclose(torch.jit.script(net)(x), net(x), atol=1e-6)
+
+
+def test_axialnet_with_density_context_scripts_keeps_hirescam_exact_and_widens_the_branch():
+    torch.manual_seed(0)
+    net = _net(density_bands=True, density_context=True)
+    assert net.density.n_bands == len(DENSITY_BAND_CENTERS_HU) * len(DENSITY_CONTEXT_CENTERS_HU)
+    assert net.density.conv1.in_channels == net.density.n_bands and not _net(density_bands=True).density.use_context
+    x = torch.rand(2, 1, 64, 64, 12) - 0.449
+    assert torch.allclose(torch.jit.script(net)(x), net(x), atol=1e-6)
+    out = net.forward_all(x)
+    h = out.attention.shape[2]
+    assert torch.allclose(out.attention.sum(dim=(2, 3, 4)) / h + net.fc.bias, out.logits, atol=1e-5)
+
+
+def test_axialnet_refuses_density_context_without_density_bands():
+    with pytest.raises(ValueError, match="needs density_bands"):
+        _net(density_context=True)
 
 
 def test_axialnet_refuses_density_bands_without_custom_convs():
