@@ -1,4 +1,4 @@
-"""Learnability audit of the synthetic generator: per label voxels, contrast, oracle AUROC and a verdict.
+r"""Learnability audit of the synthetic generator: per label voxels, contrast, oracle AUROC and a verdict.
 
 Writes ``<out>/learnability_<profile>.json`` and ``.md`` (see :mod:`hirescam_ext.synthetic.audit`).
 
@@ -6,6 +6,9 @@ Usage:
     OMP_NUM_THREADS=1 python scripts/eval_learnability.py --profile tiny --scans 400 --out docs/learnability
     # also keep its oracle AUROCs in the package (the visible findings that reports average over)
     OMP_NUM_THREADS=1 python scripts/eval_learnability.py --profile tiny --scans 400 --update-resource
+    # the scans as the shipped reference models see them: rendered at 2.9 mm, resampled to tiny's grid
+    OMP_NUM_THREADS=1 python scripts/eval_learnability.py --profile tiny --render-profile demo --scans 400 \
+        --update-resource
     # or record audits already saved
     python scripts/eval_learnability.py --resource-from docs/learnability/learnability_tiny_v1.4.0.json
 """
@@ -20,7 +23,7 @@ from pathlib import Path
 
 from hirescam_ext.synthetic.audit import run_audit, to_markdown
 from hirescam_ext.synthetic.generator import PROFILES, make_config
-from hirescam_ext.synthetic.visibility import VISIBILITY_RESOURCE, update_visibility
+from hirescam_ext.synthetic.visibility import VISIBILITY_RESOURCE, update_visibility, visibility_key
 
 RESOURCE = Path(__file__).resolve().parents[1] / "hirescam_ext" / "resources" / VISIBILITY_RESOURCE
 
@@ -37,6 +40,9 @@ def profile_of(shape: list[int]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", choices=("tiny", "small", "demo"), default="tiny")
+    ap.add_argument("--render-profile", choices=("tiny", "small", "demo"), default=None,
+                    help="render each scan on this (finer) profile's grid and resample it to --profile's grid with "
+                    "the bundle's preprocessing, as a user's scan is prepared (default: render on --profile's grid)")
     ap.add_argument("--scans", type=int, default=300, help="scans generated in memory (default 300)")
     ap.add_argument("--out", default="docs/learnability", help="output folder")
     ap.add_argument("--seed", type=int, default=0, help="dataset seed")
@@ -54,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 result = json.loads(Path(name).read_text())
                 profile = result.get("profile") or profile_of(result["shape"])
+                profile = visibility_key(profile, result.get("render_profile"))
                 update_visibility(profile, result, RESOURCE)
             except (OSError, KeyError, TypeError, ValueError) as err:
                 raise SystemExit(f"{name}: not a readable learnability audit JSON ({type(err).__name__}: {err})")
@@ -70,24 +77,34 @@ def main(argv: list[str] | None = None) -> int:
             if done == total:
                 print(file=sys.stderr)
 
+    if args.render_profile == args.profile:
+        args.render_profile = None  # rendering on the profile's own grid is no resampling
     config = make_config(args.profile, n_scans=args.scans)
-    result = run_audit(config, seed=args.seed, folds=args.folds, progress=progress)
+    render = make_config(args.render_profile, n_scans=args.scans) if args.render_profile else None
+    if render is not None and max(render.spacing) > min(config.spacing):
+        ap.error(f"--render-profile {args.render_profile} ({render.spacing} mm) is not finer than --profile "
+                 f"{args.profile} ({config.spacing} mm)")
+    result = run_audit(config, seed=args.seed, folds=args.folds, progress=progress, render=render)
     result["seconds"] = round(time.time() - start, 1)
     command = "OMP_NUM_THREADS=1 python scripts/eval_learnability.py " + " ".join(argv or sys.argv[1:])
     result["command"] = command
     result["profile"] = args.profile
+    result["render_profile"] = args.render_profile
+    key = visibility_key(args.profile, args.render_profile)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"learnability_{args.profile}{('_' + args.tag) if args.tag else ''}"
+    stem = f"learnability_{key}{('_' + args.tag) if args.tag else ''}"
     (out / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / f"{stem}.md").write_text(to_markdown(result, command=command, title=f"Learnability audit: {args.profile}"))
+    title = f"Learnability audit: {args.profile}" + (f", rendered at {args.render_profile}'s grid and resampled"
+                                                      if args.render_profile else "")
+    (out / f"{stem}.md").write_text(to_markdown(result, command=command, title=title))
     for lab, e in result["labels"].items():
         auc = e["oracle_auroc"]
         print(f"{lab:34s} prev {e['prevalence']:.2f}  voxels {e['voxels_median']}  AUROC {auc}  {e['verdict']}")
     print(f"wrote {out / stem}.json/.md in {result['seconds']} s")
     if args.update_resource:
-        update_visibility(args.profile, result, RESOURCE)
-        print(f"recorded the visibility numbers of profile {args.profile!r} in {RESOURCE}")
+        update_visibility(key, result, RESOURCE)
+        print(f"recorded the visibility numbers of {key!r} in {RESOURCE}")
     return 0
 
 

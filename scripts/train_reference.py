@@ -272,12 +272,14 @@ def network_definition(
     extra_windows: list[tuple[float, float]] | None = None,
     density_bands: bool = False,
     density_smoothing: float = 0.0,
+    density_context: bool = False,
 ) -> dict[str, Any]:
     """The ``network_def`` of a reference AxialNet (or, with ``model="plain3d"``, of the plain 3D CNN baseline with
     global average pooling) for scans of ``shape`` (recorded in the checkpoint's settings). ``extra_windows``:
     AxialNet's extra input windows in HU (``[(-1000, -300)]``: a lung window); none, the paper's input.
     ``density_bands``: AxialNet's densitometry branch with its default band centres (off: the paper's network),
-    ``density_smoothing`` the width in pixels of its in-plane Gaussian."""
+    ``density_smoothing`` the width in pixels of its in-plane Gaussian, ``density_context`` its context bands (each
+    band share split by the mean HU of the pixel's neighbours)."""
     if model == "plain3d":
         return {"_target_": "hirescam_ext.Plain3DCNN", "n_classes": len(LABEL_NAMES), "volume_size": list(shape),
                 "channels": list(PLAIN3D_CHANNELS), "groups": 4}
@@ -301,6 +303,8 @@ def network_definition(
         definition["density_bands"] = True
         if density_smoothing:
             definition["density_smoothing"] = float(density_smoothing)
+        if density_context:
+            definition["density_context"] = True
     return definition
 
 
@@ -314,13 +318,15 @@ def checkpoint_name(
     extra_windows: list[tuple[float, float]] | None = None,
     density_bands: bool = False,
     density_smoothing: float = 0.0,
+    density_context: bool = False,
 ) -> str:
-    """``reference_<trunk>[_win<lo>_<hi>...][_bands[_smooth<sigma>]][_max][_mask[_both][_logit]].pt``
+    """``reference_<trunk>[_win<lo>_<hi>...][_bands[_smooth<sigma>][_context]][_max][_mask[_both][_logit]].pt``
     (``reference_plain3d.pt`` for the 3D CNN baseline): the paper's settings add no suffix."""
     if model == "plain3d":
         return "reference_plain3d.pt"
     trunk += "".join(f"_win{lo:g}_{hi:g}" for lo, hi in extra_windows or []) + ("_bands" if density_bands else "")
     trunk += f"_smooth{density_smoothing:g}" if density_bands and density_smoothing else ""
+    trunk += "_context" if density_bands and density_context else ""
     pooling = "_max" if slice_pooling == "max" else ""
     variant = ("_both" if mask_penalize == "both" else "") + ("_logit" if mask_pool == "logit" else "")
     return f"reference_{trunk}{pooling}{('_mask' + variant) if mask_loss else ''}.pt"
@@ -343,7 +349,7 @@ def evaluate_checkpoint(ckpt: str, x: dict, y: dict, shape: tuple[int, int, int]
     load_network_weights(net, ckpt)  # the fp16 weights are cast to the network's float32 as they are copied
     device = next(iter(x.values())).device
     net = net.to(device).eval()
-    visible = visible_findings(args.profile, shape=shape)
+    visible = visible_findings(args.profile, shape=shape, render_profile=args.render_profile)
     results = {s: auroc(scores(net, x[s], 2 * args.batch, device.type == "cuda"), y[s], visible)
                for s in ("validation", "test", "test_shifted")}
     report = {
@@ -404,6 +410,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --density-bands: smooth each slice in-plane by a Gaussian of this width (pixels) "
                    "before the band split (0: off); it brings the shares of on-grid and resampled scans together "
                    "but erases ground glass and metal (docs/TRAINING.md)")
+    p.add_argument("--density-context", action="store_true",
+                   help="with --density-bands: split each band share by the mean HU of the pixel's 26 neighbours "
+                   "(five context bands: a density in lung apart from the same density in soft tissue)")
     p.add_argument("--pos-weight-max", type=float, default=0.0, metavar="MAX",
                    help="weigh each label's positives by its training odds (1 - p) / p, clipped to [1, MAX], in the "
                    "classification loss (0: off, the paper's unweighted loss)")
@@ -427,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--mask-loss needs AxialNet's attention maps; the plain3d baseline trains with the classification loss")
     if args.blur_augment < 0:
         p.error(f"--blur-augment must be 0 (off) or positive, got {args.blur_augment}")
+    if args.density_context and not args.density_bands:
+        p.error("--density-context splits the densitometry branch's band shares; it needs --density-bands")
     if args.density_smoothing and not args.density_bands:
         p.error("--density-smoothing smooths the densitometry branch's input; it needs --density-bands")
     if not 0 <= args.density_smoothing < float("inf"):
@@ -497,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(args.train_seed)
     definition = network_definition(config.shape, args.trunk, args.slice_pooling, args.model, args.extra_window,
-                                    args.density_bands, args.density_smoothing)
+                                    args.density_bands, args.density_smoothing, args.density_context)
     net = {"axialnet": AxialNet, "plain3d": Plain3DCNN}[args.model](**{k: v for k, v in definition.items()
                                                                      if k != "_target_"})
     prior = label_prevalence([{"label": row} for row in y["training"].cpu().tolist()])
@@ -546,7 +557,8 @@ def main(argv: list[str] | None = None) -> int:
         "optimizer": "adam", "lr": args.lr, "batch": args.batch, "schedule": "warmup_cosine", "seed": args.train_seed,
     }
     name = checkpoint_name(args.trunk, args.slice_pooling, args.mask_loss, args.mask_penalize, args.mask_pool,
-                           args.model, args.extra_window, args.density_bands, args.density_smoothing)
+                           args.model, args.extra_window, args.density_bands, args.density_smoothing,
+                           args.density_context)
 
     def save(state: dict[str, torch.Tensor], epoch: int) -> None:
         fp16 = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
@@ -605,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
             save(best_state, epoch)
     train_seconds = time.perf_counter() - train_start
     net.load_state_dict(best_state)
-    visible = visible_findings(args.profile, shape=config.shape)
+    visible = visible_findings(args.profile, shape=config.shape, render_profile=args.render_profile)
     results = {s: auroc(scores(net, x[s], 2 * args.batch, amp), y[s], visible)
                for s in ("validation", "test", "test_shifted")}
     report = {
@@ -619,6 +631,7 @@ def main(argv: list[str] | None = None) -> int:
         "slice_pooling": args.slice_pooling if args.model == "axialnet" else None,
         "extra_windows": definition.get("extra_windows"), "density_bands": bool(definition.get("density_bands")),
         "density_smoothing": definition.get("density_smoothing"),
+        "density_context": bool(definition.get("density_context")),
         "fc_init": args.fc_init, "pos_weight_max": args.pos_weight_max or None, "augment": not args.no_augment,
         "blur_augment": args.blur_augment or None,
         "mask_loss": args.mask_loss,

@@ -217,6 +217,22 @@ def test_density_smoothing_without_the_branch_is_refused_before_any_data_is_gene
     assert "it needs --density-bands" in _usage_error(capsys, "--density-smoothing", "1")
 
 
+def test_density_context_is_recorded_in_the_network_definition_and_the_checkpoint_name() -> None:
+    from hirescam_ext.networks import AxialNet
+
+    mod = _module()
+    definition = mod.network_definition((64, 64, 48), "small16", density_bands=True, density_context=True)
+    assert definition["density_context"] is True
+    assert "density_context" not in mod.network_definition((64, 64, 48), "small16", density_bands=True)
+    assert AxialNet(**{k: v for k, v in definition.items() if k != "_target_"}).density.use_context
+    assert mod.checkpoint_name("small16", "mean", True, "positive", "element", density_bands=True,
+                               density_context=True) == "reference_small16_bands_context_mask.pt"
+
+
+def test_density_context_without_the_branch_is_refused_before_any_data_is_generated(capsys) -> None:
+    assert "it needs --density-bands" in _usage_error(capsys, "--density-context")
+
+
 def test_render_profile_gives_the_same_patients_prepared_as_the_bundle_prepares_a_scan() -> None:
     """Rendered on the small profile's grid, resampled to tiny's by ct_preprocessing: same labels and splits as the
     scans rendered on tiny's grid, the same anatomy, but not the same voxels."""

@@ -328,15 +328,21 @@ def _generator_version(dataset_dir: Path) -> str | None:
 
 def _visibility(profile: ReproProfile, generator_version: str | None) -> dict[str, Any]:
     """The findings visible at the data's grid (the learnability audit's record), or ``visible: None`` (also when
-    the data's generator version is unknown)."""
-    from hirescam_ext.synthetic.visibility import load_visibility, visible_in_entry
+    the data's generator version is unknown). Scans rendered finer and resampled to the network grid (``synth_shape``)
+    count by the audit of that rendering on that grid (e.g. ``tiny_from_demo``)."""
+    from hirescam_ext.synthetic.generator import PROFILES
+    from hirescam_ext.synthetic.visibility import load_visibility, visibility_key, visible_in_entry
 
-    entry = load_visibility().get(profile.synth_profile)
+    key = profile.synth_profile
+    if profile.synth_shape is not None and tuple(profile.synth_shape) != tuple(profile.spatial_size):
+        grid = [name for name, p in PROFILES.items() if tuple(p["shape"]) == tuple(profile.spatial_size)]
+        key = visibility_key(grid[0], profile.synth_profile) if grid else f"{profile.synth_profile} (resampled)"
+    entry = load_visibility().get(key)
     visible = None
     if generator_version is not None:
         visible = visible_in_entry(entry, profile.spatial_size, generator_version)
     entry = entry if visible is not None else {}
-    return {"profile": profile.synth_profile, "generator_version": generator_version,
+    return {"profile": key, "generator_version": generator_version,
             "visible": list(visible) if visible is not None else None, "oracle": entry.get("oracle"),
             "command": entry.get("command")}
 

@@ -217,6 +217,7 @@ def collect_scans(
     hu_range: Sequence[float] = PAPER_HU_RANGE,
     center: float | None = PAPER_CENTER,
     progress: Callable[[int, int], None] | None = None,
+    render: SynthConfig | None = None,
 ) -> dict[str, Any]:
     """Generate scans in memory and measure labels, organ features and per-finding statistics.
 
@@ -228,6 +229,11 @@ def collect_scans(
         hu_range: preprocessing window.
         center: preprocessing shift.
         progress: called as ``progress(done, total)`` after each scan.
+        render: ``None`` (default: each scan is rendered on ``config``'s grid) or the config of a finer profile:
+            each scan is rendered on its grid and brought to ``config``'s spacing and size by the bundle's spatial
+            preprocessing (:func:`~hirescam_ext.transforms.preprocessing.prepare_volumes`: the CT bilinear, the
+            organ map and lesion masks nearest), as a user's scan is prepared. The audit then measures what the
+            model sees of a finding after partial volume and resampling.
 
     Returns:
         ``{"labels", "y" [N, L], "features" {group: [N, F]}, "organ_mean" {group: [N]}, "noise" {group: [N]},
@@ -242,19 +248,32 @@ def collect_scans(
     means: dict[str, list] = {g: [] for g in _GROUPS}
     noise: dict[str, list] = {g: [] for g in _GROUPS}
     for i in range(n):
-        case = generate_case(i, seed, config=config)
-        _, hu = window(case.image, hu_range, center)
+        case = generate_case(i, seed, config=render or config)
+        image, organs, lesions = case.image, case.organs, case.lesions
+        if render is not None:
+            from hirescam_ext.transforms.preprocessing import prepare_volumes
+
+            maps = {"organs": organs}
+            if lesions.shape[-1]:
+                maps["lesions"] = np.moveaxis(lesions, -1, 0).astype(np.uint8)
+            hu_t, moved = prepare_volumes(image, case.affine, config.spacing, config.shape, maps)
+            image, organs = hu_t.numpy(), moved["organs"].numpy()
+            if "lesions" in moved:
+                lesions = np.moveaxis(moved["lesions"].numpy(), 0, -1)
+            else:
+                lesions = np.zeros((*config.shape, 0), np.uint8)
+        _, hu = window(image, hu_range, center)
         ys.append([case.label[c] for c in col])
-        masks = {g: np.isin(case.organs, ids) for g, (ids, *_) in _GROUPS.items()}
+        masks = {g: np.isin(organs, ids) for g, (ids, *_) in _GROUPS.items()}
         for g, m in masks.items():
             feats[g].append(organ_features(hu, m, g, config.spacing))
             means[g].append(float(hu[m].mean()) if m.any() else float("nan"))
             noise[g].append(_noise_sd(hu, m))
-        all_lesions = case.lesions.any(axis=-1) if case.lesions.shape[-1] else np.zeros(hu.shape, bool)
+        all_lesions = lesions.any(axis=-1) if lesions.shape[-1] else np.zeros(hu.shape, bool)
         for k, f in enumerate(case.findings):
             if not set(f.labels) & set(labels):
                 continue
-            stats = _lesion_stats(hu, case.lesions[..., k] > 0, masks[organ_group(f.label)], all_lesions)
+            stats = _lesion_stats(hu, lesions[..., k] > 0, masks[organ_group(f.label)], all_lesions)
             finds.append({"scan": i, "labels": list(f.labels), "size_mm": f.size_mm, **stats})
         if progress is not None:
             progress(i + 1, n)
@@ -431,15 +450,19 @@ def run_audit(
     folds: int = 5,
     l2: float = 1.0,
     progress: Callable[[int, int], None] | None = None,
+    render: SynthConfig | None = None,
 ) -> dict[str, Any]:
-    """Generate ``n_scans`` scans of ``config`` and audit every label (see the module docstring).
+    """Generate ``n_scans`` scans of ``config`` and audit every label (see the module docstring); with ``render``, the
+    scans are rendered on that finer config's grid and resampled to ``config``'s (see :func:`collect_scans`).
 
     Returns a JSON-able dict: ``generator_version``, ``seed``, ``shape``, ``spacing``, ``scans``, ``oracle``
     (model description) and ``labels`` (label -> :func:`summarize` entry).
     """
-    data = collect_scans(config, seed=seed, n_scans=n_scans, labels=labels, progress=progress)
+    data = collect_scans(config, seed=seed, n_scans=n_scans, labels=labels, progress=progress, render=render)
     return {
         "generator_version": GENERATOR_VERSION,
+        "rendered_at": None if render is None else {"shape": [int(v) for v in render.shape],
+                                                    "spacing": [float(v) for v in render.spacing]},
         "seed": int(seed),
         "shape": [int(v) for v in config.shape],
         "spacing": [float(v) for v in config.spacing],

@@ -49,6 +49,7 @@ __all__ = [
     "update_visibility",
     "visible_in_entry",
     "visible_findings",
+    "visibility_key",
     "mean_over_visible",
 ]
 
@@ -86,6 +87,7 @@ def visibility_entry(result: Mapping[str, Any]) -> dict[str, Any]:
         "generator_version": result["generator_version"],
         "shape": [int(v) for v in result["shape"]],
         "spacing": [float(v) for v in result["spacing"]],
+        "rendered_at": result.get("rendered_at"),
         "scans": int(result["scans"]),
         "seed": int(result.get("seed", 0)),
         "command": result.get("command"),
@@ -96,6 +98,13 @@ def visibility_entry(result: Mapping[str, Any]) -> dict[str, Any]:
             for lab, e in labels.items()
         },
     }
+
+
+def visibility_key(profile: str, render_profile: str | None = None) -> str:
+    """The resource's key of an audit of ``profile``'s grid: the profile's name, or ``"<profile>_from_<render>"`` for
+    scans rendered on ``render_profile``'s finer grid and resampled to it (what the model sees differs: partial
+    volume, averaged noise)."""
+    return profile if render_profile in (None, profile) else f"{profile}_from_{render_profile}"
 
 
 def load_visibility(path: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -139,6 +148,7 @@ def visible_findings(
     shape: Sequence[int] | None = None,
     generator_version: str = GENERATOR_VERSION,
     path: str | os.PathLike | None = None,
+    render_profile: str | None = None,
 ) -> tuple[str, ...] | None:
     """The rendered findings visible at synthetic ``profile`` (see the module docstring), in the audit's order.
 
@@ -147,11 +157,14 @@ def visible_findings(
         shape: the grid the model saw; when given and different from the audited grid, there is no answer.
         generator_version: the data's generator version; an audit of another version does not count.
         path: resource file to read instead of the packaged one.
+        render_profile: the profile the scans were rendered at before being resampled to ``profile``'s grid
+            (``None``: rendered on it); its own audit decides (:func:`visibility_key`).
 
     Returns:
-        the label names, or ``None`` when no audit of this profile, grid and generator version exists.
+        the label names, or ``None`` when no audit of this profile, rendering, grid and generator version exists.
     """
-    return visible_in_entry(load_visibility(path).get(profile), shape, generator_version)
+    entry = load_visibility(path).get(visibility_key(profile, render_profile))
+    return visible_in_entry(entry, shape, generator_version)
 
 
 def mean_over_visible(per_label: Mapping[str, Any], visible: Sequence[str] | None) -> float | None:

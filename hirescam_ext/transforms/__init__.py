@@ -17,6 +17,7 @@ from hirescam_ext.transforms.preprocessing import (
     ct_preprocessing,
     invert_to_original,
     prepare_hu_volume,
+    prepare_volumes,
 )
 from hirescam_ext.transforms.spacing import (
     CropForSpacingd,
@@ -36,6 +37,7 @@ __all__ = [
     "ct_preprocessing",
     "invert_to_original",
     "prepare_hu_volume",
+    "prepare_volumes",
     "ContiguousReader",
     "default_ct_readers",
     "to_c_order",

@@ -57,6 +57,7 @@ __all__ = [
     "ct_preprocessing",
     "invert_to_original",
     "prepare_hu_volume",
+    "prepare_volumes",
 ]
 
 PAPER_SPACING = (0.8, 0.8, 0.8)
@@ -224,6 +225,57 @@ def prepare_hu_volume(
     chain = _spatial_chain(tuple(float(v) for v in spacing), tuple(int(v) for v in spatial_size))
     volume = MetaTensor(torch.as_tensor(np.asarray(image))[None].float(), affine=torch.as_tensor(affine))
     return chain({"image": volume})["image"][0].as_tensor().float()
+
+
+@functools.lru_cache(maxsize=8)
+def _spatial_chain_with_maps(
+    spacing: tuple[float, ...], spatial_size: tuple[int, ...], names: tuple[str, ...]
+) -> Compose:
+    return ct_preprocessing(keys=["image"], label_map_keys=list(names), spacing=spacing, spatial_size=spatial_size,
+                            hu_range=None, center=None, load=False)
+
+
+def prepare_volumes(
+    image: torch.Tensor | np.ndarray,
+    affine: torch.Tensor | np.ndarray,
+    spacing: Sequence[float],
+    spatial_size: Sequence[int],
+    label_maps: Mapping[str, torch.Tensor | np.ndarray],
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """:func:`prepare_hu_volume` with label maps on the same grid: the HU volume resampled bilinearly, each label map
+    (an organ map ``[X, Y, Z]`` or a stack of masks ``[C, X, Y, Z]``) by nearest neighbour, through one chain, so the
+    pre-crop, padding and cropping are the same for all (label maps are padded with 0).
+
+    Returns:
+        ``(hu, maps)``: float32 ``[*spatial_size]`` in HU, and each map on that grid with its own dtype and layout.
+
+    Example:
+        >>> fine = np.zeros((128, 128, 96))
+        >>> organs = np.ones((128, 128, 96), np.uint8)
+        >>> hu, maps = prepare_volumes(fine, np.diag([2.9, 2.9, 3.2, 1.0]), (5.8, 5.8, 6.4), (64, 64, 48),
+        ...                            {"organs": organs})
+        >>> tuple(hu.shape), tuple(maps["organs"].shape), maps["organs"].dtype
+        ((64, 64, 48), (64, 64, 48), torch.uint8)
+    """
+    names = tuple(label_maps)
+    if "image" in names:
+        raise ValueError("label_maps must not use the name 'image' (the HU volume's key)")
+    chain = _spatial_chain_with_maps(tuple(float(v) for v in spacing), tuple(int(v) for v in spatial_size), names)
+    aff = torch.as_tensor(np.asarray(affine))
+    data: dict[str, Any] = {"image": MetaTensor(torch.as_tensor(np.asarray(image))[None].float(), affine=aff)}
+    stacked = {}
+    for name, volume in label_maps.items():
+        v = torch.as_tensor(np.asarray(volume))
+        stacked[name] = v.ndim == 4
+        data[name] = MetaTensor(v if stacked[name] else v[None], affine=aff)
+    out = chain(data)
+    maps = {}
+    for name in names:
+        dtype = torch.as_tensor(np.asarray(label_maps[name])).dtype
+        m = out[name].as_tensor()
+        m = (m.round() if m.is_floating_point() and not dtype.is_floating_point else m).to(dtype)
+        maps[name] = m if stacked[name] else m[0]
+    return out["image"][0].as_tensor().float(), maps
 
 
 def invert_to_original(

@@ -104,3 +104,16 @@ def test_choosing_models_keeps_only_their_checkpoints() -> None:
 
     profile = profile_from_args(_parser().parse_args(["--profile", "reference", "--models", "axialnet"]))
     assert profile.models == ("axialnet",) and set(profile.checkpoints) == {"axialnet"}
+
+
+def test_the_reference_profile_counts_visible_findings_by_the_audit_of_its_resampled_scans() -> None:
+    """Its scans are rendered at 2.9 mm and resampled to 5.8 mm: the audit of that rendering decides, and the
+    findings of one 2.9 mm voxel (granuloma, calcification) and the 4-9 mm nodules do not survive it."""
+    from hirescam_ext.reproduce.driver import _visibility
+    from hirescam_ext.synthetic.generator import GENERATOR_VERSION
+
+    ref = _visibility(get_profile("reference"), GENERATOR_VERSION)
+    assert ref["profile"] == "tiny_from_demo" and ref["visible"] is not None
+    assert {"lung_granuloma", "lung_nodule"}.isdisjoint(ref["visible"]) and "heart_cardiomegaly" in ref["visible"]
+    quick = _visibility(get_profile("quick"), GENERATOR_VERSION)
+    assert quick["profile"] == "tiny" and "lung_granuloma" in quick["visible"]

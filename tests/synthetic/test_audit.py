@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -66,6 +68,24 @@ def test_a_finding_rendered_with_zero_contrast_is_not_separable(monkeypatch):
     assert any("no intensity change" in r for r in e["reasons"])
 
 
+def test_an_audit_of_scans_rendered_finer_measures_them_on_the_coarser_grid():
+    """Rendered at 3.87 mm (small) and resampled to 5.8 mm (tiny): the same patients and labels, the grid of tiny,
+    and lesion masks that went through the same resampling (fewer voxels than at the finer grid)."""
+    config = _config()
+    render = make_config("small", n_scans=40, prevalence={LABEL: 0.5}, normal_fraction=0.0)
+    on_grid = audit.collect_scans(config, seed=0, n_scans=6, labels=[LABEL])
+    resampled = audit.collect_scans(config, seed=0, n_scans=6, labels=[LABEL], render=render)
+    fine = audit.collect_scans(render, seed=0, n_scans=6, labels=[LABEL])
+    assert np.array_equal(resampled["y"], on_grid["y"]) and resampled["y"].sum() > 0
+    assert resampled["features"]["lungs"].shape == on_grid["features"]["lungs"].shape
+    assert not np.allclose(resampled["features"]["lungs"], on_grid["features"]["lungs"])
+    vox = [f["voxels"] for f in resampled["findings"]]
+    vox_fine = [f["voxels"] for f in fine["findings"]]
+    assert all(0 < v < w for v, w in zip(vox, vox_fine))  # the same effusions, on 1.5x coarser voxels
+    assert audit.run_audit(config, seed=0, n_scans=4, labels=[LABEL], folds=2, render=render)["rendered_at"] == {
+        "shape": list(render.shape), "spacing": list(render.spacing)}
+
+
 def test_markdown_report_has_one_row_per_label_with_verdict():
     result = audit.run_audit(make_config("tiny", n_scans=12), seed=1, labels=[LABEL, "lung_nodule"])
     md = audit.to_markdown(result, command="python scripts/eval_learnability.py --scans 12")
@@ -74,3 +94,28 @@ def test_markdown_report_has_one_row_per_label_with_verdict():
     assert "scripts/eval_learnability.py" in md
     table = audit.comparison_markdown(result, result)
     assert f"| {LABEL} |" in table and "Separable:" in table
+
+
+def _eval_learnability():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "eval_learnability.py"
+    spec = importlib.util.spec_from_file_location("eval_learnability", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_audit_script_refuses_a_render_profile_coarser_than_the_grid(capsys):
+    with pytest.raises(SystemExit) as err:
+        _eval_learnability().main(["--profile", "demo", "--render-profile", "tiny", "--scans", "2"])
+    assert err.value.code == 2 and "is not finer than --profile demo" in capsys.readouterr().err
+
+
+def test_the_audit_script_names_an_audit_of_resampled_scans_after_both_profiles(tmp_path):
+    _eval_learnability().main(["--profile", "tiny", "--render-profile", "small", "--scans", "4", "--folds", "2",
+                               "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "learnability_tiny_from_small.json").read_text())
+    assert result["profile"] == "tiny" and result["render_profile"] == "small" and result["shape"] == [64, 64, 48]
+    assert "rendered at small's grid and resampled" in (tmp_path / "learnability_tiny_from_small.md").read_text()

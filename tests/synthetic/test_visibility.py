@@ -18,6 +18,7 @@ from hirescam_ext.synthetic.visibility import (
     update_visibility,
     visibility_entry,
     visible_findings,
+    visibility_key,
 )
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "learnability"
@@ -60,6 +61,18 @@ def test_no_visible_set_without_an_audit_of_that_profile_grid_or_generator_versi
     assert visible_findings("tiny", path=tmp_path / "missing.json") is None
 
 
+def test_an_audit_of_resampled_scans_has_its_own_key_and_visible_set(tmp_path: Path) -> None:
+    """Scans rendered at 2.9 mm and resampled to tiny's grid are another benchmark than scans made on it."""
+    assert visibility_key("tiny") == "tiny" and visibility_key("tiny", "tiny") == "tiny"
+    assert visibility_key("tiny", "demo") == "tiny_from_demo"
+    path = tmp_path / "learnability.json"
+    update_visibility("tiny", _audit({"a": (0.95, 0.01), "b": (0.95, 0.01)}), path)
+    update_visibility("tiny_from_demo", _audit({"a": (0.95, 0.01), "b": (0.6, 0.05)}), path)
+    assert visible_findings("tiny", path=path) == ("a", "b")
+    assert visible_findings("tiny", render_profile="demo", path=path) == ("a",)
+    assert visible_findings("tiny", render_profile="small", path=path) is None  # no audit of that rendering
+
+
 def test_updating_one_profile_keeps_the_others(tmp_path: Path) -> None:
     path = tmp_path / "learnability.json"
     update_visibility("tiny", _audit({"a": (0.95, 0.01)}), path)
@@ -73,7 +86,7 @@ def test_an_audit_result_is_required(tmp_path: Path) -> None:
         visibility_entry({"labels": {"a": {"auroc": 0.9}}})
 
 
-@pytest.mark.parametrize("profile", ["tiny", "small", "demo"])
+@pytest.mark.parametrize("profile", ["tiny", "small", "demo", "tiny_from_demo"])
 def test_the_packaged_resource_matches_the_committed_audit(profile: str) -> None:
     """The resource is what `eval_learnability.py --resource-from` makes of docs/learnability/ for this version."""
     audit = json.loads((DOCS / f"learnability_{profile}_v{GENERATOR_VERSION}.json").read_text())
@@ -87,3 +100,12 @@ def test_the_packaged_resource_matches_the_committed_audit(profile: str) -> None
 def test_coronary_calcium_of_two_voxels_is_not_visible_at_the_tiny_grid() -> None:
     visible = visible_findings("tiny", shape=(64, 64, 48))
     assert visible is not None and "heart_coronary_artery_disease" not in visible
+
+
+def test_one_voxel_calcifications_and_small_nodules_do_not_survive_resampling_from_2_9_to_5_8_mm() -> None:
+    """Visible on scans made on tiny's grid, not on the same patients rendered at 2.9 mm and resampled to it."""
+    on_grid = visible_findings("tiny", shape=(64, 64, 48))
+    resampled = visible_findings("tiny", shape=(64, 64, 48), render_profile="demo")
+    assert resampled is not None and set(resampled) < set(on_grid)
+    for label in ("lung_granuloma", "lung_calcification", "lung_nodule"):
+        assert label in on_grid and label not in resampled

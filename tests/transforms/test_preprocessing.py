@@ -179,3 +179,29 @@ def test_prepare_hu_volume_averages_a_finer_scan_onto_the_model_grid_in_hu() -> 
     out = prepare_hu_volume(hu, np.diag([2.0, 2.0, 2.0, 1.0]), (4.0, 4.0, 4.0), (10, 8, 6))
     assert out.shape == (10, 8, 6) and out.dtype == torch.float32
     assert torch.allclose(out[1:9], torch.tensor(-500.0)) and (out[0] == -1024).all() and (out[9] == -1024).all()
+
+
+def test_prepare_volumes_takes_label_maps_by_nearest_neighbour_on_the_image_grid() -> None:
+    """One chain for all: the HU volume equals prepare_hu_volume's, an organ map and a stack of masks keep their
+    dtype and layout, keep only their own values (no blending) and are padded with 0 where the image gets -1024."""
+    from hirescam_ext.transforms.preprocessing import prepare_volumes
+
+    hu = np.tile(np.array([-1000, 0], np.int16), 8)[:, None, None] * np.ones((1, 16, 12), np.int16)
+    organs = np.zeros((16, 16, 12), np.uint8)
+    organs[:8], organs[8:] = 1, 2
+    masks = np.zeros((2, 16, 16, 12), np.uint8)
+    masks[0, 4:6, 4:6, 4:6] = 1  # a 2-voxel cube at 2 mm: one voxel at 4 mm
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    out, maps = prepare_volumes(hu, affine, (4.0, 4.0, 4.0), (10, 8, 6), {"organs": organs, "lesions": masks})
+    assert torch.equal(out, prepare_hu_volume(hu, affine, (4.0, 4.0, 4.0), (10, 8, 6)))
+    assert maps["organs"].shape == (10, 8, 6) and maps["organs"].dtype == torch.uint8
+    assert set(maps["organs"][1:9].unique().tolist()) == {1, 2} and (maps["organs"][0] == 0).all()
+    assert maps["lesions"].shape == (2, 10, 8, 6) and maps["lesions"].dtype == torch.uint8
+    assert int(maps["lesions"][0].sum()) == 1 and int(maps["lesions"][1].sum()) == 0
+
+
+def test_prepare_volumes_refuses_a_label_map_named_image() -> None:
+    from hirescam_ext.transforms.preprocessing import prepare_volumes
+
+    with pytest.raises(ValueError, match="'image'"):
+        prepare_volumes(np.zeros((4, 4, 4)), np.eye(4), (1.0, 1.0, 1.0), (4, 4, 4), {"image": np.zeros((4, 4, 4))})
