@@ -192,8 +192,8 @@ def ct_preprocessing(
 
 
 @functools.lru_cache(maxsize=8)
-def _spatial_chain(spacing: tuple[float, ...], spatial_size: tuple[int, ...]) -> Compose:
-    return ct_preprocessing(keys=["image"], label_map_keys=[], spacing=spacing, spatial_size=spatial_size,
+def _spatial_chain(spacing: tuple[float, ...], spatial_size: tuple[int, ...], names: tuple[str, ...] = ()) -> Compose:
+    return ct_preprocessing(keys=["image"], label_map_keys=list(names), spacing=spacing, spatial_size=spatial_size,
                             hu_range=None, center=None, load=False)
 
 
@@ -222,17 +222,7 @@ def prepare_hu_volume(
         >>> tuple(hu.shape)
         (64, 64, 48)
     """
-    chain = _spatial_chain(tuple(float(v) for v in spacing), tuple(int(v) for v in spatial_size))
-    volume = MetaTensor(torch.as_tensor(np.asarray(image))[None].float(), affine=torch.as_tensor(affine))
-    return chain({"image": volume})["image"][0].as_tensor().float()
-
-
-@functools.lru_cache(maxsize=8)
-def _spatial_chain_with_maps(
-    spacing: tuple[float, ...], spatial_size: tuple[int, ...], names: tuple[str, ...]
-) -> Compose:
-    return ct_preprocessing(keys=["image"], label_map_keys=list(names), spacing=spacing, spatial_size=spatial_size,
-                            hu_range=None, center=None, load=False)
+    return prepare_volumes(image, affine, spacing, spatial_size, {})[0]
 
 
 def prepare_volumes(
@@ -243,8 +233,8 @@ def prepare_volumes(
     label_maps: Mapping[str, torch.Tensor | np.ndarray],
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """:func:`prepare_hu_volume` with label maps on the same grid: the HU volume resampled bilinearly, each label map
-    (an organ map ``[X, Y, Z]`` or a stack of masks ``[C, X, Y, Z]``) by nearest neighbour, through one chain, so the
-    pre-crop, padding and cropping are the same for all (label maps are padded with 0).
+    (an organ map ``[X, Y, Z]`` or a stack of masks ``[C, X, Y, Z]``; ``{}``: none) by nearest neighbour, through one
+    chain, so the pre-crop, padding and cropping are the same for all (label maps are padded with 0).
 
     Returns:
         ``(hu, maps)``: float32 ``[*spatial_size]`` in HU, and each map on that grid with its own dtype and layout.
@@ -260,7 +250,7 @@ def prepare_volumes(
     names = tuple(label_maps)
     if "image" in names:
         raise ValueError("label_maps must not use the name 'image' (the HU volume's key)")
-    chain = _spatial_chain_with_maps(tuple(float(v) for v in spacing), tuple(int(v) for v in spatial_size), names)
+    chain = _spatial_chain(tuple(float(v) for v in spacing), tuple(int(v) for v in spatial_size), names)
     aff = torch.as_tensor(np.asarray(affine))
     data: dict[str, Any] = {"image": MetaTensor(torch.as_tensor(np.asarray(image))[None].float(), affine=aff)}
     stacked = {}
