@@ -113,7 +113,7 @@ class DensityBands(nn.Module):
         self.integer_centers = all(float(v).is_integer() for v in centers)
         steps = torch.arange(centers[0], centers[-1] + 1.0) if self.integer_centers else torch.zeros(0)
         self.register_buffer("band_below", torch.bucketize(steps, c[1:-1], right=True), persistent=False)
-        # context bands (a single band of weight one when off, so the value bands are the same code path)
+        # context bands (placeholders when off: TorchScript compiles both paths of fractions)
         self.context_centers_hu = context
         self.use_context = len(context) > 0
         cc = torch.tensor(context if context else [0.0, 1.0], dtype=torch.float32)

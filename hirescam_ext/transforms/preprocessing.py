@@ -253,18 +253,17 @@ def prepare_volumes(
     chain = _spatial_chain(tuple(float(v) for v in spacing), tuple(int(v) for v in spatial_size), names)
     aff = torch.as_tensor(np.asarray(affine))
     data: dict[str, Any] = {"image": MetaTensor(torch.as_tensor(np.asarray(image))[None].float(), affine=aff)}
-    stacked = {}
+    layout: dict[str, tuple[bool, torch.dtype]] = {}  # stacked masks, dtype
     for name, volume in label_maps.items():
         v = torch.as_tensor(np.asarray(volume))
-        stacked[name] = v.ndim == 4
-        data[name] = MetaTensor(v if stacked[name] else v[None], affine=aff)
+        layout[name] = (v.ndim == 4, v.dtype)
+        data[name] = MetaTensor(v if v.ndim == 4 else v[None], affine=aff)
     out = chain(data)
     maps = {}
-    for name in names:
-        dtype = torch.as_tensor(np.asarray(label_maps[name])).dtype
+    for name, (stacked, dtype) in layout.items():
         m = out[name].as_tensor()
         m = (m.round() if m.is_floating_point() and not dtype.is_floating_point else m).to(dtype)
-        maps[name] = m if stacked[name] else m[0]
+        maps[name] = m if stacked else m[0]
     return out["image"][0].as_tensor().float(), maps
 
 
