@@ -23,6 +23,22 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def load_script():
+    """``load_script("eval_learnability")``: ``scripts/<name>.py`` imported as a module (the scripts are files, not a
+    package), for tests of their functions and ``main``."""
+    import importlib.util
+
+    def load(name: str):
+        path = REPO_ROOT / "scripts" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"_script_under_test_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def shared_datasets() -> Path:
     """``../shared/datasets`` next to the checkout; tests using it skip with a reason when it is absent."""
     if not SHARED_DATASETS.is_dir():

@@ -95,27 +95,16 @@ def test_area_downsampling_keeping_every_organ_logs_nothing(caplog):
     assert not [r for r in caplog.records if "has no cell" in r.getMessage()]
 
 
-def _eval_script():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / "eval_allowed_regions.py"
-    spec = importlib.util.spec_from_file_location("_eval_allowed_regions_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_eval_script_parses_its_settings_and_rejects_unknown_ones():
-    script = _eval_script()
+def test_eval_script_parses_its_settings_and_rejects_unknown_ones(load_script):
+    script = load_script("eval_allowed_regions")
     assert script.parse_setting("nearest") == {"mode": "nearest", "dilation": 0}
     assert script.parse_setting("area0.1+2") == {"mode": "area", "area_threshold": 0.1, "dilation": 2}
     with pytest.raises(ValueError, match="unknown setting"):
         script.parse_setting("trilinear")
 
 
-def test_eval_script_dilation_never_lowers_lesion_coverage():
-    out = _eval_script().evaluate(3, 0, [(6, 6)], ["nearest", "nearest+1"])
+def test_eval_script_dilation_never_lowers_lesion_coverage(load_script):
+    out = load_script("eval_allowed_regions").evaluate(3, 0, [(6, 6)], ["nearest", "nearest+1"])
     assert out["findings"] > 0
     for source in ("truth", "ours"):
         res = out["results"][source]["6x6"]

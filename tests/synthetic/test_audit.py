@@ -96,26 +96,15 @@ def test_markdown_report_has_one_row_per_label_with_verdict():
     assert f"| {LABEL} |" in table and "Separable:" in table
 
 
-def _eval_learnability():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / "eval_learnability.py"
-    spec = importlib.util.spec_from_file_location("eval_learnability", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_the_audit_script_refuses_a_render_profile_coarser_than_the_grid(capsys):
+def test_the_audit_script_refuses_a_render_profile_coarser_than_the_grid(capsys, load_script):
     with pytest.raises(SystemExit) as err:
-        _eval_learnability().main(["--profile", "demo", "--render-profile", "tiny", "--scans", "2"])
+        load_script("eval_learnability").main(["--profile", "demo", "--render-profile", "tiny", "--scans", "2"])
     assert err.value.code == 2 and "is not finer than --profile demo" in capsys.readouterr().err
 
 
-def test_the_audit_script_names_an_audit_of_resampled_scans_after_both_profiles(tmp_path):
-    _eval_learnability().main(["--profile", "tiny", "--render-profile", "small", "--scans", "4", "--folds", "2",
-                               "--out", str(tmp_path)])
+def test_the_audit_script_names_an_audit_of_resampled_scans_after_both_profiles(tmp_path, load_script):
+    args = ["--profile", "tiny", "--render-profile", "small", "--scans", "4", "--folds", "2", "--out", str(tmp_path)]
+    load_script("eval_learnability").main(args)
     result = json.loads((tmp_path / "learnability_tiny_from_small.json").read_text())
     assert result["profile"] == "tiny" and result["render_profile"] == "small" and result["shape"] == [64, 64, 48]
     assert "rendered at small's grid and resampled" in (tmp_path / "learnability_tiny_from_small.md").read_text()
