@@ -180,7 +180,9 @@ def localization(
         spacing: the network grid's voxel size when the dataset was made at another (:func:`load_volume`).
 
     Returns:
-        ``{method: {"pointing_game", "mass_share", "mass_enrichment"}, "chance": {...}, "n_pairs"}``.
+        ``{method: {"pointing_game", "mass_share", "mass_enrichment", "pointing_game_per_label"}, "chance":
+        {"pointing_game", "mass_share", "pointing_game_per_label"}, "n_pairs", "n_pairs_per_label"}``; a label's
+        chance is the mean share of grid cells its lesions touch.
     """
     folder = Path(dataset_dir)
     findings = _findings(folder)
@@ -189,6 +191,7 @@ def localization(
     chance_hit: list[float] = []
     chance_share: list[float] = []
     per_label: dict[str, dict[str, list[float]]] = {m: {} for m in explainers}
+    chance_label: dict[str, list[float]] = {}
     for item in items:
         acc = str(item["accession"])
         record = findings.get(acc)
@@ -213,7 +216,10 @@ def localization(
         grid = tuple(item["regions"].shape[1:])
         vol = torch.stack([torch.as_tensor(masks[n]) for n in names])  # [K, X, Y, Z]
         cells = torch.stack([lesion_on_grid(v, grid) for v in vol])  # [K, H, D1, D2]
-        chance_hit += cells.flatten(1).float().mean(1).tolist()
+        touched = cells.flatten(1).float().mean(1).tolist()
+        chance_hit += touched
+        for n, c in zip(names, touched):
+            chance_label.setdefault(n, []).append(c)
         chance_share += vol.flatten(1).float().mean(1).tolist()
         for method, explainer in explainers.items():
             maps = maps_on_grid(explainer, image, idx, grid)  # [K, H, D1, D2]
@@ -239,7 +245,9 @@ def localization(
             "mass_enrichment": (s / base_share) if (s is not None and base_share) else None,
             "pointing_game_per_label": {n: mean(v) for n, v in sorted(per_label[method].items())},
         }
-    out["chance"] = {"pointing_game": mean(chance_hit), "mass_share": base_share}
+    out["chance"] = {"pointing_game": mean(chance_hit), "mass_share": base_share,
+                     "pointing_game_per_label": {n: mean(v) for n, v in sorted(chance_label.items())}}
+    out["n_pairs_per_label"] = {n: len(v) for n, v in sorted(chance_label.items())}
     return out
 
 

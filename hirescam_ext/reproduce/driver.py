@@ -37,7 +37,7 @@ __all__ = ["prepare_dataset", "run_one", "run_reproduction", "write_outputs", "p
 RUN_FILE = "run.json"
 TRAINED_FILE = "trained.json"
 #: bump when the analyses change: finished runs are then re-evaluated from their checkpoints (not retrained)
-ANALYSIS_VERSION = 3
+ANALYSIS_VERSION = 4
 
 
 #: how the report names each optimizer of configs/train.json

@@ -23,7 +23,8 @@ from hirescam_ext.utils.io import atomic_write, write_text_atomic
 
 __all__ = ["TABLES", "FIGURES", "build_tables", "per_label_text", "write_tables", "write_figures", "write_report_md"]
 
-TABLES = ("table1", "per_label", "table2", "confounder", "ledger", "localization", "sanity", "claims")
+TABLES = ("table1", "per_label", "table2", "confounder", "ledger", "localization", "localization_per_label", "sanity",
+          "claims")
 FIGURES = ("table1", "table2", "confounder", "localization", "sanity")
 METHOD_NAMES = {"gradcam": "Grad-CAM", "hirescam": "HiResCAM"}
 #: the confounder ledger's regions (hirescam_ext.reproduce.analysis.LEDGER_REGIONS) and their column names
@@ -34,6 +35,13 @@ MASK_VIEW_COLUMNS = {"allowed_cells": "allowed cells", "forbidden_positive": "fo
                      "forbidden_negative": "forbidden -"}
 
 
+LOCALIZATION_PER_LABEL_TEXT = (
+    "The pointing game of the table above, one finding at a time: *pairs* is the number of (test scan, lesion) pairs, "
+    "*chance* the share of grid cells its lesions touch (a uniform map's hit rate), and beside each model its test "
+    "AUROC of the finding and the percentage of pairs whose map maximum touches the lesion. A map can only point at a "
+    "lesion the model has learned to see: the claim's evidence pools the findings a model detects (test AUROC >= 90). "
+    "The pacemaker's lesion mask is its lead inside the heart; its generator in the chest wall is not part of it."
+)
 LEDGER_TEXT = (
     "HiResCAM's raw map of AxialNet adds up to the logit minus the bias, so each scan's logit splits exactly into "
     "the parts computed at body-wall, heart/mediastinum, lung and outside-body cells (`unexplained` is the spread "
@@ -153,6 +161,22 @@ def build_tables(agg: Mapping[str, Mapping[str, Any]], claims: Sequence[Mapping[
                          _ms(a.get("mass_share_chance"), digits=2), _ms(a.get(f"mass_enrichment_{method}"), 1.0, 2)])
     tables["localization"] = (["model", "method", "pointing game", "chance", "mass in lesion", "chance",
                                "enrichment (x)"], rows)
+    cams = [m for m in order if MODELS.get(m, MODELS["axialnet"]).has_cam]
+    labels = sorted({k[len("pointing_game_label_"):-len("_pairs")] for m in cams for k in agg[m]
+                     if k.startswith("pointing_game_label_") and k.endswith("_pairs")})
+    rows = []
+    for lab in labels:
+        pairs = (agg[cams[0]].get(f"pointing_game_label_{lab}_pairs") or {}).get("mean")
+        chance = _ms(agg[cams[0]].get(f"pointing_game_label_{lab}_chance"))
+        row = [lab, "n/a" if pairs is None else f"{pairs:.0f}", chance]
+        for m in cams:
+            row += [_ms(agg[m].get(f"auroc_label_{lab}_test")), _ms(agg[m].get(f"pointing_game_label_{lab}_hirescam")),
+                    _ms(agg[m].get(f"pointing_game_label_{lab}_gradcam"))]
+        rows.append(row)
+    if rows:
+        tables["localization_per_label"] = (
+            ["label", "pairs", "chance",
+             *[f"{_title(m)}: {col}" for m in cams for col in ("AUROC", "HiResCAM", "Grad-CAM")]], rows)
 
     rows = []
     for i, block in enumerate(sanity_blocks):
@@ -349,6 +373,9 @@ def write_report_md(out_dir: str | os.PathLike, md_tables: Mapping[str, str], he
         if name == "table1" and "per_label" in md_tables:
             lines += ["## AUROC per finding (test split)", "", per_label_intro or per_label_text(None), "",
                       md_tables["per_label"], ""]
+        if name == "localization" and "localization_per_label" in md_tables:
+            lines += ["## Pointing game per finding (test split)", "", LOCALIZATION_PER_LABEL_TEXT, "",
+                      md_tables["localization_per_label"], ""]
         if name == "confounder" and "ledger" in md_tables:
             title = "Confounder ledger (h_great_vessel_atherosclerosis on test_shifted: where the logit reads fat)"
             lines += [f"## {title}", "", LEDGER_TEXT, "", md_tables["ledger"], ""]

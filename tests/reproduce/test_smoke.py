@@ -119,3 +119,14 @@ def test_report_gives_auroc_per_finding_with_its_visibility_right_after_table1(t
     per_label = report.index("## AUROC per finding")
     assert report.index("## Table 1") < per_label < report.index("## Table 2")
     assert "AUROC (test, visible findings)" in report
+
+
+def test_report_gives_the_pointing_game_per_finding_with_its_chance_right_after_localization(tiny_run: Path) -> None:
+    runs = json.loads((tiny_run / "results.json").read_text(encoding="utf-8"))["runs"]
+    loc = runs["axialnet"]["0"]["localization"]
+    assert sum(loc["n_pairs_per_label"].values()) == loc["n_pairs"]
+    assert set(loc["chance"]["pointing_game_per_label"]) == set(loc["hirescam"]["pointing_game_per_label"])
+    report = (tiny_run / "REPORT.md").read_text(encoding="utf-8")
+    per_finding = report.index("## Pointing game per finding")
+    assert report.index("## Localization") < per_finding < report.index("## Sanity check")
+    assert "AxialNet (random-init trunk): HiResCAM" in report[per_finding:]

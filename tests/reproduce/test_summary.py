@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 
 from hirescam_ext.synthetic.findings import CONFOUNDED_LABEL
-from hirescam_ext.reproduce.summary import HELD, NOT_EVALUABLE, NOT_HELD, check_claims, paired, summarize
+from hirescam_ext.reproduce.summary import (
+    HELD,
+    NOT_EVALUABLE,
+    NOT_HELD,
+    check_claims,
+    detected_pointing_game,
+    paired,
+    summarize,
+)
 
 
 def _run(auroc: float, grad: float, hires: float, conf_test: float, conf_shift: float, rho: float,
@@ -135,3 +143,39 @@ def test_per_label_table_marks_visibility_and_says_when_it_is_unknown() -> None:
     _, unknown = build_tables(aggregate(runs), [], [], {}, {"visible": None, "profile": "demo"})["per_label"]
     assert [r[1] for r in unknown] == ["unknown", "unknown"]
     assert "No audit of synthetic profile `demo`" in per_label_text({"visible": None, "profile": "demo"})
+
+
+def _localized(per_label: dict[str, tuple[float, float, float, int]]) -> dict[str, Any]:
+    """A run whose labels have (test AUROC, HiResCAM pointing game, chance, pairs)."""
+    run = _run(0.7, 0.2, 0.2, 0.8, 0.5, 0.05)
+    run["evaluation"]["test"]["auroc"]["per_label"] = {lab: v[0] for lab, v in per_label.items()}
+    run["localization"] = {
+        "hirescam": {"pointing_game": 0.1, "pointing_game_per_label": {lab: v[1] for lab, v in per_label.items()}},
+        "chance": {"pointing_game": 0.1, "pointing_game_per_label": {lab: v[2] for lab, v in per_label.items()}},
+        "n_pairs_per_label": {lab: v[3] for lab, v in per_label.items()},
+    }
+    return run
+
+
+def test_detected_pointing_game_pools_the_pairs_of_the_findings_the_model_detects() -> None:
+    run = _localized({"a": (0.95, 0.5, 0.1, 30), "b": (0.92, 1.0, 0.2, 10), "c": (0.60, 0.0, 0.05, 100)})
+    d = detected_pointing_game(run)
+    assert d["labels"] == ["a", "b"] and d["pairs"] == 40
+    assert d["pointing_game"] == pytest.approx((0.5 * 30 + 1.0 * 10) / 40)
+    assert d["chance"] == pytest.approx((0.1 * 30 + 0.2 * 10) / 40)
+
+
+def test_detected_pointing_game_is_none_when_no_finding_is_detected() -> None:
+    d = detected_pointing_game(_localized({"c": (0.60, 0.0, 0.05, 100)}))
+    assert d["labels"] == [] and d["pointing_game"] is None
+
+
+def test_pointing_game_evidence_reports_the_detected_findings_and_the_mask_loss_model() -> None:
+    base = {0: _localized({"heart_cardiomegaly": (0.99, 0.2, 0.1, 20), "lung_nodule": (0.55, 0.0, 0.01, 50)})}
+    mask = {0: _localized({"heart_cardiomegaly": (0.99, 0.9, 0.1, 20)})}
+    claim = next(c for c in check_claims({"axialnet": base, "axialnet_mask": mask})
+                 if c["id"] == "pointing_game_3x_chance")
+    assert "over the findings AxialNet detects (test AUROC >= 0.90: heart_cardiomegaly; 20 pairs) 20.0%" in claim[
+        "evidence"]
+    assert "The mask-loss model's HiResCAM" in claim["evidence"]
+    assert "the mask-loss model detects (test AUROC >= 0.90: heart_cardiomegaly; 20 pairs) 90.0%" in claim["evidence"]
