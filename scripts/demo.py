@@ -144,7 +144,29 @@ def main() -> int:
         per_label = results.get(split, {}).get("auroc", {}).get("per_label", {})
         found = ", ".join(f"{n} {100 * per_label[n]:.0f}" for n in learned if per_label.get(n) is not None)
         print(f"reference model, AUROC of the findings it learned on {split}: {found or 'no positive scans'}")
+    print(visible_summary(results))
     return 0
+
+
+def visible_summary(results: dict) -> str:
+    """The reference model's mean AUROC over the findings visible at the grid it was trained on (the learnability
+    audit of its training data's profile and rendering), per split of an evaluation's ``results``."""
+    from hirescam_ext.engines.model_settings import read_model_settings
+    from hirescam_ext.synthetic.visibility import mean_over_visible, visibility_key, visible_findings
+
+    data = (read_model_settings(REFERENCE) or {}).get("data") or {}
+    if not data.get("profile"):
+        return "reference model: its checkpoint names no training profile, so no visible-findings mean"
+    visible = visible_findings(data["profile"], shape=data.get("shape"), render_profile=data.get("render_profile"))
+    key = visibility_key(data["profile"], data.get("render_profile"))
+    if not visible:
+        return f"reference model: no learnability audit of {key} for this generator, so no visible-findings mean"
+    means = []
+    for split in ("validation", "test", "test_shifted"):
+        mean = mean_over_visible(results.get(split, {}).get("auroc", {}).get("per_label", {}), visible)
+        means.append(f"{split} {'n/a' if mean is None else f'{100 * mean:.1f}'}")
+    return (f"reference model, mean AUROC over the {len(visible)} findings visible at its grid (learnability audit "
+            f"{key}): {', '.join(means)}")
 
 
 if __name__ == "__main__":
