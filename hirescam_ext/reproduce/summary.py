@@ -198,7 +198,8 @@ def _detected_text(runs: Mapping[str, Mapping[int, Any]], model: str, seeds: Seq
     labels = sorted({lab for d in per_seed for lab in d["labels"]})
     ratio = f" ({pg['mean'] / chance['mean']:.2f}x)" if chance["mean"] else ""
     return (f"; over the findings {name} detects (test AUROC >= {DETECTED_AUROC:.2f}: {', '.join(labels)}; "
-            f"{sum(d['pairs'] for d in per_seed)} pairs) {_pct(pg['mean'])}% vs chance {_pct(chance['mean'])}%{ratio}")
+            f"{round(np.mean([d['pairs'] for d in per_seed]))} pairs{' per seed' if len(per_seed) > 1 else ''}) "
+            f"{_pct(pg['mean'])}% vs chance {_pct(chance['mean'])}%{ratio}")
 
 
 def _pct(v: Any) -> str:

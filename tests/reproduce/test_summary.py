@@ -179,3 +179,9 @@ def test_pointing_game_evidence_reports_the_detected_findings_and_the_mask_loss_
         "evidence"]
     assert "The mask-loss model's HiResCAM" in claim["evidence"]
     assert "the mask-loss model detects (test AUROC >= 0.90: heart_cardiomegaly; 20 pairs) 90.0%" in claim["evidence"]
+
+
+def test_pointing_game_evidence_counts_the_pairs_of_one_seed_when_there_are_several() -> None:
+    base = {s: _localized({"heart_cardiomegaly": (0.99, 0.2, 0.1, 20)}) for s in range(3)}
+    claim = next(c for c in check_claims({"axialnet": base}) if c["id"] == "pointing_game_3x_chance")
+    assert "heart_cardiomegaly; 20 pairs per seed) 20.0%" in claim["evidence"]
