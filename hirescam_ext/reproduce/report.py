@@ -150,18 +150,16 @@ def build_tables(agg: Mapping[str, Mapping[str, Any]], claims: Sequence[Mapping[
                          *[f"mean part: {MASK_VIEW_COLUMNS[v]}" for v in MASK_VIEW_COLUMNS],
                          "lesion effect: logit", "unexplained (sd)"], rows)
 
+    cams = [m for m in order if MODELS.get(m, MODELS["axialnet"]).has_cam]
     rows = []
-    for m in order:
+    for m in cams:
         a = agg[m]
-        if not MODELS.get(m, MODELS["axialnet"]).has_cam:
-            continue
         for method in ("gradcam", "hirescam"):
             rows.append([_title(m), METHOD_NAMES[method], _ms(a.get(f"pointing_game_{method}")),
                          _ms(a.get("pointing_game_chance")), _ms(a.get(f"mass_share_{method}"), digits=2),
                          _ms(a.get("mass_share_chance"), digits=2), _ms(a.get(f"mass_enrichment_{method}"), 1.0, 2)])
     tables["localization"] = (["model", "method", "pointing game", "chance", "mass in lesion", "chance",
                                "enrichment (x)"], rows)
-    cams = [m for m in order if MODELS.get(m, MODELS["axialnet"]).has_cam]
     labels = sorted({k[len("pointing_game_label_"):-len("_pairs")] for m in cams for k in agg[m]
                      if k.startswith("pointing_game_label_") and k.endswith("_pairs")})
     rows = []

@@ -165,15 +165,14 @@ def detected_pointing_game(run: Mapping[str, Any], method: str = "hirescam",
     "pointing_game", "chance"}`` (the last two pair-weighted means; ``None`` without a detected finding that has
     lesion pairs).
     """
-    flat = run_metrics(run)
+    loc = run.get("localization") or {}
+    auroc = _get(run, "evaluation", "test", "auroc", "per_label") or {}
+    hit_of = _get(loc, method, "pointing_game_per_label") or {}
+    chance_of = _get(loc, "chance", "pointing_game_per_label") or {}
     labels, pairs, hits, chance = [], 0, 0.0, 0.0
-    for key, n in sorted(flat.items()):
-        if not (key.startswith("pointing_game_label_") and key.endswith("_pairs")) or not n:
-            continue
-        lab = key[len("pointing_game_label_"):-len("_pairs")]
-        auroc, hit = flat.get(f"auroc_label_{lab}_test"), flat.get(f"pointing_game_label_{lab}_{method}")
-        base = flat.get(f"pointing_game_label_{lab}_chance")
-        if auroc is None or auroc < threshold or hit is None or base is None:
+    for lab, n in sorted((loc.get("n_pairs_per_label") or {}).items()):
+        score, hit, base = auroc.get(lab), hit_of.get(lab), chance_of.get(lab)
+        if not n or score is None or hit is None or base is None or score < threshold:
             continue
         labels.append(lab)
         pairs += n
