@@ -273,13 +273,15 @@ def network_definition(
     density_bands: bool = False,
     density_smoothing: float = 0.0,
     density_context: bool = False,
+    custom_conv_kernel: int = 3,
 ) -> dict[str, Any]:
     """The ``network_def`` of a reference AxialNet (or, with ``model="plain3d"``, of the plain 3D CNN baseline with
     global average pooling) for scans of ``shape`` (recorded in the checkpoint's settings). ``extra_windows``:
     AxialNet's extra input windows in HU (``[(-1000, -300)]``: a lung window); none, the paper's input.
     ``density_bands``: AxialNet's densitometry branch with its default band centres (off: the paper's network),
     ``density_smoothing`` the width in pixels of its in-plane Gaussian, ``density_context`` its context bands (each
-    band share split by the mean HU of the pixel's neighbours)."""
+    band share split by the mean HU of the pixel's neighbours). ``custom_conv_kernel``: 3 (the paper's) or 1
+    (per-cell custom convs, padding 0: the same grid, each cell's features from that cell alone)."""
     if model == "plain3d":
         return {"_target_": "hirescam_ext.Plain3DCNN", "n_classes": len(LABEL_NAMES), "volume_size": list(shape),
                 "channels": list(PLAIN3D_CHANNELS), "groups": 4}
@@ -292,11 +294,13 @@ def network_definition(
         "trunk": trunk,
         "pretrained": None,
         "custom_convs": True,
-        "custom_conv_padding": 1,
+        "custom_conv_padding": custom_conv_kernel // 2,
         "slice_pooling": slice_pooling,
         "norm": "batch",
         "custom_conv_init": "kaiming",
     }
+    if custom_conv_kernel != 3:
+        definition["custom_conv_kernel"] = int(custom_conv_kernel)
     if extra_windows:
         definition["extra_windows"] = [[float(lo), float(hi)] for lo, hi in extra_windows]
     if density_bands:
@@ -319,14 +323,16 @@ def checkpoint_name(
     density_bands: bool = False,
     density_smoothing: float = 0.0,
     density_context: bool = False,
+    custom_conv_kernel: int = 3,
 ) -> str:
-    """``reference_<trunk>[_win<lo>_<hi>...][_bands[_smooth<sigma>][_context]][_max][_mask[_both][_logit]].pt``
+    """``reference_<trunk>[_win<lo>_<hi>...][_bands[_smooth<sigma>][_context]][_k<kernel>][_max][_mask...].pt``
     (``reference_plain3d.pt`` for the 3D CNN baseline): the paper's settings add no suffix."""
     if model == "plain3d":
         return "reference_plain3d.pt"
     trunk += "".join(f"_win{lo:g}_{hi:g}" for lo, hi in extra_windows or []) + ("_bands" if density_bands else "")
     trunk += f"_smooth{density_smoothing:g}" if density_bands and density_smoothing else ""
     trunk += "_context" if density_bands and density_context else ""
+    trunk += f"_k{custom_conv_kernel}" if custom_conv_kernel != 3 else ""
     pooling = "_max" if slice_pooling == "max" else ""
     variant = ("_both" if mask_penalize == "both" else "") + ("_logit" if mask_pool == "logit" else "")
     return f"reference_{trunk}{pooling}{('_mask' + variant) if mask_loss else ''}.pt"
@@ -410,6 +416,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --density-bands: smooth each slice in-plane by a Gaussian of this width (pixels) "
                    "before the band split (0: off); it brings the shares of on-grid and resampled scans together "
                    "but erases ground glass and metal (docs/TRAINING.md)")
+    p.add_argument("--custom-conv-kernel", type=int, default=3, choices=(1, 3),
+                   help="AxialNet: kernel of the four custom convs: 3 (the paper's; on a 4 x 4 grid every cell then "
+                   "sees the whole slice) or 1 (per-cell, padding 0: each cell's features and HiResCAM value come "
+                   "from that cell alone); a deviation from the paper's network")
     p.add_argument("--density-context", action="store_true",
                    help="with --density-bands: split each band share by the mean HU of the pixel's 26 neighbours "
                    "(five context bands: a density in lung apart from the same density in soft tissue)")
@@ -459,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--only-labels: unknown label names {unknown}")
     if args.model == "plain3d" and args.extra_window:
         p.error("--extra-window adds input channels to AxialNet's triplets; the plain3d baseline takes one channel")
+    if args.model == "plain3d" and args.custom_conv_kernel != 3:
+        p.error("--custom-conv-kernel sets AxialNet's custom convs; the plain3d baseline has none")
     if args.model == "plain3d" and args.density_bands:
         p.error("--density-bands is a branch of AxialNet; the plain3d baseline has no attention cells to fill")
     if args.model == "plain3d" and args.fc_init != "default":
@@ -479,7 +491,9 @@ def main(argv: list[str] | None = None) -> int:
     config = make_config(args.profile, n_scans=args.scans, shape=shape)
     grid_hdd = None
     if args.model == "axialnet":
-        grid_hdd = AxialNet.attention_grid(config.shape[:2], z=config.shape[2], trunk=args.trunk, custom_conv_padding=1)
+        grid_hdd = AxialNet.attention_grid(config.shape[:2], z=config.shape[2], trunk=args.trunk,
+                                           custom_conv_padding=args.custom_conv_kernel // 2,
+                                           custom_conv_kernel=args.custom_conv_kernel)
     grid = (grid_hdd[1], grid_hdd[2], grid_hdd[0]) if args.mask_loss else None  # (D1, D2, H) for allowed_regions
     workers = args.workers or os.cpu_count() or 1
     data = cached_generate(args.data_cache, args.scans, args.profile, args.seed, workers, shape, grid, renders[0], log)
@@ -508,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(args.train_seed)
     definition = network_definition(config.shape, args.trunk, args.slice_pooling, args.model, args.extra_window,
-                                    args.density_bands, args.density_smoothing, args.density_context)
+                                    args.density_bands, args.density_smoothing, args.density_context,
+                                    args.custom_conv_kernel)
     net = {"axialnet": AxialNet, "plain3d": Plain3DCNN}[args.model](**{k: v for k, v in definition.items()
                                                                      if k != "_target_"})
     prior = label_prevalence([{"label": row} for row in y["training"].cpu().tolist()])
@@ -558,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     name = checkpoint_name(args.trunk, args.slice_pooling, args.mask_loss, args.mask_penalize, args.mask_pool,
                            args.model, args.extra_window, args.density_bands, args.density_smoothing,
-                           args.density_context)
+                           args.density_context, args.custom_conv_kernel)
 
     def save(state: dict[str, torch.Tensor], epoch: int) -> None:
         fp16 = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
@@ -632,6 +647,7 @@ def main(argv: list[str] | None = None) -> int:
         "extra_windows": definition.get("extra_windows"), "density_bands": bool(definition.get("density_bands")),
         "density_smoothing": definition.get("density_smoothing"),
         "density_context": bool(definition.get("density_context")),
+        "custom_conv_kernel": definition.get("custom_conv_kernel", 3) if args.model == "axialnet" else None,
         "fc_init": args.fc_init, "pos_weight_max": args.pos_weight_max or None, "augment": not args.no_augment,
         "blur_augment": args.blur_augment or None,
         "mask_loss": args.mask_loss,

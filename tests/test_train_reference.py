@@ -126,6 +126,22 @@ def test_extra_window_option_builds_axialnet_with_a_lung_window_and_names_its_ch
     assert name == "reference_small16_win-1000_-300_mask.pt"
 
 
+def test_custom_conv_kernel_option_builds_per_cell_convs_on_the_same_grid_and_names_its_checkpoint() -> None:
+    from hirescam_ext.networks import AxialNet
+
+    mod = _module()
+    definition = mod.network_definition((64, 64, 48), "small16", density_bands=True, custom_conv_kernel=1)
+    assert definition["custom_conv_kernel"] == 1 and definition["custom_conv_padding"] == 0
+    paper = mod.network_definition((64, 64, 48), "small16", density_bands=True)
+    assert "custom_conv_kernel" not in paper and paper["custom_conv_padding"] == 1
+    net = AxialNet(**{k: v for k, v in definition.items() if k != "_target_"})
+    assert net.grid == AxialNet(**{k: v for k, v in paper.items() if k != "_target_"}).grid == (4, 4)
+    assert net.custom_convs.conv1.kernel_size == (1, 1)
+    name = mod.checkpoint_name("small16", "mean", True, "positive", "element", density_bands=True,
+                               custom_conv_kernel=1)
+    assert name == "reference_small16_bands_k1_mask.pt"
+
+
 def test_extra_window_with_plain3d_is_refused_before_any_data_is_generated(capsys) -> None:
     import pytest
 

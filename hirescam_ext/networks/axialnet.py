@@ -113,6 +113,10 @@ class AxialNet(nn.Module):
         custom_convs: ``False`` for the NoCustomConv ablation (fully connected layer on the trunk output).
         custom_conv_channels: output channels of the custom convs (the paper: 64, 32, 16, 16); the last is F.
         custom_conv_padding: zero padding of the 3x3 custom convs (the paper: 0; use 1 for small inputs).
+        custom_conv_kernel: kernel size of the custom convs (the paper: 3). ``1`` makes them per-cell: each cell's
+            features, and so its HiResCAM value, come from its own trunk features alone instead of a window that
+            four 3 x 3 convs widen to 9 x 9 cells (the whole slice on a 4 x 4 grid). Use it with
+            ``custom_conv_padding=0`` to keep the trunk's grid. A deviation from the paper (docs/TRAINING.md).
         slice_pooling: ``"mean"`` (the paper) or ``"max"`` (the MaxPool ablation).
         norm: normalization of the trunk: ``"batch"`` (the paper; the ``B * H`` triplets are BatchNorm's batch),
             ``"group"`` or ``"instance"`` (per triplet: the same in training and evaluation, whatever the batch).
@@ -177,6 +181,7 @@ class AxialNet(nn.Module):
         custom_convs: bool = True,
         custom_conv_channels: Sequence[int] = (64, 32, 16, 16),
         custom_conv_padding: int = 0,
+        custom_conv_kernel: int = 3,
         slice_pooling: str = "mean",
         norm: str = "batch",
         custom_conv_init: str = "kaiming",
@@ -222,10 +227,13 @@ class AxialNet(nn.Module):
             raise ValueError("custom_conv_channels is empty; pass custom_convs=False for the NoCustomConv ablation")
         if custom_conv_padding < 0:
             raise ValueError(f"custom_conv_padding must be >= 0, got {custom_conv_padding}")
+        if int(custom_conv_kernel) != custom_conv_kernel or custom_conv_kernel < 1:
+            raise ValueError(f"custom_conv_kernel must be a positive integer, got {custom_conv_kernel!r}")
         self.n_classes = int(n_classes)
         self.spatial_size = spatial_size
         self.slice_pooling = slice_pooling
         self.custom_conv_padding = int(custom_conv_padding)
+        self.custom_conv_kernel = int(custom_conv_kernel)
         self.norm = norm
         self.trunk = build_trunk(trunk, pretrained, norm=norm)
         self.input_windows: nn.Module = nn.Identity()  # InputWindows (its ``windows`` in HU) with extra_windows
@@ -252,13 +260,16 @@ class AxialNet(nn.Module):
             custom_convs=custom_convs,
             custom_conv_channels=custom_conv_channels,
             custom_conv_padding=custom_conv_padding,
+            custom_conv_kernel=custom_conv_kernel,
         )
         self.grid = (d1, d2)
         if custom_convs:
             layers: OrderedDict[str, nn.Module] = OrderedDict()
             width = self.trunk.out_channels + (self.density.out_channels if self.use_density else 0)
             for i, out in enumerate(custom_conv_channels, start=1):
-                layers[f"conv{i}"] = nn.Conv2d(width, int(out), kernel_size=3, stride=1, padding=custom_conv_padding)
+                layers[f"conv{i}"] = nn.Conv2d(
+                    width, int(out), kernel_size=self.custom_conv_kernel, stride=1, padding=custom_conv_padding
+                )
                 layers[f"relu{i}"] = nn.ReLU()
                 width = int(out)
             self.custom_convs: nn.Module = nn.Sequential(layers)
@@ -283,6 +294,7 @@ class AxialNet(nn.Module):
         custom_convs: bool = True,
         custom_conv_channels: Sequence[int] = (64, 32, 16, 16),
         custom_conv_padding: int = 0,
+        custom_conv_kernel: int = 3,
     ) -> tuple[int, int, int]:
         """Attention grid ``(H, D1, D2)`` for an input of in-plane size ``spatial_size`` and ``z`` slices.
 
@@ -292,7 +304,7 @@ class AxialNet(nn.Module):
             spatial_size: in-plane size ``(X, Y)``.
             z: number of axial slices (divisible by 3).
             trunk: a trunk name (one of ``resnet_trunk.TRUNK_NAMES``) or a built trunk with ``output_size``.
-            custom_convs, custom_conv_channels, custom_conv_padding: as in :class:`AxialNet`.
+            custom_convs, custom_conv_channels, custom_conv_padding, custom_conv_kernel: as in :class:`AxialNet`.
 
         Raises:
             ValueError: ``z`` not divisible by 3, or an input too small for the trunk / custom convs (the message
@@ -313,15 +325,16 @@ class AxialNet(nn.Module):
             trunk_n = n
             if custom_convs:
                 for i in range(len(custom_conv_channels)):
-                    if n + 2 * custom_conv_padding < 3:
+                    k = int(custom_conv_kernel)
+                    if n + 2 * custom_conv_padding < k:
                         raise ValueError(
                             f"input in-plane size {tuple(spatial_size)} is too small for AxialNet's custom convs: the "
-                            f"trunk gives {trunk_n} cells along an axis and 3x3 conv {i + 1} of "
+                            f"trunk gives {trunk_n} cells along an axis and {k}x{k} conv {i + 1} of "
                             f"{len(custom_conv_channels)} with padding {custom_conv_padding} runs out of grid; use "
-                            f"custom_conv_padding=1 (keeps the trunk's {trunk_n} cells), fewer custom_conv_channels, "
-                            "or a larger input (420 x 420 gives the paper's 6 x 6)"
+                            f"custom_conv_padding={k // 2} (keeps the trunk's {trunk_n} cells), fewer "
+                            "custom_conv_channels, or a larger input (420 x 420 gives the paper's 6 x 6)"
                         )
-                    n = conv_out_size(n, 3, 1, custom_conv_padding)
+                    n = conv_out_size(n, k, 1, custom_conv_padding)
             grid.append(n)
         return z // SLICES_PER_TRIPLET, grid[0], grid[1]
 

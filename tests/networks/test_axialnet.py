@@ -162,6 +162,51 @@ def test_padding_one_makes_128_slices_work_with_the_resnet18_trunk():
     assert net.grid == (4, 4) and net.fc.in_features == 16 * 4 * 4
 
 
+def test_one_by_one_custom_convs_without_padding_keep_the_trunk_grid():
+    net = _small(custom_conv_kernel=1, custom_conv_padding=0)
+    assert net.grid == (2, 2) and AxialNet.attention_grid(XY, z=12, trunk="small", custom_conv_kernel=1) == (4, 2, 2)
+    assert all(m.kernel_size == (1, 1) for m in net.custom_convs.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def _cell_reach(net: AxialNet) -> torch.Tensor:
+    """Which attention cells change when the trunk features of cell (0, 0) alone change: ``[D1, D2]`` booleans."""
+    torch.manual_seed(2)
+    feats = torch.rand(1, net.trunk.out_channels, *net.grid)
+    moved = feats.clone()
+    moved[..., 0, 0] += 1.0
+    with torch.no_grad():
+        a, b = net.custom_convs(feats), net.custom_convs(moved)
+    return (a - b).abs().sum(dim=1)[0] > 0
+
+
+def test_one_by_one_custom_convs_make_each_cell_depend_on_its_own_trunk_features_alone():
+    reach = _cell_reach(_small(custom_conv_kernel=1, custom_conv_padding=0))
+    assert reach[0, 0] and int(reach.sum()) == 1
+
+
+def test_three_by_three_custom_convs_spread_one_cell_to_its_neighbours():
+    assert int(_cell_reach(_small()).sum()) == 4  # the 2 x 2 grid: every cell
+
+
+def test_attention_with_one_by_one_custom_convs_still_sums_to_the_logit():
+    net = _small(custom_conv_kernel=1, custom_conv_padding=0)
+    with torch.no_grad():
+        out = net.forward_all(_volume())
+    expected = out.attention.sum(dim=(2, 3, 4)) / out.attention.shape[2] + net.fc.bias
+    torch.testing.assert_close(out.logits, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel", [0, -1, 2.5])
+def test_non_positive_or_fractional_custom_conv_kernel_is_refused(kernel):
+    with pytest.raises(ValueError, match="custom_conv_kernel"):
+        _small(custom_conv_kernel=kernel)
+
+
+def test_one_by_one_kernel_with_padding_suggests_padding_zero_when_the_grid_runs_out():
+    with pytest.raises(ValueError, match="custom_conv_padding=2"):
+        AxialNet.attention_grid((128, 128), z=96, custom_conv_kernel=5)
+
+
 def test_cam_target_layer_activations_are_merged_batch_and_slices_and_split_to_features():
     net = _small()
     seen = {}
