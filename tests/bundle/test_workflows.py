@@ -278,3 +278,15 @@ def test_train_config_mask_penalize_and_pool_reach_the_loss(bundle_tools) -> Non
         parser["mask_pool"] = "logit" if penalize == "both" else "element"
         loss = parser.get_parsed_content("loss").mask_loss
         assert (loss.penalize, loss.pool) == (penalize, parser["mask_pool"])
+
+
+def test_train_config_custom_conv_kernel_reaches_the_network_and_keeps_the_grid(bundle_tools) -> None:
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(bundle_tools.configs / "train.json"))
+    parser["spatial_size"], parser["trunk"], parser["n_classes"] = [64, 64, 48], "small", 5
+    parser["custom_conv_kernel"], parser["custom_conv_padding"] = 1, 0
+    net = parser.get_parsed_content("network_def")
+    assert net.custom_convs.conv1.kernel_size == (1, 1)
+    assert parser.get_parsed_content("attention_grid") == (16, 2, 2) and net.grid == (2, 2)
