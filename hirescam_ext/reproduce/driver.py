@@ -188,6 +188,8 @@ def run_one(spec_name: str, seed: int, profile: ReproProfile, dataset_dir: Path,
                                   f"_{'x'.join(map(str, profile.spatial_size))}")
     overrides = workflows.bundle_overrides(spec, profile, dataset_dir, run_dir, seed, pretrained,
                                            cache_dir=cache if profile.cache == "disk" else None)
+    if external is not None:  # its network is its own: the padding it was built with
+        overrides.update(workflows.checkpoint_overrides(external, grid))
     identity = dict(overrides)
     if external is not None:  # a checkpoint trained elsewhere: its content is part of what identifies the run
         identity["$checkpoint_sha256"] = _install_checkpoint(external, run_dir)

@@ -109,8 +109,9 @@ class ReproProfile:
         synth_workers: processes generating the benchmark (0: one per CPU, at most 8).
         checkpoints: ``{model: checkpoint path}`` of models trained elsewhere (e.g. by
             ``scripts/train_reference.py``): the run evaluates and analyses that checkpoint instead of training
-            (relative paths are looked up in the working directory, then in the repository). Its network settings
-            must match the profile's (``spatial_size``, ``trunk``, ``custom_conv_padding``...).
+            (relative paths are looked up in the working directory, then in the repository). Its attention grid
+            must be the profile's (``spatial_size``, ``trunk``); its custom-conv padding is taken from the checkpoint
+            (a 1 x 1 custom-conv model has padding 0 on the same grid).
         note: what the profile is for.
         synth_shape: shape the benchmark is rendered at (``None``: ``spatial_size``, no resampling). With a finer
             shape, set ``spacing`` to the network grid's voxel size: the bundle's preprocessing resamples each scan

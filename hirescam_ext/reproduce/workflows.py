@@ -97,6 +97,26 @@ def _network_def(spec: ModelSpec, profile: ReproProfile) -> dict[str, Any] | Non
     raise InputError(None, f"unknown network {spec.network!r} in model {spec.name!r}")
 
 
+def checkpoint_overrides(checkpoint: str | os.PathLike, grid: tuple[int, int, int]) -> dict[str, Any]:
+    """Overrides for evaluating a checkpoint trained elsewhere: the custom-conv padding its network was built with
+    (a 1 x 1 custom-conv model keeps the 3 x 3 model's grid with padding 0), after checking that its attention grid
+    is the run's allowed-region ``grid`` ``(H, D1, D2)``.
+
+    Raises:
+        InputError: the checkpoint's attention grid is not ``grid`` (the analyses would compare maps and regions of
+            different shapes).
+    """
+    from hirescam_ext.engines.model_settings import read_model_settings
+
+    settings = read_model_settings(checkpoint) or {}
+    saved = settings.get("attention_grid")
+    if saved is not None and tuple(int(n) for n in saved) != tuple(grid):
+        raise InputError(checkpoint, f"its attention grid {tuple(saved)} is not the profile's {tuple(grid)}; use a "
+                                     "profile with the checkpoint's spatial_size and trunk")
+    network = settings.get("network_def") or {}
+    return {"custom_conv_padding": int(network["custom_conv_padding"])} if "custom_conv_padding" in network else {}
+
+
 def bundle_overrides(
     spec: ModelSpec,
     profile: ReproProfile,

@@ -14,8 +14,9 @@ from hirescam_ext.reproduce.profiles import get_profile
 from hirescam_ext.utils.io import sha256_file
 
 
-def _tiny_checkpoint(path: Path, seed: int = 0) -> Path:
-    """An AxialNet checkpoint with model settings for the tiny profile (64 x 64 x 48, small trunk)."""
+def _tiny_checkpoint(path: Path, seed: int = 0, kernel: int = 3, grid: list[int] | None = None) -> Path:
+    """An AxialNet checkpoint with model settings for the tiny profile (64 x 64 x 48, small trunk); ``kernel`` 1:
+    per-cell custom convs with padding 0 (the same 2 x 2 grid); ``grid``: the attention grid its settings record."""
     from hirescam_ext.engines.model_settings import make_model_settings
     from hirescam_ext.networks import AxialNet
     from hirescam_ext.synthetic.generator import make_config
@@ -23,11 +24,13 @@ def _tiny_checkpoint(path: Path, seed: int = 0) -> Path:
     definition = {"_target_": "hirescam_ext.AxialNet", "n_classes": 80, "spatial_size": [64, 64, 48],
                   "trunk": "small", "pretrained": None, "custom_convs": True, "custom_conv_padding": 1,
                   "slice_pooling": "mean", "norm": "batch", "custom_conv_init": "kaiming"}  # fmt: skip
+    if kernel != 3:
+        definition.update(custom_conv_kernel=kernel, custom_conv_padding=kernel // 2)
     torch.manual_seed(seed)
     net = AxialNet(**{k: v for k, v in definition.items() if k != "_target_"})
     config = make_config("tiny")
     settings = make_model_settings(definition, spacing=list(config.spacing), spatial_size=[64, 64, 48],
-                                   hu_range=[-1000.0, 800.0], center=-0.449, attention_grid=[16, 2, 2])
+                                   hu_range=[-1000.0, 800.0], center=-0.449, attention_grid=grid or [16, 2, 2])
     settings["training"] = {"script": "test"}
     torch.save({"model": net.state_dict(), "model_settings": settings}, path)
     return path
@@ -74,6 +77,34 @@ def test_a_changed_checkpoint_is_evaluated_again(checkpoint_run, tmp_path: Path)
     run = json.loads((tmp_path / "results" / "results.json").read_text())["runs"]["axialnet"]["0"]
     assert not run.get("reused") and run["trained_elsewhere"]["checkpoint"] == str(other.resolve())
     assert sha256_file(work / "runs" / "axialnet_seed0" / "models" / "best.pt") == sha256_file(other)
+
+
+def test_a_one_by_one_custom_conv_checkpoint_is_evaluated_with_its_own_padding(tmp_path: Path) -> None:
+    ckpt = _tiny_checkpoint(tmp_path / "k1.pt", kernel=1)
+    out, work = tmp_path / "results", tmp_path / "work"
+    status = main(["--profile", "tiny", "--models", "axialnet", "--checkpoint", f"axialnet={ckpt}",
+                   "--out", str(out), "--work-dir", str(work)])  # fmt: skip
+    assert status == 0
+    run = json.loads((out / "results.json").read_text())["runs"]["axialnet"]["0"]
+    assert run["overrides"]["custom_conv_padding"] == 0  # the profile's is 1
+    assert run["localization"]["n_pairs"] > 0
+
+
+def test_checkpoint_overrides_take_the_padding_from_the_checkpoint(tmp_path: Path) -> None:
+    from hirescam_ext.reproduce.workflows import checkpoint_overrides
+
+    k1 = _tiny_checkpoint(tmp_path / "k1.pt", kernel=1)
+    assert checkpoint_overrides(k1, (16, 2, 2)) == {"custom_conv_padding": 0}
+    assert checkpoint_overrides(_tiny_checkpoint(tmp_path / "k3.pt"), (16, 2, 2)) == {"custom_conv_padding": 1}
+
+
+def test_checkpoint_with_another_attention_grid_is_refused_by_name(tmp_path: Path) -> None:
+    from hirescam_ext.reproduce.workflows import checkpoint_overrides
+    from hirescam_ext.utils.errors import InputError
+
+    ckpt = _tiny_checkpoint(tmp_path / "other.pt", grid=[16, 4, 4])
+    with pytest.raises(InputError, match="other.pt.*attention grid"):
+        checkpoint_overrides(ckpt, (16, 2, 2))
 
 
 @pytest.mark.parametrize("entry", ["axialnet", "nosuchmodel=x.pt", "axialnet="])
