@@ -114,9 +114,10 @@ class AxialNet(nn.Module):
         custom_conv_channels: output channels of the custom convs (the paper: 64, 32, 16, 16); the last is F.
         custom_conv_padding: zero padding of the 3x3 custom convs (the paper: 0; use 1 for small inputs).
         custom_conv_kernel: kernel size of the custom convs (the paper: 3). ``1`` makes them per-cell: each cell's
-            features, and so its HiResCAM value, come from its own trunk features alone instead of a window that
-            four 3 x 3 convs widen to 9 x 9 cells (the whole slice on a 4 x 4 grid). Use it with
-            ``custom_conv_padding=0`` to keep the trunk's grid. A deviation from the paper (docs/TRAINING.md).
+            features, and so its HiResCAM value, come from its own trunk (and densitometry) features alone instead
+            of a window that four 3 x 3 convs widen to 9 x 9 cells (the whole slice on a 4 x 4 grid). Use it with
+            ``custom_conv_padding=0``, which keeps the trunk's grid (a padding above ``custom_conv_kernel // 2`` is
+            refused: it would add cells that see only padding). A deviation from the paper (docs/TRAINING.md).
         slice_pooling: ``"mean"`` (the paper) or ``"max"`` (the MaxPool ablation).
         norm: normalization of the trunk: ``"batch"`` (the paper; the ``B * H`` triplets are BatchNorm's batch),
             ``"group"`` or ``"instance"`` (per triplet: the same in training and evaluation, whatever the batch).
@@ -307,8 +308,8 @@ class AxialNet(nn.Module):
             custom_convs, custom_conv_channels, custom_conv_padding, custom_conv_kernel: as in :class:`AxialNet`.
 
         Raises:
-            ValueError: ``z`` not divisible by 3, or an input too small for the trunk / custom convs (the message
-                suggests ``custom_conv_padding=1`` or fewer convs).
+            ValueError: ``z`` not divisible by 3, an input too small for the trunk / custom convs (the message
+                suggests ``custom_conv_padding=1`` or fewer convs), or a padding above ``custom_conv_kernel // 2``.
 
         Example:
             >>> AxialNet.attention_grid((420, 420), z=405)
@@ -316,6 +317,13 @@ class AxialNet(nn.Module):
         """
         if z % SLICES_PER_TRIPLET != 0 or z <= 0:
             raise ValueError(f"the number of axial slices Z = {z} must be a positive multiple of {SLICES_PER_TRIPLET}")
+        if custom_convs and custom_conv_padding > int(custom_conv_kernel) // 2:
+            raise ValueError(
+                f"custom_conv_padding={custom_conv_padding} with custom_conv_kernel={custom_conv_kernel} grows the "
+                f"grid by {2 * custom_conv_padding - int(custom_conv_kernel) + 1} cells per conv, cells that see only "
+                f"padding; use custom_conv_padding <= {int(custom_conv_kernel) // 2} (0 keeps the trunk's grid with "
+                "1 x 1 convs, 1 with 3 x 3)"
+            )
         grid = []
         for axis_size in spatial_size:
             if isinstance(trunk, str):

@@ -202,7 +202,12 @@ def test_non_positive_or_fractional_custom_conv_kernel_is_refused(kernel):
         _small(custom_conv_kernel=kernel)
 
 
-def test_one_by_one_kernel_with_padding_suggests_padding_zero_when_the_grid_runs_out():
+def test_padding_wider_than_the_kernel_reaches_is_refused():
+    with pytest.raises(ValueError, match="custom_conv_padding <= 0"):
+        _small(custom_conv_kernel=1)  # the small-input padding 1 of _small with 1 x 1 convs
+
+
+def test_kernel_wider_than_the_grid_suggests_the_padding_that_keeps_it():
     with pytest.raises(ValueError, match="custom_conv_padding=2"):
         AxialNet.attention_grid((128, 128), z=96, custom_conv_kernel=5)
 
