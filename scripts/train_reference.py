@@ -489,11 +489,14 @@ def main(argv: list[str] | None = None) -> int:
     log = lambda msg: print(f"[{time.perf_counter() - t0:6.1f} s] {msg}", flush=True)  # noqa: E731
 
     config = make_config(args.profile, n_scans=args.scans, shape=shape)
+    definition = network_definition(config.shape, args.trunk, args.slice_pooling, args.model, args.extra_window,
+                                    args.density_bands, args.density_smoothing, args.density_context,
+                                    args.custom_conv_kernel)
     grid_hdd = None
     if args.model == "axialnet":
         grid_hdd = AxialNet.attention_grid(config.shape[:2], z=config.shape[2], trunk=args.trunk,
-                                           custom_conv_padding=args.custom_conv_kernel // 2,
-                                           custom_conv_kernel=args.custom_conv_kernel)
+                                           custom_conv_padding=definition["custom_conv_padding"],
+                                           custom_conv_kernel=definition.get("custom_conv_kernel", 3))
     grid = (grid_hdd[1], grid_hdd[2], grid_hdd[0]) if args.mask_loss else None  # (D1, D2, H) for allowed_regions
     workers = args.workers or os.cpu_count() or 1
     data = cached_generate(args.data_cache, args.scans, args.profile, args.seed, workers, shape, grid, renders[0], log)
@@ -521,9 +524,6 @@ def main(argv: list[str] | None = None) -> int:
         return evaluate_checkpoint(args.evaluate, x, y, config.shape, args, out, log, argv)
 
     torch.manual_seed(args.train_seed)
-    definition = network_definition(config.shape, args.trunk, args.slice_pooling, args.model, args.extra_window,
-                                    args.density_bands, args.density_smoothing, args.density_context,
-                                    args.custom_conv_kernel)
     net = {"axialnet": AxialNet, "plain3d": Plain3DCNN}[args.model](**{k: v for k, v in definition.items()
                                                                      if k != "_target_"})
     prior = label_prevalence([{"label": row} for row in y["training"].cpu().tolist()])

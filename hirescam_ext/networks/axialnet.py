@@ -317,12 +317,12 @@ class AxialNet(nn.Module):
         """
         if z % SLICES_PER_TRIPLET != 0 or z <= 0:
             raise ValueError(f"the number of axial slices Z = {z} must be a positive multiple of {SLICES_PER_TRIPLET}")
-        if custom_convs and custom_conv_padding > int(custom_conv_kernel) // 2:
+        k = int(custom_conv_kernel)
+        if custom_convs and custom_conv_padding > k // 2:
             raise ValueError(
-                f"custom_conv_padding={custom_conv_padding} with custom_conv_kernel={custom_conv_kernel} grows the "
-                f"grid by {2 * custom_conv_padding - int(custom_conv_kernel) + 1} cells per conv, cells that see only "
-                f"padding; use custom_conv_padding <= {int(custom_conv_kernel) // 2} (0 keeps the trunk's grid with "
-                "1 x 1 convs, 1 with 3 x 3)"
+                f"custom_conv_padding={custom_conv_padding} with custom_conv_kernel={k} grows the grid by "
+                f"{2 * custom_conv_padding - k + 1} cells per conv, cells that see only padding; use "
+                f"custom_conv_padding <= {k // 2} (0 keeps the trunk's grid with 1 x 1 convs, 1 with 3 x 3)"
             )
         grid = []
         for axis_size in spatial_size:
@@ -333,7 +333,6 @@ class AxialNet(nn.Module):
             trunk_n = n
             if custom_convs:
                 for i in range(len(custom_conv_channels)):
-                    k = int(custom_conv_kernel)
                     if n + 2 * custom_conv_padding < k:
                         raise ValueError(
                             f"input in-plane size {tuple(spatial_size)} is too small for AxialNet's custom convs: the "
