@@ -7,8 +7,12 @@ run the analyses of :mod:`hirescam_ext.reproduce.analysis` on the evaluated netw
 items. Finished runs are kept in ``<work_dir>/runs/<model>_seed<seed>/run.json`` and reused, so an interrupted run
 resumes where it stopped. The report (``REPORT.md``, ``results.json``, ``tables/``, ``figures/``) goes to ``--out``.
 
+``--report-from results/<profile>/results.json`` writes the report of a finished run again with this version's
+tables and claim checks, without running anything (:func:`rebuild_report`).
+
 Example:
     hirescam reproduce --profile tiny --out results/tiny --work-dir outputs/reproduce/tiny
+    hirescam reproduce --report-from results/tiny/results.json
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from hirescam_ext.reproduce.profiles import MODELS, PROFILES, ReproProfile, get_
 from hirescam_ext.utils.errors import InputError
 from hirescam_ext.utils.io import write_json_atomic
 
-__all__ = ["prepare_dataset", "run_one", "run_reproduction", "write_outputs", "profile_from_args", "main"]
+__all__ = ["prepare_dataset", "run_one", "run_reproduction", "rebuild_report", "write_outputs", "profile_from_args",
+           "main"]
 
 RUN_FILE = "run.json"
 TRAINED_FILE = "trained.json"
@@ -451,6 +456,34 @@ def run_reproduction(profile: ReproProfile, out_dir: str | os.PathLike, work_dir
     return write_outputs(profile, runs, out, header, skipped)
 
 
+def rebuild_report(results: str | os.PathLike, out_dir: str | os.PathLike,
+                   command: str | None = None) -> dict[str, Any]:
+    """Write the tables, figures, ``REPORT.md`` and ``results.json`` of a finished run again from its
+    ``results.json``, with this version's summary and report (nothing is trained, evaluated or analysed again).
+
+    The header keeps the run's command, times and versions and adds ``report_rebuilt`` (when, by which command and
+    versions). ``out_dir`` may be the run's own folder.
+
+    Raises:
+        InputError: ``results`` is missing, unreadable or not a reproduction's ``results.json``.
+    """
+    path = Path(results)
+    if not path.is_file():
+        raise InputError(path, "results.json not found")
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        profile = ReproProfile.from_dict(payload["profile"])
+        runs = {m: {int(s): r for s, r in by_seed.items()} for m, by_seed in payload["runs"].items()}
+        header = dict(payload["header"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(path, f"not a reproduction's results.json ({type(exc).__name__}: {exc})") from exc
+    header["report_rebuilt"] = {"at": _now(), "command": command or f"hirescam reproduce --report-from {path}",
+                                "versions": _versions()}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return write_outputs(profile, runs, out, header, payload.get("skipped") or {})
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hirescam reproduce", description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", default="quick", choices=sorted(PROFILES), help="run size (default: quick)")
@@ -477,6 +510,9 @@ def _parser() -> argparse.ArgumentParser:
                    "names the shipped bundle/models/reference*.pt)")
     p.add_argument("--prepare-only", action="store_true",
                    help="generate (or check) the benchmark data and stop; later runs reuse it")
+    p.add_argument("--report-from", default=None, metavar="RESULTS_JSON",
+                   help="rebuild the report of a finished run from its results.json (into --out, default: that "
+                   "file's folder) with this version's tables and claims; nothing is run again")
     p.add_argument("--verbose", action="store_true", help="show the bundle's training logs")
     return p
 
@@ -516,17 +552,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if not args.verbose:
         logging.disable(logging.INFO)
+    command = ("hirescam reproduce " + " ".join(sys.argv[1:] if argv is None else list(argv))).strip()
     try:
-        profile = profile_from_args(args)
-        out = Path(args.out or f"results/{profile.name}")
-        work = Path(args.work_dir or f"outputs/reproduce/{profile.name}")
-        command = "hirescam reproduce " + " ".join(sys.argv[1:] if argv is None else list(argv))
-        if args.prepare_only:
-            folder = prepare_dataset(profile, work)
-            print(f"dataset: {folder}")
-            return 0
-        payload = run_reproduction(profile, out, work, args.pretrained, command=command.strip(),
-                                   log=lambda s: print(s, file=sys.stderr, flush=True))
+        if args.report_from:
+            out = Path(args.out or Path(args.report_from).parent)
+            payload = rebuild_report(args.report_from, out, command=command)
+        else:
+            profile = profile_from_args(args)
+            out = Path(args.out or f"results/{profile.name}")
+            work = Path(args.work_dir or f"outputs/reproduce/{profile.name}")
+            if args.prepare_only:
+                folder = prepare_dataset(profile, work)
+                print(f"dataset: {folder}")
+                return 0
+            payload = run_reproduction(profile, out, work, args.pretrained, command=command,
+                                       log=lambda s: print(s, file=sys.stderr, flush=True))
     except InputError as exc:
         print(f"hirescam reproduce: {exc}", file=sys.stderr)
         return 2

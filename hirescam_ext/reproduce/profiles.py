@@ -15,7 +15,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from hirescam_ext.utils.errors import InputError
@@ -162,6 +162,23 @@ class ReproProfile:
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON view (recorded in the results)."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReproProfile:
+        """The profile recorded by :meth:`to_dict` (JSON lists back to tuples).
+
+        Raises:
+            ValueError: a key that is not a field, or a missing required one.
+        """
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown profile fields {unknown}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        try:
+            return cls(**values)
+        except TypeError as exc:  # a required field is missing
+            raise ValueError(str(exc)) from exc
 
 
 PROFILES: dict[str, ReproProfile] = {

@@ -130,3 +130,25 @@ def test_report_gives_the_pointing_game_per_finding_with_its_chance_right_after_
     per_finding = report.index("## Pointing game per finding")
     assert report.index("## Localization") < per_finding < report.index("## Sanity check")
     assert "AxialNet (random-init trunk): HiResCAM" in report[per_finding:]
+
+
+def test_report_is_rebuilt_from_results_json_without_running_again(tiny_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rebuilt"
+    assert main(["--report-from", str(tiny_run / "results.json"), "--out", str(out)]) == 0
+    old = json.loads((tiny_run / "results.json").read_text(encoding="utf-8"))
+    new = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert [c["status"] for c in new["claims"]] == [c["status"] for c in old["claims"]]
+    assert new["runs"] == old["runs"] and new["header"]["started"] == old["header"]["started"]
+    assert "--report-from" in new["header"]["report_rebuilt"]["command"]
+    report = (out / "REPORT.md").read_text(encoding="utf-8")
+    assert "report rebuilt from this run's results.json" in report
+    assert "## OrganIoU over the findings each model detects" in report
+    assert not (out / "work").exists() and sorted(p.name for p in out.iterdir()) == [
+        "REPORT.md", "figures", "results.json", "tables"]
+
+
+def test_report_from_a_missing_results_json_fails_with_the_path(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nowhere" / "results.json"
+    assert main(["--report-from", str(missing)]) == 2
+    assert str(missing) in capsys.readouterr().err

@@ -185,3 +185,84 @@ def test_pointing_game_evidence_counts_the_pairs_of_one_seed_when_there_are_seve
     base = {s: _localized({"heart_cardiomegaly": (0.99, 0.2, 0.1, 20)}) for s in range(3)}
     claim = next(c for c in check_claims({"axialnet": base}) if c["id"] == "pointing_game_3x_chance")
     assert "heart_cardiomegaly; 20 pairs per seed) 20.0%" in claim["evidence"]
+
+
+def _organ(per_label: dict[str, tuple[float, float, float, int]], mean_h: float = 0.3,
+           mean_g: float = 0.3) -> dict[str, Any]:
+    """A run whose labels have (test AUROC, HiResCAM OrganIoU, Grad-CAM OrganIoU, pairs)."""
+    run = _run(0.8, mean_g, mean_h, 0.8, 0.5, 0.05)
+    test = run["evaluation"]["test"]
+    test["auroc"]["per_label"] = {lab: v[0] for lab, v in per_label.items()}
+    for i, method in ((1, "hirescam"), (2, "gradcam")):
+        test["organ_iou"][method]["per_label"] = {lab: v[i] for lab, v in per_label.items()}
+        test["organ_iou"][method]["per_label_count"] = {lab: v[3] for lab, v in per_label.items()}
+    return run
+
+
+def test_detected_organ_iou_pools_the_pairs_of_detected_findings_apart_from_the_others() -> None:
+    from hirescam_ext.reproduce.summary import detected_organ_iou
+
+    run = _organ({"a": (0.95, 0.8, 0.6, 30), "b": (0.91, 0.4, 0.2, 10), "c": (0.55, 0.1, 0.5, 60),
+                  "d": (0.99, None, None, 0)})
+    d = detected_organ_iou(run, "hirescam")
+    assert d["labels"] == ["a", "b"] and d["pairs"] == 40 and d["other_pairs"] == 60
+    assert d["organ_iou"] == pytest.approx((0.8 * 30 + 0.4 * 10) / 40)
+    assert d["other_organ_iou"] == pytest.approx(0.1)
+    assert detected_organ_iou(run, "gradcam")["organ_iou"] == pytest.approx((0.6 * 30 + 0.2 * 10) / 40)
+
+
+def test_detected_organ_iou_takes_a_given_label_set_and_is_none_without_pairs() -> None:
+    from hirescam_ext.reproduce.summary import detected_organ_iou
+
+    run = _organ({"a": (0.95, 0.8, 0.6, 30), "c": (0.55, 0.1, 0.5, 60)})
+    given = detected_organ_iou(run, labels=["c"])
+    assert given["labels"] == ["c"] and given["organ_iou"] == pytest.approx(0.1)
+    assert given["other_organ_iou"] == pytest.approx(0.8)
+    none = detected_organ_iou(_organ({"c": (0.55, 0.1, 0.5, 60)}))
+    assert none["labels"] == [] and none["organ_iou"] is None and none["other_pairs"] == 60
+
+
+def test_run_metrics_split_organ_iou_into_detected_and_other_findings() -> None:
+    from hirescam_ext.reproduce.summary import run_metrics
+
+    out = run_metrics(_organ({"a": (0.95, 0.8, 0.6, 30), "c": (0.55, 0.1, 0.5, 60)}))
+    assert out["organ_iou_hirescam_detected_test"] == pytest.approx(0.8)
+    assert out["organ_iou_gradcam_other_test"] == pytest.approx(0.5)
+    assert (out["organ_iou_detected_labels_test"], out["organ_iou_detected_pairs_test"],
+            out["organ_iou_other_pairs_test"]) == (1, 30, 60)
+    assert run_metrics(_run(0.8, 0.2, 0.2, 0.8, 0.5, 0.05))["organ_iou_detected_pairs_test"] is None
+
+
+def test_hirescam_ge_gradcam_evidence_splits_the_pairs_by_what_the_baseline_detects() -> None:
+    base = {0: _organ({"a": (0.95, 0.8, 0.6, 30), "c": (0.55, 0.1, 0.5, 60)}, mean_h=0.33, mean_g=0.53)}
+    claims = {c["id"]: c for c in check_claims({"axialnet": base})}
+    claim = claims["hirescam_ge_gradcam"]
+    assert claim["status"] == NOT_HELD  # the verdict keeps the mean over all pairs
+    assert ("over the findings the baseline detects (test AUROC >= 0.90: a; 30 of 90 pairs) HiResCAM 80.0 vs "
+            "Grad-CAM 60.0, over the other findings HiResCAM 10.0 vs Grad-CAM 50.0") in claim["evidence"]
+
+
+def test_organ_iou_evidence_says_when_the_baseline_detects_nothing() -> None:
+    base = {0: _organ({"c": (0.55, 0.1, 0.5, 60)})}
+    claim = next(c for c in check_claims({"axialnet": base}) if c["id"] == "hirescam_ge_gradcam")
+    assert claim["evidence"].endswith("; the baseline detects none of the findings with OrganIoU pairs (test AUROC >= "
+                                      "0.90)")
+
+
+def test_mask_loss_evidence_compares_both_models_on_the_findings_the_baseline_detects() -> None:
+    base = {0: _organ({"a": (0.95, 0.8, 0.6, 30), "c": (0.55, 0.1, 0.5, 60)})}
+    mask = {0: _organ({"a": (0.85, 0.9, 0.6, 30), "c": (0.95, 0.2, 0.5, 60)})}  # detects c, not a
+    claim = next(c for c in check_claims({"axialnet": base, "axialnet_mask": mask}) if c["id"] == "mask_loss_organiou")
+    assert ("(test AUROC >= 0.90: a; 30 of 90 pairs) mask-loss HiResCAM 90.0 vs baseline Grad-CAM 60.0, over the "
+            "other findings mask-loss HiResCAM 20.0 vs baseline Grad-CAM 50.0") in claim["evidence"]
+
+
+def test_organ_iou_detected_table_counts_findings_and_pairs_per_model() -> None:
+    from hirescam_ext.reproduce.report import build_tables
+    from hirescam_ext.reproduce.summary import aggregate
+
+    runs = {"axialnet": {0: _organ({"a": (0.95, 0.8, 0.6, 30), "c": (0.55, 0.1, 0.5, 60)})},
+            "ctnet": {0: _organ({"a": (0.95, 0.8, 0.6, 30)})}}  # no maps: no row
+    header, rows = build_tables(aggregate(runs), [], [], {})["organ_iou_detected"]
+    assert header[1:3] == ["findings detected", "pairs"]
+    assert rows == [["AxialNet (random-init trunk)", "1", "30 of 90", "60.0", "80.0", "50.0", "10.0"]]

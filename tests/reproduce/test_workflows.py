@@ -61,6 +61,26 @@ def test_unknown_profile_or_model_is_an_input_error() -> None:
         get_profile("tiny", models=("resnet50",))
 
 
+def test_profile_comes_back_from_its_json_record() -> None:
+    import json
+
+    from hirescam_ext.reproduce.profiles import ReproProfile
+
+    for name in ("tiny", "reference"):
+        p = get_profile(name)
+        assert ReproProfile.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+
+
+def test_profile_record_with_an_unknown_or_missing_field_is_refused() -> None:
+    from hirescam_ext.reproduce.profiles import ReproProfile
+
+    record = get_profile("tiny").to_dict()
+    with pytest.raises(ValueError, match="unknown profile fields"):
+        ReproProfile.from_dict({**record, "colour": "blue"})
+    with pytest.raises(ValueError):
+        ReproProfile.from_dict({k: v for k, v in record.items() if k != "trunk"})
+
+
 def test_quick_profile_has_three_seeds() -> None:
     assert len(get_profile("quick").seeds) >= 3
 
