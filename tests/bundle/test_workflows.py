@@ -209,11 +209,14 @@ def test_two_process_evaluation_shards_the_scans_and_gathers_the_same_numbers(
     bundle_tools.run("train.json", "evaluate.json", args=[*common, "--eval_dir", str(tmp_path / "one")], cwd=tmp_path)
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     files = f"['{configs / 'train.json'}','{configs / 'evaluate.json'}','{configs / 'multi_gpu_evaluate.json'}']"
-    cmd = [torchrun, "--standalone", "--nnodes=1", "--nproc_per_node=2", "-m", "monai.bundle", "run",
+    logs = tmp_path / "rank_logs"  # one file per rank: the two progress bars cannot interleave
+    cmd = [torchrun, "--standalone", "--nnodes=1", "--nproc_per_node=2", "--log-dir", str(logs), "--redirects", "3",
+           "-m", "monai.bundle", "run",
            "--config_file", files, "--meta_file", str(configs / "metadata.json"),
            "--logging_file", str(configs / "logging.conf"), *common, "--eval_dir", str(tmp_path / "two")]  # fmt: skip
     proc = subprocess.run(cmd, cwd=tmp_path, env=bundle_tools.env(), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ranks = "".join(f"\n{p}:\n{p.read_text()[-2000:]}" for p in sorted(logs.rglob("*.log")))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + ranks
     one = json.loads((tmp_path / "one" / "results.json").read_text())["results"]
     two = json.loads((tmp_path / "two" / "results.json").read_text())["results"]
     sizes = {s: len(v) for s, v in json.loads((data / "datalist.json").read_text()).items()}
@@ -224,7 +227,10 @@ def test_two_process_evaluation_shards_the_scans_and_gathers_the_same_numbers(
             assert two[split]["organ_iou"][method]["mean"] == pytest.approx(one[split]["organ_iou"][method]["mean"])
     # each rank's progress bar counted half of the test split
     half = -(-sizes["test"] // 2)
-    assert f"evaluate test: [{half}/{half}]" in proc.stdout + proc.stderr
+    rank_logs = sorted(logs.rglob("stderr.log"))
+    assert len(rank_logs) == 2, [str(p) for p in logs.rglob("*")]
+    for log in rank_logs:
+        assert f"evaluate test: [{half}/{half}]" in log.read_text(), log
 
 
 def test_train_with_the_int16_memmap_cache_converting_and_augmenting_on_the_device(
