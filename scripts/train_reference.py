@@ -67,6 +67,9 @@ from hirescam_ext.synthetic.visibility import mean_over_visible, visible_finding
 HU_RANGE, CENTER = (-1000.0, 800.0), -0.449
 #: allowed regions of the mask loss: the bundle's ``AllowedRegionsd`` in the mode the demo and quick profile use
 REGION_MODE, REGION_AREA_THRESHOLD = "area", 0.1
+#: version of the scan cache's content (2: allowed regions of scans rendered finer come from the organ map resampled
+#: to the network grid; before, from the fine map's first slices, so caches of version 1 are not read)
+CACHE_FORMAT = 2
 _CONFIG: Any = None
 _RENDER: Any = None
 _GRID: tuple[int, int, int] | None = None
@@ -82,15 +85,18 @@ def _init_worker(config: Any, render: Any, grid: tuple[int, int, int] | None) ->
 def _case(args: tuple[int, int]) -> tuple[int, np.ndarray, list[int], str, np.ndarray | None]:
     index, seed = args
     case = generate_case(index, seed, config=_RENDER or _CONFIG)
-    image = case.image
-    if _RENDER is not None:  # rendered finer, resampled (bilinear) and padded / cropped as a user's scan is
-        from hirescam_ext.transforms.preprocessing import prepare_hu_volume
+    image, organs = case.image, case.organs
+    if _RENDER is not None:  # rendered finer, resampled (bilinear) and padded / cropped as a user's scan is, and the
+        # organ map (nearest) through the same chain, as the bundle prepares both before AllowedRegionsd
+        from hirescam_ext.transforms.preprocessing import prepare_volumes
 
-        hu = prepare_hu_volume(image, case.affine, _CONFIG.spacing, _CONFIG.shape)
+        hu, maps = prepare_volumes(image, case.affine, _CONFIG.spacing, _CONFIG.shape,
+                                   {"organs": organs} if _GRID is not None else {})
         image = np.rint(hu.numpy()).astype(np.int16)
+        organs = maps["organs"].numpy() if _GRID is not None else None
     regions = None
     if _GRID is not None:  # G_true [80, D1, D2, H] from the organ truth and the report's locations
-        regions = allowed_regions(case.organs, case.label, case.locations, grid=_GRID, mode=REGION_MODE,
+        regions = allowed_regions(organs, case.label, case.locations, grid=_GRID, mode=REGION_MODE,
                                   area_threshold=REGION_AREA_THRESHOLD, dtype=torch.bool).numpy()
     return index, image, [int(v) for v in case.label], case.split, regions
 
@@ -134,7 +140,7 @@ def cached_generate(cache: str | None, n_scans: int, profile: str, seed: int, wo
         return generate(n_scans, profile, seed, workers, shape, grid, render_profile)
     size = "x".join(str(v) for v in make_config(profile, n_scans=n_scans, shape=shape).shape)
     path = Path(cache) / (f"scans_{profile}{size}_from_{render_profile or profile}_seed{seed}_n{n_scans}"
-                          f"_v{GENERATOR_VERSION}.npz")
+                          f"_v{GENERATOR_VERSION}_c{CACHE_FORMAT}.npz")
     if path.is_file():
         with np.load(path) as f:
             has = f["grid"].tolist() == list(grid) if grid is not None else True

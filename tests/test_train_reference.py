@@ -273,6 +273,33 @@ def test_render_profile_gives_the_same_patients_prepared_as_the_bundle_prepares_
     assert np.array_equal(resampled["images"][1], np.rint(image.numpy()).astype(np.int16))
 
 
+def test_allowed_regions_of_scans_rendered_finer_come_from_the_organ_map_on_the_network_grid() -> None:
+    """A scan rendered on the demo grid (96 slices) and resampled to tiny's: its G_true is that of its organ map
+    resampled the same way (as the bundle's AllowedRegionsd sees it), and it holds the lesions of its findings."""
+    from hirescam_ext.labels import LABEL_NAMES
+    from hirescam_ext.regions.allowed import allowed_regions
+    from hirescam_ext.regions.coverage import lesion_coverage
+    from hirescam_ext.synthetic.generator import generate_case, make_config
+    from hirescam_ext.transforms.preprocessing import prepare_volumes
+
+    mod = _module()
+    data = mod.generate(3, "tiny", 4, 1, None, grid=(4, 4, 16), render_profile="demo")
+    net = make_config("tiny", n_scans=3)
+    covered = []
+    for i in range(3):
+        case = generate_case(i, 4, config=make_config("demo", n_scans=3))
+        _, maps = prepare_volumes(case.image, case.affine, net.spacing, net.shape,
+                                  {"organs": case.organs, "lesions": np.moveaxis(case.lesions, 3, 0)})
+        expected = allowed_regions(maps["organs"].numpy(), case.label, case.locations, grid=(4, 4, 16),
+                                   mode=mod.REGION_MODE, area_threshold=mod.REGION_AREA_THRESHOLD, dtype=torch.bool)
+        assert np.array_equal(data["regions"][i], expected.numpy())
+        for k, finding in enumerate(case.findings):
+            if finding.label in LABEL_NAMES and maps["lesions"][k].any():
+                g = data["regions"][i][LABEL_NAMES.index(finding.label)]
+                covered.append(lesion_coverage(g, maps["lesions"][k].numpy() > 0))
+    assert covered and np.nanmean(covered) > 0.5, covered
+
+
 def test_data_cache_gives_back_what_was_generated_and_regenerates_for_regions_it_lacks(tmp_path) -> None:
     mod = _module()
     logs: list[str] = []
@@ -286,6 +313,7 @@ def test_data_cache_gives_back_what_was_generated_and_regenerates_for_regions_it
     read = mod.cached_generate(str(tmp_path), 3, "tiny", 2, 1, None, grid=(4, 4, 16), log=logs.append)
     assert logs[-1].startswith("scans read") and np.array_equal(read["regions"], with_regions["regions"])
     assert len(list(tmp_path.iterdir())) == 1, "one file per dataset, no part file left"
+    assert next(tmp_path.iterdir()).name.endswith(f"_c{mod.CACHE_FORMAT}.npz"), "caches of another format are not read"
 
 
 def _saved_reference(path, shape=(64, 64, 48)):

@@ -43,14 +43,23 @@ def triplet_slices(h: int, slices_per_triplet: int = SLICES_PER_TRIPLET) -> rang
 
 
 def crop_to_triplets(x: torch.Tensor, h: int, what: str = "volume") -> torch.Tensor:
-    """The first ``h`` triplets of slices of ``x`` ``[..., Z]`` (``3h`` slices; trailing slices dropped).
+    """The first ``h`` triplets of slices of ``x`` ``[..., Z]`` (``3h`` slices; the one or two trailing slices that
+    make no triplet are dropped, as AxialNet drops them).
 
     Raises:
-        ValueError: ``x`` has fewer than ``3h`` slices (``what`` names it in the message).
+        ValueError: ``x`` has fewer than ``3h`` slices, or a whole triplet or more beyond them: it is not on the grid
+            of ``h`` triplets (e.g. an organ map at a scan's own resolution, not resampled to the network's); ``what``
+            names it in the message.
     """
     z_used = int(h) * SLICES_PER_TRIPLET
     if x.shape[-1] < z_used:
         raise ValueError(f"{what} has {x.shape[-1]} slices, fewer than {h} triplets need ({z_used})")
+    if x.shape[-1] >= z_used + SLICES_PER_TRIPLET:
+        raise ValueError(
+            f"{what} has {x.shape[-1]} slices, {x.shape[-1] // SLICES_PER_TRIPLET} triplets, but the grid has {h}: "
+            f"it is not on the network's grid (resample it as the scan is, e.g. "
+            f"hirescam_ext.transforms.preprocessing.prepare_volumes, before putting it on the attention grid)"
+        )
     return x[..., :z_used]
 
 
