@@ -10,9 +10,14 @@ heart groups and overall:
   attention on the lesion; ``hirescam_ext.regions.coverage.lesion_coverage``);
 * ``allowed``: fraction of the grid G_true allows for that label (how loose the constraint is).
 
+With ``--render-profile`` each scan is rendered on that profile's finer grid and resampled to ``--profile``'s, the
+CT (bilinear), the organ map and the lesion masks (nearest) through one chain
+(``hirescam_ext.transforms.preprocessing.prepare_volumes``), as ``scripts/train_reference.py --render-profile``
+and the bundle prepare them; "ours" segments the resampled CT.
+
 Usage:
     OMP_NUM_THREADS=1 .venv/bin/python scripts/eval_allowed_regions.py [--cases 40] [--seed 0] [--profile demo]
-        [--grids 6x6,4x4,2x2] [--settings nearest,nearest+1,area0.5,area0.1]
+        [--render-profile demo] [--grids 6x6,4x4,2x2] [--settings nearest,nearest+1,area0.5,area0.1]
 """
 
 from __future__ import annotations
@@ -53,23 +58,32 @@ def summarize(values: list[float]) -> dict[str, float] | None:
 
 
 def evaluate(
-    n_cases: int, seed: int, grids: list[tuple[int, int]], settings: list[str], profile: str = "demo"
+    n_cases: int, seed: int, grids: list[tuple[int, int]], settings: list[str], profile: str = "demo",
+    render_profile: str | None = None,
 ) -> dict[str, Any]:
     from hirescam_ext.synthetic.generator import generate_case, make_config
     from hirescam_ext.segmentation import segment_organs
+    from hirescam_ext.transforms.preprocessing import prepare_volumes
 
     config = make_config(profile)
+    render = make_config(render_profile) if render_profile else None
 
     index = {name: i for i, name in enumerate(LABEL_NAMES)}
     cov: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     loose: dict[tuple, list[float]] = defaultdict(list)
     n_findings = 0
     for i in range(n_cases):
-        case = generate_case(i, seed, config=config)
+        case = generate_case(i, seed, config=render or config)
         if not case.findings:
             continue
-        organs = {"truth": case.organs, "ours": segment_organs(case.image, affine=case.affine).organs}
-        h = case.image.shape[2] // SLICES_PER_TRIPLET
+        image, truth, lesions, affine = case.image, case.organs, case.lesions, case.affine
+        if render is not None:  # on the network grid, as the scan is prepared
+            hu, maps = prepare_volumes(image, affine, config.spacing, config.shape,
+                                       {"organs": truth, "lesions": np.moveaxis(lesions, 3, 0)})
+            image, truth, lesions = hu.numpy(), maps["organs"].numpy(), np.moveaxis(maps["lesions"].numpy(), 0, 3)
+            affine = np.diag([*config.spacing, 1.0])
+        organs = {"truth": truth, "ours": segment_organs(image, affine=affine).organs}
+        h = image.shape[2] // SLICES_PER_TRIPLET
         for source, organ_map in organs.items():
             for d1, d2 in grids:
                 for setting in settings:
@@ -77,16 +91,16 @@ def evaluate(
                                              **parse_setting(setting))
                     key = (source, f"{d1}x{d2}", setting)
                     for k, finding in enumerate(case.findings):
-                        lesion = case.lesions[..., k] > 0
+                        lesion = lesions[..., k] > 0
                         if finding.label not in index or not lesion.any():
                             continue
                         region = g_true[index[finding.label]] > 0.5
                         cov[key][finding.label].append(lesion_coverage(region, lesion))
                         loose[key].append(allowed_fraction(region))
-        n_findings += sum(1 for k, f in enumerate(case.findings) if f.label in index and case.lesions[..., k].any())
+        n_findings += sum(1 for k, f in enumerate(case.findings) if f.label in index and lesions[..., k].any())
         print(f"case {i + 1}/{n_cases}", file=sys.stderr, flush=True)
     out: dict[str, Any] = {"cases": n_cases, "seed": seed, "profile": profile, "shape": list(config.shape),
-                           "findings": n_findings, "results": {}}
+                           "render_profile": render_profile, "findings": n_findings, "results": {}}
     for (source, grid, setting), per_label in sorted(cov.items()):
         lung = [v for name, vs in per_label.items() if name.startswith("lung_") for v in vs]
         heart = [v for name, vs in per_label.items() if not name.startswith("lung_") for v in vs]
@@ -105,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", default="demo", help="synthetic profile (demo: 128x128x96, tiny: 64x64x48)")
+    parser.add_argument("--render-profile", default=None,
+                        help="render on this profile's grid and resample to --profile's (as train_reference does)")
     parser.add_argument("--grids", default="6x6,4x4,2x2", help="in-plane attention grids D1xD2 (H = slices // 3)")
     parser.add_argument("--settings", default="nearest,nearest+1,area0.5,area0.1")
     args = parser.parse_args(argv)
@@ -120,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             parse_setting(s)
         except ValueError as err:
             parser.error(f"--settings: {err}")
-    json.dump(evaluate(args.cases, args.seed, grids, settings, args.profile), sys.stdout, indent=1)
+    json.dump(evaluate(args.cases, args.seed, grids, settings, args.profile, args.render_profile), sys.stdout,
+              indent=1)
     print()
     return 0
 

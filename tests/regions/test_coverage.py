@@ -110,3 +110,12 @@ def test_eval_script_dilation_never_lowers_lesion_coverage(load_script):
         res = out["results"][source]["6x6"]
         assert res["nearest+1"]["coverage_all"]["mean"] >= res["nearest"]["coverage_all"]["mean"]
         assert res["nearest+1"]["allowed"]["mean"] > res["nearest"]["allowed"]["mean"]
+
+
+def test_eval_script_resamples_scans_rendered_finer_with_their_organ_maps_and_lesions(load_script):
+    """Rendered on demo's grid and resampled to tiny's (as train_reference --render-profile prepares them), the
+    truth G_true still holds most lesion cells."""
+    out = load_script("eval_allowed_regions").evaluate(3, 0, [(4, 4)], ["area0.1"], profile="tiny",
+                                                       render_profile="demo")
+    assert out["render_profile"] == "demo" and out["shape"] == [64, 64, 48] and out["findings"] > 0
+    assert out["results"]["truth"]["4x4"]["area0.1"]["coverage_all"]["mean"] > 0.5
