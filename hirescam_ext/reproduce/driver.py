@@ -211,6 +211,10 @@ def run_one(spec_name: str, seed: int, profile: ReproProfile, dataset_dir: Path,
             old.setdefault("seconds", {})["fit"] = time.perf_counter() - t
             write_json_atomic(record_path, old)
             del wf
+        if external is not None and old.get("trained_elsewhere", {}).get("checkpoint") != str(external):
+            # the same weights under another path (a copy, a file moved into bundle/models): name where they are now
+            old["trained_elsewhere"] = _checkpoint_training(external)
+            write_json_atomic(record_path, old)
         return {**old, "reused": True}
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

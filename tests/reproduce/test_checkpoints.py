@@ -79,6 +79,19 @@ def test_a_changed_checkpoint_is_evaluated_again(checkpoint_run, tmp_path: Path)
     assert sha256_file(work / "runs" / "axialnet_seed0" / "models" / "best.pt") == sha256_file(other)
 
 
+def test_the_same_weights_under_another_path_are_reused_and_named_by_their_new_path(tmp_path: Path) -> None:
+    ckpt, work = _tiny_checkpoint(tmp_path / "first.pt"), tmp_path / "work"
+    assert main(["--profile", "tiny", "--models", "axialnet", "--checkpoint", f"axialnet={ckpt}",
+                 "--out", str(tmp_path / "first"), "--work-dir", str(work)]) == 0  # fmt: skip
+    moved = tmp_path / "moved.pt"
+    moved.write_bytes(ckpt.read_bytes())
+    status = main(["--profile", "tiny", "--models", "axialnet", "--checkpoint", f"axialnet={moved}",
+                   "--out", str(tmp_path / "results"), "--work-dir", str(work)])  # fmt: skip
+    assert status == 0
+    run = json.loads((tmp_path / "results" / "results.json").read_text())["runs"]["axialnet"]["0"]
+    assert run.get("reused") and run["trained_elsewhere"]["checkpoint"] == str(moved.resolve())
+
+
 def test_a_one_by_one_custom_conv_checkpoint_is_evaluated_with_its_own_padding(tmp_path: Path) -> None:
     ckpt = _tiny_checkpoint(tmp_path / "k1.pt", kernel=1)
     out, work = tmp_path / "results", tmp_path / "work"
