@@ -11,8 +11,8 @@
    bundle/models/reference.json): probabilities, and HiResCAM NIfTI maps and PNG overlays of those findings
    (configs/inference.json);
 6. the same with its mask-loss twin (bundle/models/reference_mask.pt: same data and recipe, trained with the
-   HiResCAM mask loss), whose maps stay in the organs where each finding can be: the paper's point, to compare
-   side by side with step 5's.
+   HiResCAM mask loss, which penalizes attention outside the organs where each finding can be: the paper's point),
+   to compare side by side with step 5's.
 
 Each step is one `python -m monai.bundle run` command, printed before it runs so it can be repeated by hand.
 """
@@ -125,7 +125,7 @@ def main() -> int:
                                 bundle(["inference.json"], *inference_args, *reference))
     mask_out = ROOT / "outputs" / "inference_mask_loss"
     timings["inference mask loss"] = step(
-        "6/6 the same with the reference's mask-loss twin (maps kept inside the allowed organs)",
+        "6/6 the same with the reference's mask-loss twin (trained to keep its maps inside the allowed organs)",
         bundle(["inference.json"], *inference_args, "--ckpt_path", str(REFERENCE_MASK), "--output_dir", str(mask_out)),
     )
 
