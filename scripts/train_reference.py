@@ -262,6 +262,18 @@ def warmup_cosine_lr(base_lr: float, epoch: int, batch_index: int, step: int, st
     return base_lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def mask_weight_at(epoch: int, start_epoch: int, weight: float) -> float:
+    """The mask loss's weight in ``epoch`` (0-based): 0 before ``start_epoch`` (a classification-only warm-up), then
+    ``weight``."""
+    return 0.0 if epoch < start_epoch else weight
+
+
+def selectable_epoch(epoch: int, start_epoch: int) -> bool:
+    """Whether finished ``epoch`` (1-based, as logged) may be kept as the best one: with a mask-loss warm-up, only
+    epochs trained with the mask loss, so the checkpoint is a mask-loss model."""
+    return epoch > start_epoch
+
+
 def positive_weights(prevalence: list[float], max_weight: float) -> torch.Tensor:
     """Per-label weights of the positives in the classification loss: the training odds ``(1 - p) / p``, so a label's
     positives weigh as much as its negatives, clipped to ``[1, max_weight]``; labels never positive get 1."""
@@ -403,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
                    "report locations, area mode at 10 %%, as the demo)")
     p.add_argument("--mask-penalize", default="positive", choices=MASK_PENALTIES,
                    help="with --mask-loss: penalize positive attention outside G_true (the paper's) or both signs")
+    p.add_argument("--mask-start-epoch", type=int, default=0, metavar="K",
+                   help="with --mask-loss: train the first K epochs with the classification loss alone, then add the "
+                   "mask loss; the best epoch is chosen among the mask-loss epochs")
     p.add_argument("--mask-pool", default="element", choices=MASK_POOLS,
                    help="with --mask-loss: penalize each forbidden element (the paper's) or each map's forbidden logit")
     p.add_argument("--slice-pooling", default="mean", choices=SLICE_POOLINGS,
@@ -450,6 +465,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.model == "plain3d" and args.mask_loss:
         p.error("--mask-loss needs AxialNet's attention maps; the plain3d baseline trains with the classification loss")
+    if args.mask_start_epoch and not args.mask_loss:
+        p.error("--mask-start-epoch delays the mask loss; it needs --mask-loss")
+    if args.mask_start_epoch < 0 or (args.epochs is not None and args.mask_start_epoch >= args.epochs):
+        p.error(f"--mask-start-epoch must be 0 or more and below --epochs, got {args.mask_start_epoch}")
     if args.blur_augment < 0:
         p.error(f"--blur-augment must be 0 (off) or positive, got {args.blur_augment}")
     if args.density_context and not args.density_bands:
@@ -545,6 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     pos_weight = positive_weights(prior, args.pos_weight_max) if args.pos_weight_max > 0 else None
     loss_fn = ClassificationMaskLoss(use_mask_loss=args.mask_loss, mask_penalize=args.mask_penalize,
                                      mask_pool=args.mask_pool, pos_weight=pos_weight)
+    mask_weight = loss_fn.mask_weight
     gen = torch.Generator().manual_seed(args.train_seed)
     n_train = len(parts["training"])
     steps_per_epoch = n_train // args.batch
@@ -568,6 +588,7 @@ def main(argv: list[str] | None = None) -> int:
         "script": "scripts/train_reference.py", "argv": list(sys.argv[1:] if argv is None else argv),
         "mask_loss": args.mask_loss,
         "mask_weight": loss_fn.mask_weight if args.mask_loss else None,
+        "mask_start_epoch": args.mask_start_epoch if args.mask_loss else None,
         "pos_weight_max": args.pos_weight_max or None,
         "mask_penalize": args.mask_penalize if args.mask_loss else None,
         "mask_pool": args.mask_pool if args.mask_loss else None,
@@ -591,6 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     while total_epochs is None or epoch < total_epochs:
         e0 = time.perf_counter()
         net.train()
+        loss_fn.mask_weight = mask_weight_at(epoch, args.mask_start_epoch, mask_weight)
         order = torch.randperm(n_train, generator=gen)
         for b in range(steps_per_epoch):
             lr = warmup_cosine_lr(args.lr, epoch, b, step, steps_per_epoch,
@@ -632,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
         history.append({"epoch": epoch, "loss": float(loss.detach()), "val_auroc": val["mean"], "seconds": seconds,
                         "lr": lr})
         log(f"epoch {epoch}/{total_epochs or '?'} loss {float(loss.detach()):.4f} val AUROC {val['mean']:.3f}")
-        if val["mean"] is not None and val["mean"] > best:
+        if val["mean"] is not None and val["mean"] > best and selectable_epoch(epoch, args.mask_start_epoch):
             best, best_epoch = val["mean"], epoch
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
             save(best_state, epoch)
@@ -657,6 +679,7 @@ def main(argv: list[str] | None = None) -> int:
         "fc_init": args.fc_init, "pos_weight_max": args.pos_weight_max or None, "augment": not args.no_augment,
         "blur_augment": args.blur_augment or None,
         "mask_loss": args.mask_loss,
+        "mask_start_epoch": args.mask_start_epoch if args.mask_loss else None,
         "epochs": epoch, "best_epoch": best_epoch, "train_seconds": train_seconds,
         "scans_per_second_train": epoch * n_train / train_seconds, "history": history,
         "visible_findings": list(visible) if visible is not None else None,

@@ -104,6 +104,27 @@ def test_plain3d_with_the_mask_loss_or_tied_cells_is_refused_before_any_data_is_
     assert err.value.code == 2 and "--fc-init shared" in capsys.readouterr().err
 
 
+def test_mask_start_epoch_trains_classification_alone_before_it_and_keeps_only_mask_loss_epochs() -> None:
+    mod = _module()
+    assert [mod.mask_weight_at(e, 2, 1 / 3) for e in range(4)] == [0.0, 0.0, 1 / 3, 1 / 3]
+    assert [mod.mask_weight_at(e, 0, 1 / 3) for e in range(2)] == [1 / 3, 1 / 3]
+    # epochs are logged 1-based: with a 2-epoch warm-up, epochs 1 and 2 had no mask loss and cannot be kept
+    assert [mod.selectable_epoch(e, 2) for e in (1, 2, 3)] == [False, False, True]
+    assert mod.selectable_epoch(1, 0)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--mask-start-epoch", "2", "--epochs", "4"], "needs --mask-loss"),
+    (["--mask-loss", "--mask-start-epoch", "4", "--epochs", "4"], "below --epochs"),
+    (["--mask-loss", "--mask-start-epoch", "-1"], "0 or more"),
+])
+def test_bad_mask_start_epochs_are_refused_before_any_data_is_generated(argv, message, capsys) -> None:
+    mod = _module()
+    with pytest.raises(SystemExit) as err:
+        mod.main([*argv, "--dry-run"])
+    assert err.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_only_labels_with_an_unknown_name_is_refused_before_any_data_is_generated(capsys) -> None:
     import pytest
 
