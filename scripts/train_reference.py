@@ -356,6 +356,21 @@ def checkpoint_name(
     return f"reference_{trunk}{pooling}{('_mask' + variant) if mask_loss else ''}.pt"
 
 
+def seen_patients(trained: dict | None, seed: int, config: Any) -> int:
+    """How many of this dataset's test scans (test, test_shifted) are patients a checkpoint trained on ``trained``
+    (its settings' ``data``) learned from or was selected on. A patient is its (generator version,
+    seed, index), whatever grid it is rendered on, and its split follows from its index and the dataset's size: the
+    first 1500 patients of seed 1 lie in the training split of a 6000-patient dataset of seed 1."""
+    if not trained or trained.get("seed") != seed or trained.get("generator_version") != GENERATOR_VERSION:
+        return 0
+    if not trained.get("n_scans"):
+        return 0
+    theirs = make_config(trained.get("profile") or "tiny", n_scans=int(trained["n_scans"]))
+    ours = range(min(config.n_scans, theirs.n_scans))
+    held_out = ("test", "test_shifted")
+    return sum(1 for i in ours if config.split_of(i) in held_out and theirs.split_of(i) not in held_out)
+
+
 def evaluate_checkpoint(ckpt: str, x: dict, y: dict, shape: tuple[int, int, int], args: Any, out: Path, log: Any,
                         argv: list[str] | None) -> int:
     """Score the checkpoint ``ckpt`` (as the bundle builds and loads it) on the validation, test and test_shifted
@@ -378,7 +393,7 @@ def evaluate_checkpoint(ckpt: str, x: dict, y: dict, shape: tuple[int, int, int]
                for s in ("validation", "test", "test_shifted")}
     report = {
         "command": "python scripts/train_reference.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "checkpoint": str(ckpt), "trained_on": settings.get("dataset"), "generator_version": GENERATOR_VERSION,
+        "checkpoint": str(ckpt), "trained_on": settings.get("data"), "generator_version": GENERATOR_VERSION,
         "profile": args.profile, "render_profile": args.render_profile, "seed": args.seed,
         "scans": {s: int(v.shape[0]) for s, v in x.items()}, "visible_findings": list(visible) if visible else None,
         "auroc": results,
@@ -514,6 +529,15 @@ def main(argv: list[str] | None = None) -> int:
     log = lambda msg: print(f"[{time.perf_counter() - t0:6.1f} s] {msg}", flush=True)  # noqa: E731
 
     config = make_config(args.profile, n_scans=args.scans, shape=shape)
+    if args.evaluate and Path(args.evaluate).is_file():  # before minutes of generation
+        from hirescam_ext.engines.model_settings import read_model_settings
+
+        trained = (read_model_settings(args.evaluate) or {}).get("data")
+        seen = seen_patients(trained, args.seed, config)
+        if seen:
+            p.error(f"--evaluate {args.evaluate}: {seen} of the test scans of {args.scans} patients of seed "
+                    f"{args.seed} are patients it was trained or selected on ({trained['n_scans']} patients of the "
+                    f"same seed); evaluate on another --seed, or with --scans {trained['n_scans']}")
     definition = network_definition(config.shape, args.trunk, args.slice_pooling, args.model, args.extra_window,
                                     args.density_bands, args.density_smoothing, args.density_context,
                                     args.custom_conv_kernel)

@@ -369,6 +369,51 @@ def test_evaluate_scores_a_saved_checkpoint_on_the_three_held_out_splits_without
     assert report["auroc"]["test"]["mean"] == pytest.approx(expected["mean"], abs=1e-6)
 
 
+def _trained_on(path, n_scans: int, seed: int = 1) -> None:
+    """Record in a saved checkpoint that it was trained on ``n_scans`` patients of ``seed``."""
+    mod = _module()
+    saved = torch.load(path, weights_only=False)
+    saved["model_settings"]["data"] = {"generator_version": mod.GENERATOR_VERSION, "n_scans": n_scans, "seed": seed,
+                                       "profile": "tiny"}
+    torch.save(saved, path)
+
+
+def test_seen_patients_counts_test_scans_that_were_training_or_validation_patients() -> None:
+    mod = _module()
+    trained = {"generator_version": mod.GENERATOR_VERSION, "n_scans": 6000, "seed": 1, "profile": "tiny"}
+    # 1500 patients: test and test_shifted are indices 1050-1499, all training patients of the 6000
+    assert mod.seen_patients(trained, 1, mod.make_config("tiny", n_scans=1500)) == 450
+    assert mod.seen_patients(trained, 1, mod.make_config("tiny", n_scans=6000)) == 0  # the same splits
+    assert mod.seen_patients(trained, 3, mod.make_config("tiny", n_scans=1500)) == 0  # other patients
+    assert mod.seen_patients(None, 1, mod.make_config("tiny", n_scans=1500)) == 0
+
+
+def test_evaluate_refuses_test_scans_the_checkpoint_was_trained_on_before_any_data_is_generated(
+    tmp_path, capsys
+) -> None:
+    mod = _module()
+    _saved_reference(tmp_path / "model.pt")
+    _trained_on(tmp_path / "model.pt", n_scans=6000, seed=1)
+    with pytest.raises(SystemExit) as err:
+        mod.main(["--dry-run", "--profile", "tiny", "--scans", "40", "--seed", "1", "--workers", "1", "--evaluate",
+                  str(tmp_path / "model.pt"), "--out", str(tmp_path / "out")])
+    message = capsys.readouterr().err
+    assert err.value.code == 2 and "12 of the test scans of 40 patients of seed 1" in message
+    assert "another --seed, or with --scans 6000" in message and not (tmp_path / "out" / "evaluation.json").exists()
+
+
+def test_evaluate_reports_what_the_checkpoint_was_trained_on(tmp_path) -> None:
+    import json
+
+    mod = _module()
+    _saved_reference(tmp_path / "model.pt")
+    _trained_on(tmp_path / "model.pt", n_scans=6000, seed=1)
+    assert mod.main(["--dry-run", "--profile", "tiny", "--scans", "40", "--seed", "2", "--workers", "1",
+                     "--evaluate", str(tmp_path / "model.pt"), "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert report["trained_on"]["n_scans"] == 6000 and report["trained_on"]["seed"] == 1
+
+
 def test_evaluate_refuses_a_checkpoint_made_for_another_scan_size(tmp_path) -> None:
     mod = _module()
     _saved_reference(tmp_path / "model.pt", shape=(96, 96, 72))
