@@ -13,11 +13,14 @@ heart groups and overall:
 With ``--render-profile`` each scan is rendered on that profile's finer grid and resampled to ``--profile``'s, the
 CT (bilinear), the organ map and the lesion masks (nearest) through one chain
 (``hirescam_ext.transforms.preprocessing.prepare_volumes``), as ``scripts/train_reference.py --render-profile``
-and the bundle prepare them; "ours" segments the resampled CT.
+prepare them; "ours" segments the scan at its own (finer) resolution and resamples that organ map with the others,
+as the bundle does (``hirescam regions`` on the scan, then the preprocessing). The cases follow the split plan of a
+benchmark of ``--scans`` patients (default: the profile's own size), on both grids: the split decides whether a case
+is in ``test_shifted``, where the confounded label is drawn differently.
 
 Usage:
     OMP_NUM_THREADS=1 .venv/bin/python scripts/eval_allowed_regions.py [--cases 40] [--seed 0] [--profile demo]
-        [--render-profile demo] [--grids 6x6,4x4,2x2] [--settings nearest,nearest+1,area0.5,area0.1]
+        [--render-profile demo] [--scans N] [--grids 6x6,4x4,2x2] [--settings nearest,nearest+1,area0.5,area0.1]
 """
 
 from __future__ import annotations
@@ -59,14 +62,15 @@ def summarize(values: list[float]) -> dict[str, float] | None:
 
 def evaluate(
     n_cases: int, seed: int, grids: list[tuple[int, int]], settings: list[str], profile: str = "demo",
-    render_profile: str | None = None,
+    render_profile: str | None = None, n_scans: int | None = None,
 ) -> dict[str, Any]:
     from hirescam_ext.synthetic.generator import generate_case, make_config
     from hirescam_ext.segmentation import segment_organs
     from hirescam_ext.transforms.preprocessing import prepare_volumes
 
-    config = make_config(profile)
-    render = make_config(render_profile) if render_profile else None
+    config = make_config(profile, n_scans=n_scans) if n_scans else make_config(profile)
+    # the same patients on both grids: the split plan (and so each case's findings) follows one benchmark size
+    render = make_config(render_profile, n_scans=config.n_scans) if render_profile not in (None, profile) else None
 
     index = {name: i for i, name in enumerate(LABEL_NAMES)}
     cov: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -77,12 +81,15 @@ def evaluate(
         if not case.findings:
             continue
         image, truth, lesions, affine = case.image, case.organs, case.lesions, case.affine
-        if render is not None:  # on the network grid, as the scan is prepared
+        if render is not None:  # on the network grid, as the bundle prepares the scan and the organ maps made on it
+            ours = segment_organs(image, affine=affine).organs
             hu, maps = prepare_volumes(image, affine, config.spacing, config.shape,
-                                       {"organs": truth, "lesions": np.moveaxis(lesions, 3, 0)})
-            image, truth, lesions = hu.numpy(), maps["organs"].numpy(), np.moveaxis(maps["lesions"].numpy(), 0, 3)
-            affine = np.diag([*config.spacing, 1.0])
-        organs = {"truth": truth, "ours": segment_organs(image, affine=affine).organs}
+                                       {"organs": truth, "ours": ours, "lesions": np.moveaxis(lesions, 3, 0)})
+            image, truth, ours = hu.numpy(), maps["organs"].numpy(), maps["ours"].numpy()
+            lesions = np.moveaxis(maps["lesions"].numpy(), 0, 3)
+        else:
+            ours = segment_organs(image, affine=affine).organs
+        organs = {"truth": truth, "ours": ours}
         h = image.shape[2] // SLICES_PER_TRIPLET
         for source, organ_map in organs.items():
             for d1, d2 in grids:
@@ -100,7 +107,8 @@ def evaluate(
         n_findings += sum(1 for k, f in enumerate(case.findings) if f.label in index and lesions[..., k].any())
         print(f"case {i + 1}/{n_cases}", file=sys.stderr, flush=True)
     out: dict[str, Any] = {"cases": n_cases, "seed": seed, "profile": profile, "shape": list(config.shape),
-                           "render_profile": render_profile, "findings": n_findings, "results": {}}
+                           "render_profile": render_profile, "scans": config.n_scans, "findings": n_findings,
+                           "results": {}}
     for (source, grid, setting), per_label in sorted(cov.items()):
         lung = [v for name, vs in per_label.items() if name.startswith("lung_") for v in vs]
         heart = [v for name, vs in per_label.items() if not name.startswith("lung_") for v in vs]
@@ -121,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="demo", help="synthetic profile (demo: 128x128x96, tiny: 64x64x48)")
     parser.add_argument("--render-profile", default=None,
                         help="render on this profile's grid and resample to --profile's (as train_reference does)")
+    parser.add_argument("--scans", type=int, default=None,
+                        help="size of the benchmark whose split plan the cases follow (default: the profile's own)")
     parser.add_argument("--grids", default="6x6,4x4,2x2", help="in-plane attention grids D1xD2 (H = slices // 3)")
     parser.add_argument("--settings", default="nearest,nearest+1,area0.5,area0.1")
     args = parser.parse_args(argv)
@@ -136,8 +146,10 @@ def main(argv: list[str] | None = None) -> int:
             parse_setting(s)
         except ValueError as err:
             parser.error(f"--settings: {err}")
-    json.dump(evaluate(args.cases, args.seed, grids, settings, args.profile, args.render_profile), sys.stdout,
-              indent=1)
+    if args.scans is not None and args.scans < 1:
+        parser.error(f"--scans must be positive, got {args.scans}")
+    json.dump(evaluate(args.cases, args.seed, grids, settings, args.profile, args.render_profile, args.scans),
+              sys.stdout, indent=1)
     print()
     return 0
 

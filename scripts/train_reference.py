@@ -482,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--mask-loss needs AxialNet's attention maps; the plain3d baseline trains with the classification loss")
     if args.mask_start_epoch and not args.mask_loss:
         p.error("--mask-start-epoch delays the mask loss; it needs --mask-loss")
+    if args.mask_start_epoch and args.epochs is None:
+        p.error("--mask-start-epoch needs --epochs (a time budget could end before the mask loss starts)")
     if args.mask_start_epoch < 0 or (args.epochs is not None and args.mask_start_epoch >= args.epochs):
         p.error(f"--mask-start-epoch must be 0 or more and below --epochs, got {args.mask_start_epoch}")
     if args.blur_augment < 0:
@@ -711,7 +713,8 @@ def main(argv: list[str] | None = None) -> int:
         "total_seconds": time.perf_counter() - t0,
     }
     (out / "reference_training.json").write_text(json.dumps(report, indent=1))
-    log("AUROC " + ", ".join(f"{s} {r['mean']:.3f}" for s, r in results.items()) + f"; saved {out / name}")
+    log("AUROC " + ", ".join(f"{s} {r['mean']:.3f}" if r["mean"] is not None else f"{s} n/a"
+                             for s, r in results.items()) + f"; saved {out / name}")
     if visible is not None:
         log("AUROC over the findings visible at this grid: "
             + ", ".join(f"{s} {r['mean_visible']:.3f}" for s, r in results.items() if r["mean_visible"] is not None))

@@ -113,10 +113,24 @@ def test_mask_start_epoch_trains_classification_alone_before_it_and_keeps_only_m
     assert mod.selectable_epoch(1, 0)
 
 
+def test_mask_start_epoch_run_keeps_a_mask_loss_epoch_and_records_the_warm_up(tmp_path) -> None:
+    import json
+
+    mod = _module()
+    argv = ["--dry-run", "--profile", "tiny", "--scans", "12", "--workers", "1", "--trunk", "small", "--mask-loss",
+            "--epochs", "2", "--mask-start-epoch", "1", "--out", str(tmp_path)]
+    assert mod.main(argv) == 0
+    report = json.loads((tmp_path / "reference_training.json").read_text())
+    assert report["best_epoch"] == 2 and report["mask_start_epoch"] == 1
+    saved = torch.load(tmp_path / report["checkpoint"], weights_only=False)
+    assert saved["trainer"]["epoch"] == 2 and saved["model_settings"]["training"]["mask_start_epoch"] == 1
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--mask-start-epoch", "2", "--epochs", "4"], "needs --mask-loss"),
+    (["--mask-loss", "--mask-start-epoch", "2"], "needs --epochs"),
     (["--mask-loss", "--mask-start-epoch", "4", "--epochs", "4"], "below --epochs"),
-    (["--mask-loss", "--mask-start-epoch", "-1"], "0 or more"),
+    (["--mask-loss", "--mask-start-epoch", "-1", "--epochs", "4"], "0 or more"),
 ])
 def test_bad_mask_start_epochs_are_refused_before_any_data_is_generated(argv, message, capsys) -> None:
     mod = _module()

@@ -324,19 +324,25 @@ class AllowedRegionsd(MapTransform):
         for key in (self.organs_key, self.label_key):
             if key not in d:
                 raise KeyError(f"AllowedRegionsd needs {key!r} in the data dictionary (keys: {sorted(map(str, d))})")
-        d[self.output_key] = allowed_regions(
-            d[self.organs_key],
-            d[self.label_key],
-            d.get(self.locations_key),
-            grid=self.grid,
-            mode=self.mode,
-            area_threshold=self.area_threshold,
-            dilation=self.dilation,
-            label_names=self.label_names,
-            dtype=self.dtype,
-            custom_convs=self.custom_convs,
-            custom_conv_padding=self.custom_conv_padding,
-        )
+        try:
+            d[self.output_key] = allowed_regions(
+                d[self.organs_key],
+                d[self.label_key],
+                d.get(self.locations_key),
+                grid=self.grid,
+                mode=self.mode,
+                area_threshold=self.area_threshold,
+                dilation=self.dilation,
+                label_names=self.label_names,
+                dtype=self.dtype,
+                custom_convs=self.custom_convs,
+                custom_conv_padding=self.custom_conv_padding,
+            )
+        except ValueError as err:  # name the organ map's file: in a batch job the message alone does not say which
+            source = getattr(d[self.organs_key], "meta", {}).get("filename_or_obj")
+            if source:
+                raise ValueError(f"{source}: {err}") from err
+            raise
         return d
 
 

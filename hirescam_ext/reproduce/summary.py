@@ -115,11 +115,12 @@ def run_metrics(run: Mapping[str, Any], visible: Sequence[str] | None = None) ->
             out[f"organ_iou_{method}_{split}"] = _get(ev, split, "organ_iou", method, "mean")
             for g in GROUPS:
                 out[f"organ_iou_{method}_{g}_{split}"] = _get(ev, split, "organ_iou", method, "per_group", g)
-    for method in ("gradcam", "hirescam"):  # the pairs of the findings the model detects, and of the others
-        pooled = detected_organ_iou(run, method)
+    pooled_by = {m: detected_organ_iou(run, m) for m in ("gradcam", "hirescam")}  # detected findings and the others
+    for method, pooled in pooled_by.items():
         out[f"organ_iou_{method}_detected_test"] = pooled["organ_iou"]
         out[f"organ_iou_{method}_other_test"] = pooled["other_organ_iou"]
-    has_pairs = bool(pooled["pairs"] + pooled["other_pairs"])  # the counts of the last (HiResCAM) pooling
+    pooled = pooled_by["hirescam"]  # the pair counts (the same for both methods)
+    has_pairs = bool(pooled["pairs"] + pooled["other_pairs"])
     out["organ_iou_detected_labels_test"] = len(pooled["labels"]) if has_pairs else None
     out["organ_iou_detected_pairs_test"] = pooled["pairs"] if has_pairs else None
     out["organ_iou_other_pairs_test"] = pooled["other_pairs"] if has_pairs else None

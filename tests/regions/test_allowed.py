@@ -134,6 +134,14 @@ def test_missing_organs_key_is_a_clear_error():
         AllowedRegionsd(grid=GRID)({"label": _label(HEART)})
 
 
+def test_an_organ_map_that_does_not_fit_the_grid_is_named_by_its_file():
+    from monai.data import MetaTensor
+
+    organs = MetaTensor(torch.zeros((1, 12, 12, 18), dtype=torch.uint8), meta={"filename_or_obj": "/data/o7.nii.gz"})
+    with pytest.raises(ValueError, match=r"^/data/o7.nii.gz: .*organ map"):
+        AllowedRegionsd(grid=GRID)({"organs": organs, "label": _label(HEART)})
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_regions_follow_augmentation_and_end_in_attention_layout(seed):
     """G_true computed before augmentation equals G_true recomputed from the augmented organ map."""

@@ -119,3 +119,16 @@ def test_eval_script_resamples_scans_rendered_finer_with_their_organ_maps_and_le
                                                        render_profile="demo")
     assert out["render_profile"] == "demo" and out["shape"] == [64, 64, 48] and out["findings"] > 0
     assert out["results"]["truth"]["4x4"]["area0.1"]["coverage_all"]["mean"] > 0.5
+
+
+def test_eval_script_plans_the_cases_of_both_grids_on_one_benchmark_size(load_script):
+    out = load_script("eval_allowed_regions").evaluate(2, 0, [(4, 4)], ["area0.1"], profile="tiny",
+                                                       render_profile="demo", n_scans=6000)
+    assert out["scans"] == 6000 and out["render_profile"] == "demo"
+
+
+def test_eval_script_rendering_on_the_profile_itself_is_no_resampling(load_script):
+    script = load_script("eval_allowed_regions")
+    plain = script.evaluate(2, 0, [(4, 4)], ["area0.1"], profile="tiny")
+    same = script.evaluate(2, 0, [(4, 4)], ["area0.1"], profile="tiny", render_profile="tiny")
+    assert same["results"] == plain["results"] and same["findings"] == plain["findings"]

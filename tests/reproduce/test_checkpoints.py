@@ -90,6 +90,8 @@ def test_the_same_weights_under_another_path_are_reused_and_named_by_their_new_p
     assert status == 0
     run = json.loads((tmp_path / "results" / "results.json").read_text())["runs"]["axialnet"]["0"]
     assert run.get("reused") and run["trained_elsewhere"]["checkpoint"] == str(moved.resolve())
+    stored = json.loads((work / "runs" / "axialnet_seed0" / "run.json").read_text())
+    assert stored["trained_elsewhere"]["checkpoint"] == str(moved.resolve()), "the record on disk names it too"
 
 
 def test_a_one_by_one_custom_conv_checkpoint_is_evaluated_with_its_own_padding(tmp_path: Path) -> None:
