@@ -80,15 +80,13 @@ def evaluate(
         case = generate_case(i, seed, config=render or config)
         if not case.findings:
             continue
-        image, truth, lesions, affine = case.image, case.organs, case.lesions, case.affine
+        image, truth, lesions = case.image, case.organs, case.lesions
+        ours = segment_organs(image, affine=case.affine).organs  # on the scan as it is, as `hirescam regions` does
         if render is not None:  # on the network grid, as the bundle prepares the scan and the organ maps made on it
-            ours = segment_organs(image, affine=affine).organs
-            hu, maps = prepare_volumes(image, affine, config.spacing, config.shape,
+            hu, maps = prepare_volumes(image, case.affine, config.spacing, config.shape,
                                        {"organs": truth, "ours": ours, "lesions": np.moveaxis(lesions, 3, 0)})
             image, truth, ours = hu.numpy(), maps["organs"].numpy(), maps["ours"].numpy()
             lesions = np.moveaxis(maps["lesions"].numpy(), 0, 3)
-        else:
-            ours = segment_organs(image, affine=affine).organs
         organs = {"truth": truth, "ours": ours}
         h = image.shape[2] // SLICES_PER_TRIPLET
         for source, organ_map in organs.items():

@@ -361,14 +361,18 @@ def seen_patients(trained: dict | None, seed: int, config: Any) -> int:
     (its settings' ``data``) learned from or was selected on. A patient is its (generator version,
     seed, index), whatever grid it is rendered on, and its split follows from its index and the dataset's size: the
     first 1500 patients of seed 1 lie in the training split of a 6000-patient dataset of seed 1."""
-    if not trained or trained.get("seed") != seed or trained.get("generator_version") != GENERATOR_VERSION:
-        return 0
-    if not trained.get("n_scans"):
+    if not trained or not trained.get("n_scans") or trained.get("seed") != seed \
+            or trained.get("generator_version") != GENERATOR_VERSION:
         return 0
     theirs = make_config(trained.get("profile") or "tiny", n_scans=int(trained["n_scans"]))
     ours = range(min(config.n_scans, theirs.n_scans))
     held_out = ("test", "test_shifted")
     return sum(1 for i in ours if config.split_of(i) in held_out and theirs.split_of(i) not in held_out)
+
+
+def auroc_means(results: dict[str, dict[str, Any]]) -> str:
+    """``validation 0.712, test 0.698, ...`` for a log line; a split whose mean could not be computed is ``n/a``."""
+    return ", ".join(f"{s} {r['mean']:.3f}" if r["mean"] is not None else f"{s} n/a" for s, r in results.items())
 
 
 def evaluate_checkpoint(ckpt: str, x: dict, y: dict, shape: tuple[int, int, int], args: Any, out: Path, log: Any,
@@ -399,8 +403,7 @@ def evaluate_checkpoint(ckpt: str, x: dict, y: dict, shape: tuple[int, int, int]
         "auroc": results,
     }
     (out / "evaluation.json").write_text(json.dumps(report, indent=1))
-    means = ", ".join(f"{s} {r['mean']:.3f}" if r["mean"] is not None else f"{s} n/a" for s, r in results.items())
-    log(f"AUROC {means}; wrote {out / 'evaluation.json'}")
+    log(f"AUROC {auroc_means(results)}; wrote {out / 'evaluation.json'}")
     return 0
 
 
@@ -613,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     settings["training"] = {  # how it was trained (not read by the bundle; for the model card)
         "script": "scripts/train_reference.py", "argv": list(sys.argv[1:] if argv is None else argv),
         "mask_loss": args.mask_loss,
-        "mask_weight": loss_fn.mask_weight if args.mask_loss else None,
+        "mask_weight": mask_weight if args.mask_loss else None,
         "mask_start_epoch": args.mask_start_epoch if args.mask_loss else None,
         "pos_weight_max": args.pos_weight_max or None,
         "mask_penalize": args.mask_penalize if args.mask_loss else None,
@@ -713,8 +716,7 @@ def main(argv: list[str] | None = None) -> int:
         "total_seconds": time.perf_counter() - t0,
     }
     (out / "reference_training.json").write_text(json.dumps(report, indent=1))
-    log("AUROC " + ", ".join(f"{s} {r['mean']:.3f}" if r["mean"] is not None else f"{s} n/a"
-                             for s, r in results.items()) + f"; saved {out / name}")
+    log(f"AUROC {auroc_means(results)}; saved {out / name}")
     if visible is not None:
         log("AUROC over the findings visible at this grid: "
             + ", ".join(f"{s} {r['mean_visible']:.3f}" for s, r in results.items() if r["mean_visible"] is not None))
