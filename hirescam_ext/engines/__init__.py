@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from hirescam_ext.engines.checkpoint import TrainingCheckpointer, load_network_weights, randomizable_transforms
+from hirescam_ext.engines.checkpoint import (
+    TrainingCheckpointer,
+    init_from_checkpoint,
+    load_network_weights,
+    randomizable_transforms,
+)
 from hirescam_ext.engines.device_augmentation import AugmentOnDevice
 from hirescam_ext.engines.evaluator import ExplanationEvaluator, SkipFailedEpochWise, resize_maps_to, to_region_layout
 from hirescam_ext.engines.distributed import evaluation_sampler, is_main_process
@@ -59,6 +64,7 @@ __all__ = [
     "TrainingCheckpointer",
     "WithAttention",
     "describe_batch",
+    "init_from_checkpoint",
     "load_network_weights",
     "randomizable_transforms",
     "resize_maps_to",

@@ -5,7 +5,9 @@ stopping state and every random number generator state the training loop draws f
 validation score improves, with Ignite's ``Checkpoint`` and ``EarlyStopping`` handlers. Files are written under a
 temporary name and renamed (:class:`ReplacingDiskSaver`), so a crash never leaves a half-written checkpoint that a
 later run trusts, nor a folder without ``last.pt``. With ``resume=True`` a restarted run continues from ``last.pt`` and,
-in deterministic mode on CPU, ends with the same weights as an uninterrupted run.
+in deterministic mode on CPU, ends with the same weights as an uninterrupted run. :func:`init_from_checkpoint` starts a
+new run from another model's weights (fine-tuning the shipped reference model), after checking that the configured
+network is the one the checkpoint was trained as.
 
 Both files also carry the model's settings (``"model_settings"``: network definition, preprocessing, label names,
 attention grid, versions; :mod:`hirescam_ext.engines.model_settings`), so evaluation and inference rebuild the network
@@ -29,11 +31,24 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver, EarlyStopping
 from monai.transforms import Compose, Randomizable
 
-from hirescam_ext.engines.model_settings import MODEL_SETTINGS_KEY
+from hirescam_ext.engines.model_settings import (
+    MODEL_SETTINGS_KEY,
+    PREPROCESSING_KEYS,
+    WEIGHT_INIT_ARGS,
+    network_definition,
+    same_setting,
+    to_plain,
+)
 from hirescam_ext.utils.errors import InputError
 from hirescam_ext.utils.io import atomic_write
 
-__all__ = ["TrainingCheckpointer", "ReplacingDiskSaver", "load_network_weights", "randomizable_transforms"]
+__all__ = [
+    "TrainingCheckpointer",
+    "ReplacingDiskSaver",
+    "init_from_checkpoint",
+    "load_network_weights",
+    "randomizable_transforms",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +184,93 @@ def load_network_weights(network: torch.nn.Module, path: str | os.PathLike, key:
             )
         raise InputError(path, message)
     network.load_state_dict(state, strict=True)
+
+
+def _constructor_defaults(target: str) -> dict[str, Any]:
+    import inspect
+
+    from monai.utils.module import locate
+
+    component = locate(target)
+    if component is None:
+        return {}
+    params = inspect.signature(component).parameters.values()
+    return {p.name: to_plain(p.default, p.name) for p in params if p.default is not inspect.Parameter.empty}
+
+
+def _network_differences(saved: Mapping[str, Any], configured: Mapping[str, Any]) -> list[str]:
+    """``"name: checkpoint X, configuration Y"`` for each constructor argument that differs (defaults filled in)."""
+    if saved.get("_target_") != configured.get("_target_"):
+        return [f"network: checkpoint {saved.get('_target_')!r}, configuration {configured.get('_target_')!r}"]
+    defaults = _constructor_defaults(str(configured.get("_target_")))
+    out = []
+    for key in sorted((set(saved) | set(configured)) - {"_target_", *WEIGHT_INIT_ARGS}):
+        a, b = saved.get(key, defaults.get(key)), configured.get(key, defaults.get(key))
+        if not same_setting(a, b):
+            out.append(f"{key}: checkpoint {a!r}, configuration {b!r}")
+    return out
+
+
+def init_from_checkpoint(
+    network: torch.nn.Module,
+    ckpt_path: str | os.PathLike | None,
+    settings: Mapping[str, Any] | None = None,
+) -> torch.nn.Module:
+    """Start training from the weights of ``ckpt_path`` (fine-tuning); returns ``network``.
+
+    The bundle's ``train.json`` calls it with its ``init_ckpt`` (``None``: the network keeps its initialization). When
+    the checkpoint records its settings (every checkpoint of this package does, e.g. ``bundle/models/reference.pt``),
+    the configured network must be the one it was trained as: every constructor argument is compared, defaults
+    filled in, and a difference is an error that names each setting with both values, before anything is loaded.
+    A different preprocessing (spacing, input size, HU window) is allowed and logged as a warning: fine-tuning on
+    scans prepared otherwise is a choice, but the model has not seen them. Weights then load strictly
+    (:func:`load_network_weights`), output bias included, so the label prior the config set is replaced by the
+    checkpoint's.
+
+    Args:
+        network: the network to train (built by :func:`~hirescam_ext.engines.model_settings.define_network`, or a
+            module wrapping it as ``.module``).
+        ckpt_path: a checkpoint with ``"model"`` or a bare state dict; ``None`` or ``""``: nothing to do.
+        settings: the run's own settings (:func:`~hirescam_ext.engines.model_settings.make_model_settings`); the
+            network definition is taken from ``network`` when they hold none.
+
+    Raises:
+        InputError: naming the checkpoint when it is missing or unreadable, records another network (each differing
+            setting with both values) or does not fit the network.
+
+    Example:
+        >>> net = init_from_checkpoint(net, "bundle/models/reference.pt", settings)  # doctest: +SKIP
+    """
+    if ckpt_path is None or os.fspath(ckpt_path) == "":
+        return network
+    path = Path(ckpt_path)
+    ckpt = read_checkpoint(path)
+    saved = ckpt.get(MODEL_SETTINGS_KEY) if isinstance(ckpt, dict) else None
+    own = dict(settings or {})
+    configured = own.get("network_def") or network_definition(network)
+    if isinstance(saved, dict) and isinstance(saved.get("network_def"), dict) and configured is not None:
+        differences = _network_differences(saved["network_def"], configured)
+        if differences:
+            raise InputError(
+                path,
+                "the checkpoint was trained as another network than this configuration builds ("
+                + "; ".join(differences)
+                + "); set these to the checkpoint's values to fine-tune it",
+            )
+        pre_saved, pre_own = saved.get("preprocessing") or {}, own.get("preprocessing") or {}
+        both = [k for k in PREPROCESSING_KEYS if pre_saved.get(k) is not None and pre_own.get(k) is not None]
+        changed = [
+            f"{k} {pre_saved[k]!r} -> {pre_own[k]!r}" for k in both if not same_setting(pre_saved[k], pre_own[k])
+        ]
+        if changed:
+            logger.warning(
+                "%s was trained on scans prepared otherwise (%s): fine-tuning on these scans", path, ", ".join(changed)
+            )
+    elif configured is not None:
+        logger.warning("%s records no model settings: only the weights' shapes are checked", path)
+    load_network_weights(getattr(network, "module", network), path)
+    logger.info("training starts from the weights of %s", path)
+    return network
 
 
 class _TrainerProgress:

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from hirescam_ext.labels import LABEL_NAMES
+from hirescam_ext.utils.args import FALSE_STRINGS, TRUE_STRINGS, as_bool
 from hirescam_ext.utils.errors import InputError
 from hirescam_ext.utils.io import read_json_file
 from hirescam_ext.version import __version__
@@ -51,6 +52,7 @@ __all__ = [
     "make_model_settings",
     "read_model_settings",
     "read_settings_file",
+    "same_setting",
     "load_model_settings",
     "network_from_settings",
     "preprocessing_from_settings",
@@ -151,6 +153,7 @@ def make_model_settings(
     label_names: Sequence[str] | None = LABEL_NAMES,
     attention_grid: Sequence[int] | None = None,
     dataset: Mapping[str, Any] | None = None,
+    initialized_from: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """The settings dictionary a training run saves in its checkpoints (plain JSON values).
 
@@ -161,6 +164,8 @@ def make_model_settings(
         attention_grid: ``(H, D1, D2)`` of the allowed regions.
         dataset: provenance of the training data
             (:func:`~hirescam_ext.bundle_tools.dataset.dataset_provenance`).
+        initialized_from: the checkpoint training started from (``init_ckpt``; ``None``/``""``: none), recorded as
+            ``{"path", "sha256"}`` when it is a file.
     """
     if isinstance(network, Mapping):
         definition = to_plain(dict(network), "network_def")
@@ -189,7 +194,18 @@ def make_model_settings(
         "attention_grid": to_plain(attention_grid, "attention_grid"),
         "package_version": __version__,
         "data": to_plain(dict(dataset), "dataset") if dataset is not None else None,
+        **_provenance_of_start(initialized_from),
     }
+
+
+def _provenance_of_start(path: str | os.PathLike | None) -> dict[str, Any]:
+    if path is None or os.fspath(path) == "":
+        return {}
+    from hirescam_ext.utils.io import sha256_file
+
+    path = Path(path)
+    digest = sha256_file(path) if path.is_file() else None
+    return {"initialized_from": {"path": os.path.abspath(path), "sha256": digest}}
 
 
 def read_model_settings(ckpt_path: str | os.PathLike) -> dict[str, Any] | None:
@@ -221,11 +237,15 @@ def read_settings_file(path: str | os.PathLike) -> dict[str, Any]:
     return settings
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Equal settings, numbers compared as numbers (``[64, 64, 48]`` equals ``[64.0, 64.0, 48.0]``)."""
+def same_setting(a: Any, b: Any) -> bool:
+    """Equal settings, numbers compared as numbers (``[64, 64, 48]`` equals ``[64.0, 64.0, 48.0]``) and switches as
+    switches (``True`` equals ``"true"``, which is how ``--density_bands true`` reaches a config)."""
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same_setting(x, y) for x, y in zip(a, b))
     if isinstance(a, bool) or isinstance(b, bool):
+        switch, other = (a, b) if isinstance(a, bool) else (b, a)
+        if isinstance(other, str) and other.strip().lower() in TRUE_STRINGS + FALSE_STRINGS:
+            return switch is as_bool(other, "setting")
         return a is b or a == b and type(a) is type(b)
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return bool(np.isclose(float(a), float(b), rtol=1e-6, atol=1e-9))
@@ -320,7 +340,7 @@ def load_model_settings(
             if key in net_given:
                 where.append(definition)
             for place in where:
-                if key in place and place[key] is not None and not _same(place[key], value):
+                if key in place and place[key] is not None and not same_setting(place[key], value):
                     raise InputError(
                         path,
                         f"setting {key!r} conflicts with the checkpoint: the model was trained with {key}="

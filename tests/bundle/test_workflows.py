@@ -59,6 +59,41 @@ def test_train_resumes_from_last_checkpoint(trained: Path, tiny_synthetic: Path,
     assert "Epoch[1] Complete" not in proc.stdout  # epoch 1 was not trained again
 
 
+def test_train_fine_tunes_from_another_runs_checkpoint(
+    trained: Path, tiny_synthetic: Path, tmp_path: Path, bundle_tools
+) -> None:
+    start = trained / "models" / "best.pt"
+    root = tmp_path / "finetuned"
+    root.mkdir()
+    proc = bundle_tools.run(
+        "train.json",
+        args=["--bundle_root", str(root), "--dataset_dir", str(tiny_synthetic), "--train#trainer#max_epochs", "1",
+              "--init_ckpt", str(start), *bundle_tools.tiny],
+        cwd=root,
+    )  # fmt: skip
+    assert f"training starts from the weights of {start}" in proc.stdout + proc.stderr
+    recorded = torch.load(root / "models" / "last.pt", map_location="cpu", weights_only=True)["model_settings"]
+    assert recorded["initialized_from"]["sha256"] == hashlib.sha256(start.read_bytes()).hexdigest()
+
+
+def test_fine_tuning_another_network_stops_before_training_naming_the_setting(
+    trained: Path, tiny_synthetic: Path, tmp_path: Path, bundle_tools
+) -> None:
+    root = tmp_path / "mismatch"
+    root.mkdir()
+    proc = bundle_tools.run(
+        "train.json",
+        args=["--bundle_root", str(root), "--dataset_dir", str(tiny_synthetic), "--init_ckpt",
+              str(trained / "models" / "best.pt"), "--spatial_size", "[64,64,48]", "--trunk", "small16", "--cache",
+              "none"],
+        cwd=root,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "trunk: checkpoint 'small', configuration 'small16'" in proc.stdout + proc.stderr
+    assert not (root / "models" / "last.pt").exists()
+
+
 def test_evaluate_writes_tables_for_every_split(trained: Path, tiny_synthetic: Path, bundle_tools) -> None:
     bundle_run, TINY = bundle_tools.run, bundle_tools.tiny
     bundle_run(
