@@ -1,9 +1,11 @@
 """`make demo`: the main job end to end on the embedded synthetic default, as a user would run it.
 
 1. generate the synthetic chest-CT benchmark (demo profile) on first use;
-2. train AxialNet with the HiResCAM mask loss (configs/train.json); on a CPU the demo uses AxialNet's small trunk
-   and Adam so that it trains in minutes (--paper-model: the paper's ResNet-18 trunk and SGD, the configs' defaults).
-   A few minutes of training on 110 scans teach a model little: this step shows the training, not a useful model;
+2. train AxialNet with the HiResCAM mask loss (configs/train.json): by default it fine-tunes the shipped mask-loss
+   model (bundle/models/reference_mask.pt, ``--init_ckpt``) on the demo's 110 training scans, as a user would start
+   on their own data, so the model it trains has learned. ``--from-scratch`` trains a new AxialNet instead (small
+   trunk and Adam so that it trains in minutes; ``--paper-model``: the paper's ResNet-18 trunk and SGD, the configs'
+   defaults); a few minutes on 110 scans teach a new model nothing, so that run shows the training, not a model;
 3. evaluate that model: thresholds on validation, Tables 1/2 on test and test_shifted (configs/evaluate.json);
 4. evaluate the shipped reference model (bundle/models/reference.pt, trained on 3,300 scans; its network and
    preprocessing come from the settings it carries, so the demo's scans are resampled to its grid) the same way;
@@ -41,6 +43,28 @@ def learned_labels(min_auroc: float = 0.8) -> list[str]:
     return sorted(k for k, v in per_label.items() if v >= min_auroc)
 
 
+def _cli_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return json.dumps(list(value), separators=(",", ":"))
+    return str(value)
+
+
+def network_overrides(ckpt: Path) -> list[str]:
+    """``configs/train.json`` overrides that build the network ``ckpt`` was trained as and prepare scans as its
+    training scans were (from the settings it carries), so that ``--init_ckpt`` accepts it."""
+    from hirescam_ext.engines.model_settings import read_model_settings
+
+    settings = read_model_settings(ckpt) or {}
+    network, preprocessing = settings.get("network_def") or {}, settings.get("preprocessing") or {}
+    if not network or not preprocessing:
+        raise SystemExit(f"make demo: {ckpt} records no model settings, so the demo cannot fine-tune it")
+    values = {k: v for k, v in network.items() if k not in ("_target_", "pretrained", "n_classes")}
+    values.update(preprocessing)  # spatial_size is in both
+    return [arg for key, value in values.items() if value is not None for arg in (f"--{key}", _cli_value(value))]
+
+
 def bundle(configs: list[str], *overrides: str) -> list[str]:
     files = [f"configs/{c}" for c in configs]
     config_arg = files[0] if len(files) == 1 else "[" + ",".join(repr(f) for f in files) + "]"
@@ -60,11 +84,16 @@ def step(title: str, cmd: list[str]) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=12, help="training epochs (default 12)")
+    parser.add_argument("--epochs", type=int, help="training epochs (default: 4 fine-tuning, 12 from scratch)")
+    parser.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="train a new AxialNet (small trunk, Adam) instead of fine-tuning the shipped mask-loss model",
+    )
     parser.add_argument(
         "--paper-model",
         action="store_true",
-        help="train the paper's ResNet-18 AxialNet with SGD (slow on a CPU) instead of the small trunk with Adam",
+        help="train the paper's ResNet-18 AxialNet with SGD from scratch (slow on a CPU)",
     )
     parser.add_argument("--profile", default="demo", help="synthetic profile (tiny for a one-minute smoke run)")
     parser.add_argument("--inference-scans", type=int, default=4, help="test scans to run inference on")
@@ -81,23 +110,30 @@ def main() -> int:
     # allows only a third of the lesion cells; area mode (a cell is allowed at 10 % organ) allows three quarters
     # (scripts/eval_allowed_regions.py, docs/ALLOWED_REGIONS.md)
     common += ["--region_mode", "area", "--region_area_threshold", "0.1"]
-    model = [] if args.paper_model else ["--trunk", "small"]
-    common += model
-    train_only = [] if args.paper_model else ["--optimizer_name", "adam"]
+    data_only = ["--dataset_dir", str(data), "--synthetic_profile", args.profile,
+                 "--region_mode", "area", "--region_area_threshold", "0.1"]  # fmt: skip
+    from_scratch = args.from_scratch or args.paper_model
+    epochs = args.epochs if args.epochs is not None else (12 if from_scratch else 4)
+    if from_scratch:
+        train = [*common, *([] if args.paper_model else ["--trunk", "small", "--optimizer_name", "adam"])]
+        evaluate = [*common, *([] if args.paper_model else ["--trunk", "small"])]
+        title = f"2/6 train a new AxialNet with the mask loss ({epochs} epochs)"
+    else:
+        # the shipped twin's network and grid, read from its checkpoint; a small learning rate keeps what it learned
+        train = [*data_only, *network_overrides(REFERENCE_MASK), "--init_ckpt", str(REFERENCE_MASK),
+                 "--optimizer_name", "adam", "--learning_rate", "2e-4"]  # fmt: skip
+        evaluate = data_only  # network and preprocessing come from the fine-tuned checkpoint's settings
+        title = (f"2/6 fine-tune the shipped mask-loss model ({REFERENCE_MASK.relative_to(ROOT)}) on the demo's "
+                 f"training scans, with the mask loss ({epochs} epochs)")  # fmt: skip
     timings["synthetic data"] = step(
         f"1/6 synthetic chest-CT benchmark ({args.profile} profile) -> {data}",
         [sys.executable, "-m", "hirescam_ext", "synth", "--profile", args.profile, "--out", str(data)],
     )
-    timings["train"] = step(
-        f"2/6 train AxialNet with the mask loss ({args.epochs} epochs)",
-        bundle(["train.json"], *common, *train_only, "--train#trainer#max_epochs", str(args.epochs)),
-    )
+    timings["train"] = step(title, bundle(["train.json"], *train, "--train#trainer#max_epochs", str(epochs)))
     timings["evaluate"] = step("3/6 evaluate it (AUROC, OrganIoU with HiResCAM and Grad-CAM)",
-                               bundle(["train.json", "evaluate.json"], *common))
+                               bundle(["train.json", "evaluate.json"], *evaluate))
     # the reference model: everything about its network and input comes from its checkpoint's model settings
     reference = ["--ckpt_path", str(REFERENCE)]
-    data_only = ["--dataset_dir", str(data), "--synthetic_profile", args.profile,
-                 "--region_mode", "area", "--region_area_threshold", "0.1"]  # fmt: skip
     timings["evaluate reference"] = step(
         "4/6 evaluate the shipped reference model on the same scans",
         bundle(["train.json", "evaluate.json"], *data_only, *reference, "--eval_dir", str(REFERENCE_EVAL)),
@@ -131,13 +167,14 @@ def main() -> int:
 
     out = ROOT / "outputs"
     print("\n=== done in " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
-    print(f"tables:    {out / 'evaluation' / 'REPORT.md'}  (the demo's own short run: table1.md, table2.md, ...)")
+    run = "the demo's own run" + ("" if from_scratch else ", fine-tuned from " + REFERENCE_MASK.name)
+    print(f"tables:    {out / 'evaluation' / 'REPORT.md'}  ({run}: table1.md, table2.md, ...)")
     print(f"           {REFERENCE_EVAL / 'REPORT.md'}  (the shipped reference model)")
     print(f"pictures:  {out / 'inference'}/<scan>/overlay_<label>.png and slice_scores.png (reference model)")
     print(f"           {mask_out}/<scan>/overlay_<label>.png (its mask-loss twin: compare the two)")
     print(f"maps:      {out / 'inference'}/<scan>/hirescam_<label>.nii.gz (open over the CT in 3D Slicer / ITK-SNAP)")
-    print(f"models:    {ROOT / 'models' / 'best.pt'} (short run; TensorBoard: {out / 'tensorboard'}), {REFERENCE}")
-    print("\nthe demo's short run:\n" + (out / "evaluation" / "table1.md").read_text())
+    print(f"models:    {ROOT / 'models' / 'best.pt'} ({run}; TensorBoard: {out / 'tensorboard'}), {REFERENCE}")
+    print(f"\n{run}:\n" + (out / "evaluation" / "table1.md").read_text())
     print("\nthe shipped reference model:\n" + (REFERENCE_EVAL / "table1.md").read_text())
     results = json.loads((REFERENCE_EVAL / "results.json").read_text())["results"]
     for split in ("test", "test_shifted"):

@@ -13,3 +13,28 @@ def test_demo_summary_averages_the_reference_model_over_the_findings_visible_at_
     text = demo.visible_summary(results)
     assert f"over the {len(visible)} findings visible at its grid (learnability audit tiny_from_demo)" in text
     assert "validation 90.0, test 90.0, test_shifted n/a" in text
+
+
+def test_the_demo_fine_tunes_the_shipped_twin_with_the_network_its_checkpoint_records(load_script, tiny_synthetic):
+    import json
+
+    import torch
+    from monai.bundle import ConfigParser
+
+    demo = load_script("demo")
+    args = demo.network_overrides(demo.REFERENCE_MASK)
+    names = args[::2]
+    assert len(set(names)) == len(names)  # spatial_size, in the network and the preprocessing, given once
+    parser = ConfigParser()
+    parser.read_config(str(demo.ROOT / "configs" / "train.json"))
+    for name, text in zip(names, args[1::2]):  # as the command line hands them over: literals parsed, words kept
+        try:
+            parser[name[2:]] = json.loads(text)
+        except json.JSONDecodeError:
+            parser[name[2:]] = text
+    parser["dataset_dir"], parser["device"] = str(tiny_synthetic), "$torch.device('cpu')"
+    parser["init_ckpt"] = str(demo.REFERENCE_MASK)
+    network = parser.get_parsed_content("network")  # init_from_checkpoint refuses another network
+    saved = torch.load(demo.REFERENCE_MASK, map_location="cpu", weights_only=True)["model"]
+    assert all(torch.equal(network.state_dict()[k].to(v.dtype), v) for k, v in saved.items())
+    assert parser.get_parsed_content("model_settings")["preprocessing"]["spacing"] == [5.8, 5.8, 6.4]
