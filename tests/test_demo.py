@@ -1,6 +1,12 @@
-"""scripts/demo.py's summary of the shipped reference model's evaluation."""
+"""scripts/demo.py: its summary of the shipped reference model's evaluation and the fine-tuning it starts."""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from fire.parser import DefaultParseValue
+from monai.bundle import ConfigParser
 
 from hirescam_ext.synthetic.visibility import visible_findings
 
@@ -15,23 +21,17 @@ def test_demo_summary_averages_the_reference_model_over_the_findings_visible_at_
     assert "validation 90.0, test 90.0, test_shifted n/a" in text
 
 
-def test_the_demo_fine_tunes_the_shipped_twin_with_the_network_its_checkpoint_records(load_script, tiny_synthetic):
-    import json
-
-    import torch
-    from monai.bundle import ConfigParser
-
+def test_the_demo_fine_tunes_the_shipped_twin_with_the_network_its_checkpoint_records(
+    load_script, tiny_synthetic: Path
+) -> None:
     demo = load_script("demo")
     args = demo.network_overrides(demo.REFERENCE_MASK)
     names = args[::2]
     assert len(set(names)) == len(names)  # spatial_size, in the network and the preprocessing, given once
     parser = ConfigParser()
     parser.read_config(str(demo.ROOT / "configs" / "train.json"))
-    for name, text in zip(names, args[1::2]):  # as the command line hands them over: literals parsed, words kept
-        try:
-            parser[name[2:]] = json.loads(text)
-        except json.JSONDecodeError:
-            parser[name[2:]] = text
+    for name, text in zip(names, args[1::2]):
+        parser[name[2:]] = DefaultParseValue(text)  # as `monai.bundle run` (fire) hands them over: "true" stays text
     parser["dataset_dir"], parser["device"] = str(tiny_synthetic), "$torch.device('cpu')"
     parser["init_ckpt"] = str(demo.REFERENCE_MASK)
     network = parser.get_parsed_content("network")  # init_from_checkpoint refuses another network

@@ -18,6 +18,7 @@ Checkpoints load with ``torch.load(weights_only=True)``: they hold tensors and p
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import random
@@ -30,12 +31,15 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver, EarlyStopping
 from monai.transforms import Compose, Randomizable
+from monai.utils.module import locate
 
 from hirescam_ext.engines.model_settings import (
     MODEL_SETTINGS_KEY,
     PREPROCESSING_KEYS,
     WEIGHT_INIT_ARGS,
     network_definition,
+    no_checkpoint,
+    read_settings_file,
     same_setting,
     to_plain,
 )
@@ -186,25 +190,33 @@ def load_network_weights(network: torch.nn.Module, path: str | os.PathLike, key:
     network.load_state_dict(state, strict=True)
 
 
+#: constructor arguments that only say how the input was windowed; compared as the preprocessing's ``hu_range`` and
+#: ``center`` (a warning), since the densitometry branch and extra windows read HU values back through them
+_INPUT_WINDOW_ARGS = ("input_hu_range", "input_center")
 def _constructor_defaults(target: str) -> dict[str, Any]:
-    import inspect
-
-    from monai.utils.module import locate
-
+    """Default values of the constructor arguments of the class named ``target`` (``{}`` if it cannot be found)."""
     component = locate(target)
     if component is None:
         return {}
     params = inspect.signature(component).parameters.values()
-    return {p.name: to_plain(p.default, p.name) for p in params if p.default is not inspect.Parameter.empty}
+    out = {}
+    for p in params:
+        if p.default is not inspect.Parameter.empty:
+            try:
+                out[p.name] = to_plain(p.default, p.name)
+            except TypeError:  # a default that is no JSON value cannot have been recorded either
+                continue
+    return out
 
 
 def _network_differences(saved: Mapping[str, Any], configured: Mapping[str, Any]) -> list[str]:
     """``"name: checkpoint X, configuration Y"`` for each constructor argument that differs (defaults filled in)."""
-    if saved.get("_target_") != configured.get("_target_"):
-        return [f"network: checkpoint {saved.get('_target_')!r}, configuration {configured.get('_target_')!r}"]
-    defaults = _constructor_defaults(str(configured.get("_target_")))
-    out = []
-    for key in sorted((set(saved) | set(configured)) - {"_target_", *WEIGHT_INIT_ARGS}):
+    saved_target, configured_target = saved.get("_target_"), configured.get("_target_")
+    if saved_target != configured_target and locate(str(saved_target)) is not locate(str(configured_target)):
+        return [f"network: checkpoint {saved_target!r}, configuration {configured_target!r}"]
+    defaults = _constructor_defaults(str(configured_target))
+    out: list[str] = []
+    for key in sorted((set(saved) | set(configured)) - {"_target_", *WEIGHT_INIT_ARGS, *_INPUT_WINDOW_ARGS}):
         a, b = saved.get(key, defaults.get(key)), configured.get(key, defaults.get(key))
         if not same_setting(a, b):
             out.append(f"{key}: checkpoint {a!r}, configuration {b!r}")
@@ -215,48 +227,67 @@ def init_from_checkpoint(
     network: torch.nn.Module,
     ckpt_path: str | os.PathLike | None,
     settings: Mapping[str, Any] | None = None,
+    settings_file: str | os.PathLike | None = None,
+    ckpt_dir: str | os.PathLike | None = None,
 ) -> torch.nn.Module:
     """Start training from the weights of ``ckpt_path`` (fine-tuning); returns ``network``.
 
     The bundle's ``train.json`` calls it with its ``init_ckpt`` (``None``: the network keeps its initialization). When
-    the checkpoint records its settings (every checkpoint of this package does, e.g. ``bundle/models/reference.pt``),
-    the configured network must be the one it was trained as: every constructor argument is compared, defaults
-    filled in, and a difference is an error that names each setting with both values, before anything is loaded.
-    A different preprocessing (spacing, input size, HU window) is allowed and logged as a warning: fine-tuning on
-    scans prepared otherwise is a choice, but the model has not seen them. Weights then load strictly
-    (:func:`load_network_weights`), output bias included, so the label prior the config set is replaced by the
-    checkpoint's.
+    the checkpoint records its settings (every checkpoint of this package does, e.g. ``bundle/models/reference.pt``;
+    a bare state dict such as a packaged bundle's ``models/model.pt`` has them in ``settings_file``), the configured
+    network must be the one it was trained as: every constructor argument is compared, defaults filled in, and a
+    difference (trunk, input size, densitometry branch ...) is an error that names each setting with both values,
+    before anything is loaded. Scans prepared otherwise (another ``spacing``, ``hu_range`` or ``center``) are allowed
+    and logged as a warning: fine-tuning on them is a choice, but the model has not seen such scans. Weights then
+    load strictly (:func:`load_network_weights`), output bias included, so the label prior the config set is
+    replaced by the checkpoint's. A run resumed with ``resume`` loads ``last.pt`` over these weights afterwards.
 
     Args:
-        network: the network to train (built by :func:`~hirescam_ext.engines.model_settings.define_network`, or a
-            module wrapping it as ``.module``).
-        ckpt_path: a checkpoint with ``"model"`` or a bare state dict; ``None`` or ``""``: nothing to do.
+        network: the network to train (built by :func:`~hirescam_ext.engines.model_settings.define_network`); a
+            wrapper that holds it as ``.module`` (one level, e.g. ``DistributedDataParallel``) is accepted.
+        ckpt_path: a checkpoint with ``"model"`` or a bare state dict; ``None``, ``""``, ``"null"``: nothing to do.
         settings: the run's own settings (:func:`~hirescam_ext.engines.model_settings.make_model_settings`); the
             network definition is taken from ``network`` when they hold none.
+        settings_file: the settings of a checkpoint that records none (``models/model_settings.json`` written by
+            ``hirescam package``); ``None``: only the weights' shapes are checked for such a checkpoint.
+        ckpt_dir: where this run writes ``best.pt`` / ``last.pt``; starting from one of those is refused, since
+            the run would overwrite the file it started from.
 
     Raises:
         InputError: naming the checkpoint when it is missing or unreadable, records another network (each differing
-            setting with both values) or does not fit the network.
+            setting with both values), does not fit the network, or is one this run overwrites.
 
     Example:
         >>> net = init_from_checkpoint(net, "bundle/models/reference.pt", settings)  # doctest: +SKIP
     """
-    if ckpt_path is None or os.fspath(ckpt_path) == "":
+    if no_checkpoint(ckpt_path):
         return network
-    path = Path(ckpt_path)
+    path = Path(ckpt_path)  # type: ignore[arg-type]
+    own_files = ckpt_dir is not None and path.parent.resolve() == Path(ckpt_dir).resolve()
+    if own_files and path.name in ("best.pt", "last.pt"):
+        raise InputError(
+            path,
+            "this run writes its own checkpoints there and would overwrite the file it starts from; copy it elsewhere "
+            "and pass that copy (or continue the run that wrote it with --resume true)",
+        )
     ckpt = read_checkpoint(path)
     saved = ckpt.get(MODEL_SETTINGS_KEY) if isinstance(ckpt, dict) else None
+    if saved is None and not no_checkpoint(settings_file):
+        saved = read_settings_file(settings_file)  # type: ignore[arg-type]
     own = dict(settings or {})
     configured = own.get("network_def") or network_definition(network)
-    if isinstance(saved, dict) and isinstance(saved.get("network_def"), dict) and configured is not None:
-        differences = _network_differences(saved["network_def"], configured)
-        if differences:
-            raise InputError(
-                path,
-                "the checkpoint was trained as another network than this configuration builds ("
-                + "; ".join(differences)
-                + "); set these to the checkpoint's values to fine-tune it",
-            )
+    if isinstance(saved, dict) and isinstance(saved.get("network_def"), dict):
+        if configured is None:
+            logger.warning("the network was not built by define_network: %s is checked by its shapes only", path)
+        else:
+            differences = _network_differences(saved["network_def"], configured)
+            if differences:
+                raise InputError(
+                    path,
+                    "the checkpoint was trained as another network than this configuration builds ("
+                    + "; ".join(differences)
+                    + "); set these to the checkpoint's values to fine-tune it",
+                )
         pre_saved, pre_own = saved.get("preprocessing") or {}, own.get("preprocessing") or {}
         both = [k for k in PREPROCESSING_KEYS if pre_saved.get(k) is not None and pre_own.get(k) is not None]
         changed = [
@@ -266,8 +297,9 @@ def init_from_checkpoint(
             logger.warning(
                 "%s was trained on scans prepared otherwise (%s): fine-tuning on these scans", path, ", ".join(changed)
             )
-    elif configured is not None:
-        logger.warning("%s records no model settings: only the weights' shapes are checked", path)
+    else:
+        logger.warning("%s records no model settings (and no settings file was given): only the weights' shapes are "
+                       "checked", path)  # fmt: skip
     load_network_weights(getattr(network, "module", network), path)
     logger.info("training starts from the weights of %s", path)
     return network

@@ -38,7 +38,7 @@ import torch
 from hirescam_ext.labels import LABEL_NAMES
 from hirescam_ext.utils.args import FALSE_STRINGS, TRUE_STRINGS, as_bool
 from hirescam_ext.utils.errors import InputError
-from hirescam_ext.utils.io import read_json_file
+from hirescam_ext.utils.io import read_json_file, sha256_file
 from hirescam_ext.version import __version__
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "same_setting",
     "load_model_settings",
     "network_from_settings",
+    "no_checkpoint",
     "preprocessing_from_settings",
     "to_plain",
 ]
@@ -164,8 +165,8 @@ def make_model_settings(
         attention_grid: ``(H, D1, D2)`` of the allowed regions.
         dataset: provenance of the training data
             (:func:`~hirescam_ext.bundle_tools.dataset.dataset_provenance`).
-        initialized_from: the checkpoint training started from (``init_ckpt``; ``None``/``""``: none), recorded as
-            ``{"path", "sha256"}`` when it is a file.
+        initialized_from: the checkpoint training started from (``init_ckpt``; ``None``, ``""``, ``"null"``: none),
+            recorded as ``{"path", "sha256"}`` (``sha256`` ``None`` if the path is no file).
     """
     if isinstance(network, Mapping):
         definition = to_plain(dict(network), "network_def")
@@ -198,12 +199,15 @@ def make_model_settings(
     }
 
 
-def _provenance_of_start(path: str | os.PathLike | None) -> dict[str, Any]:
-    if path is None or os.fspath(path) == "":
-        return {}
-    from hirescam_ext.utils.io import sha256_file
+def no_checkpoint(path: str | os.PathLike | None) -> bool:
+    """Whether ``path`` names no checkpoint: ``None``, ``""``, or ``"null"`` / ``"none"`` as a command line gives it."""
+    return path is None or os.fspath(path).strip().lower() in ("", "null", "none")
 
-    path = Path(path)
+
+def _provenance_of_start(path: str | os.PathLike | None) -> dict[str, Any]:
+    if no_checkpoint(path):
+        return {}
+    path = Path(path)  # type: ignore[arg-type]
     digest = sha256_file(path) if path.is_file() else None
     return {"initialized_from": {"path": os.path.abspath(path), "sha256": digest}}
 
@@ -238,18 +242,24 @@ def read_settings_file(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def same_setting(a: Any, b: Any) -> bool:
-    """Equal settings, numbers compared as numbers (``[64, 64, 48]`` equals ``[64.0, 64.0, 48.0]``) and switches as
-    switches (``True`` equals ``"true"``, which is how ``--density_bands true`` reaches a config)."""
+    """Equal settings: numbers as numbers, switches as switches.
+
+    ``[64, 64, 48]`` equals ``[64.0, 64.0, 48.0]``; ``True`` equals ``"true"`` and ``"yes"`` equals ``"1"``, since a
+    command line hands ``--density_bands true`` to a config as a string (:func:`~hirescam_ext.utils.args.as_bool`).
+    """
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(same_setting(x, y) for x, y in zip(a, b))
+    if _is_switch(a) and _is_switch(b) and (isinstance(a, bool) or isinstance(b, bool) or a != b):
+        return as_bool(a, "setting") is as_bool(b, "setting")
     if isinstance(a, bool) or isinstance(b, bool):
-        switch, other = (a, b) if isinstance(a, bool) else (b, a)
-        if isinstance(other, str) and other.strip().lower() in TRUE_STRINGS + FALSE_STRINGS:
-            return switch is as_bool(other, "setting")
         return a is b or a == b and type(a) is type(b)
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return bool(np.isclose(float(a), float(b), rtol=1e-6, atol=1e-9))
     return a == b
+
+
+def _is_switch(value: Any) -> bool:
+    return isinstance(value, bool) or isinstance(value, str) and value.strip().lower() in TRUE_STRINGS + FALSE_STRINGS
 
 
 def _legacy(overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -318,6 +318,7 @@ class AxialNet(nn.Module):
         if z % SLICES_PER_TRIPLET != 0 or z <= 0:
             raise ValueError(f"the number of axial slices Z = {z} must be a positive multiple of {SLICES_PER_TRIPLET}")
         k = int(custom_conv_kernel)
+        custom_convs = as_bool(custom_convs, "custom_convs")  # "false" from a command line is a string
         if custom_convs and custom_conv_padding > k // 2:
             raise ValueError(
                 f"custom_conv_padding={custom_conv_padding} with custom_conv_kernel={k} grows the grid by "

@@ -68,12 +68,15 @@ def test_train_fine_tunes_from_another_runs_checkpoint(
     proc = bundle_tools.run(
         "train.json",
         args=["--bundle_root", str(root), "--dataset_dir", str(tiny_synthetic), "--train#trainer#max_epochs", "1",
-              "--init_ckpt", str(start), *bundle_tools.tiny],
+              "--init_ckpt", str(start), "--learning_rate", "0", *bundle_tools.tiny],
         cwd=root,
     )  # fmt: skip
     assert f"training starts from the weights of {start}" in proc.stdout + proc.stderr
-    recorded = torch.load(root / "models" / "last.pt", map_location="cpu", weights_only=True)["model_settings"]
-    assert recorded["initialized_from"]["sha256"] == hashlib.sha256(start.read_bytes()).hexdigest()
+    last = torch.load(root / "models" / "last.pt", map_location="cpu", weights_only=True)
+    assert last["model_settings"]["initialized_from"]["sha256"] == hashlib.sha256(start.read_bytes()).hexdigest()
+    began = torch.load(start, map_location="cpu", weights_only=True)["model"]
+    weights = [k for k in began if k.endswith("weight") and began[k].dim() > 1]  # convolutions and the fc layer
+    assert weights and all(torch.equal(last["model"][k], began[k]) for k in weights)  # lr 0: still the start's
 
 
 def test_fine_tuning_another_network_stops_before_training_naming_the_setting(

@@ -144,3 +144,22 @@ def test_a_missing_settings_file_is_an_error_naming_it(tmp_path: Path) -> None:
     torch.save(AxialNet(**TINY_NET).state_dict(), bare)
     with pytest.raises(InputError, match=r"model_settings.json: model settings file not found"):
         load_model_settings(bare, settings_file=tmp_path / "model_settings.json")
+
+
+@pytest.mark.parametrize(
+    "a, b, same",
+    [
+        (True, "true", True), ("TRUE", True, True), ("yes", "1", True), (False, "0", True), (True, "false", False),
+        ("off", "on", False), (True, 1.0, False), ([64, 64, 48], [64.0, 64.0, 48.0], True), ("small", "small16", False),
+    ],
+)  # fmt: skip
+def test_same_setting_compares_numbers_as_numbers_and_switches_as_switches(a, b, same: bool) -> None:
+    from hirescam_ext.engines.model_settings import same_setting
+
+    assert same_setting(a, b) is same and same_setting(b, a) is same
+
+
+def test_a_switch_override_given_as_a_string_is_checked_as_a_switch(tiny_ckpt: Path) -> None:
+    assert load_model_settings(tiny_ckpt, {"custom_convs": "true"})["network_def"]["custom_convs"] is True
+    with pytest.raises(InputError, match="'custom_convs' conflicts with the checkpoint"):
+        load_model_settings(tiny_ckpt, {"custom_convs": "false"})
