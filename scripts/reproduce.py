@@ -2,7 +2,7 @@
 
 Usage:
     python scripts/reproduce.py --profile tiny   # smoke test, about a minute on 2 CPU cores
-    python scripts/reproduce.py --profile quick  # about 30 minutes on 2 CPU cores, writes results/quick/
+    python scripts/reproduce.py --profile quick  # about 70 minutes on 2 CPU cores, writes results/quick/
     python scripts/reproduce.py --profile full --device cuda --pretrained resnet18.pth  # paper-sized, GPU
 
 See docs/REPRODUCE.md.

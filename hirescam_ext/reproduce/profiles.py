@@ -214,7 +214,7 @@ PROFILES: dict[str, ReproProfile] = {
         warmup_epochs=1.0,
         device="cpu",
         synth_workers=2,
-        note="about 50 minutes on 2 CPU cores: 2000 scans of 64x64x48, small trunk, Adam with warm-up and cosine "
+        note="about 70 minutes on 2 CPU cores: 2000 scans of 64x64x48, small trunk, Adam with warm-up and cosine "
         "decay, 8 epochs, 3 seeds",
     ),
     "gpu": ReproProfile(
