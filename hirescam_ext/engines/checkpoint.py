@@ -193,6 +193,8 @@ def load_network_weights(network: torch.nn.Module, path: str | os.PathLike, key:
 #: constructor arguments that only say how the input was windowed; compared as the preprocessing's ``hu_range`` and
 #: ``center`` (a warning), since the densitometry branch and extra windows read HU values back through them
 _INPUT_WINDOW_ARGS = ("input_hu_range", "input_center")
+
+
 def _constructor_defaults(target: str) -> dict[str, Any]:
     """Default values of the constructor arguments of the class named ``target`` (``{}`` if it cannot be found)."""
     component = locate(target)
@@ -212,7 +214,8 @@ def _constructor_defaults(target: str) -> dict[str, Any]:
 def _network_differences(saved: Mapping[str, Any], configured: Mapping[str, Any]) -> list[str]:
     """``"name: checkpoint X, configuration Y"`` for each constructor argument that differs (defaults filled in)."""
     saved_target, configured_target = saved.get("_target_"), configured.get("_target_")
-    if saved_target != configured_target and locate(str(saved_target)) is not locate(str(configured_target)):
+    saved_class, configured_class = locate(str(saved_target)), locate(str(configured_target))
+    if saved_target != configured_target and (saved_class is None or saved_class is not configured_class):
         return [f"network: checkpoint {saved_target!r}, configuration {configured_target!r}"]
     defaults = _constructor_defaults(str(configured_target))
     out: list[str] = []
@@ -263,12 +266,12 @@ def init_from_checkpoint(
     if no_checkpoint(ckpt_path):
         return network
     path = Path(ckpt_path)  # type: ignore[arg-type]
-    own_files = ckpt_dir is not None and path.parent.resolve() == Path(ckpt_dir).resolve()
-    if own_files and path.name in ("best.pt", "last.pt"):
+    target = path.resolve()  # a link to the run's own best.pt is that file too
+    if ckpt_dir is not None and target.parent == Path(ckpt_dir).resolve() and target.name in ("best.pt", "last.pt"):
         raise InputError(
             path,
             "this run writes its own checkpoints there and would overwrite the file it starts from; copy it elsewhere "
-            "and pass that copy (or continue the run that wrote it with --resume true)",
+            "and pass that copy (to continue the run that wrote it, drop --init_ckpt and use --resume true)",
         )
     ckpt = read_checkpoint(path)
     saved = ckpt.get(MODEL_SETTINGS_KEY) if isinstance(ckpt, dict) else None

@@ -199,9 +199,18 @@ def make_model_settings(
     }
 
 
-def no_checkpoint(path: str | os.PathLike | None) -> bool:
-    """Whether ``path`` names no checkpoint: ``None``, ``""``, or ``"null"`` / ``"none"`` as a command line gives it."""
-    return path is None or os.fspath(path).strip().lower() in ("", "null", "none")
+def no_checkpoint(path: str | os.PathLike | bool | None) -> bool:
+    """Whether ``path`` names no checkpoint: ``None``, ``False``, ``""``, or ``"null"`` / ``"none"`` / ``"false"`` as a
+    command line gives it.
+
+    Raises:
+        InputError: ``path`` is neither a path nor one of those (e.g. a number).
+    """
+    if path is None or path is False:
+        return True
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(None, f"a checkpoint path was expected, got {path!r}")
+    return os.fspath(path).strip().lower() in ("", "null", "none", "false")
 
 
 def _provenance_of_start(path: str | os.PathLike | None) -> dict[str, Any]:

@@ -128,3 +128,21 @@ def test_the_run_records_the_checkpoint_it_started_from(saved: tuple[Path, dict]
     assert "initialized_from" not in _settings(_fresh())
     null = make_model_settings(_fresh(), SPACING, [64, 64, 48], [-1000, 800], -0.449, initialized_from="null")
     assert "initialized_from" not in null
+
+
+def test_a_link_to_the_runs_own_checkpoint_is_refused_too(saved: tuple[Path, dict], tmp_path: Path) -> None:
+    path, _ = saved
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.pt").write_bytes(path.read_bytes())
+    link = tmp_path / "start.pt"
+    link.symlink_to(run / "best.pt")
+    with pytest.raises(InputError, match="would overwrite the file it starts from"):
+        init_from_checkpoint(_fresh(), link, ckpt_dir=run)
+
+
+def test_false_from_a_command_line_means_no_checkpoint_and_a_number_is_refused() -> None:
+    net = _fresh()
+    assert init_from_checkpoint(net, False) is net  # fire turns `--init_ckpt False` into a bool
+    with pytest.raises(InputError, match="a checkpoint path was expected"):
+        init_from_checkpoint(net, 3)
