@@ -105,13 +105,12 @@ def main() -> int:
     # one folder per generator version: a newer generator never meets data an older one wrote
     data = ROOT / "data" / f"synthetic_{args.profile}_v{GENERATOR_VERSION}"
     shape = {"tiny": "[64,64,48]", "small": "[96,96,72]", "demo": "[128,128,96]"}.get(args.profile, "[128,128,96]")
-    common = ["--dataset_dir", str(data), "--synthetic_profile", args.profile, "--spatial_size", shape]
-    # the demo's 128 x 128 input gives a 4 x 4 attention grid, where the paper's nearest sampling of the organ map
-    # allows only a third of the lesion cells; area mode (a cell is allowed at 10 % organ) allows three quarters
+    # the demo's models have a 4 x 4 attention grid, where the paper's nearest sampling of the organ map allows only
+    # a third of the lesion cells; area mode (a cell is allowed at 10 % organ) allows three quarters
     # (scripts/eval_allowed_regions.py, docs/ALLOWED_REGIONS.md)
-    common += ["--region_mode", "area", "--region_area_threshold", "0.1"]
     data_only = ["--dataset_dir", str(data), "--synthetic_profile", args.profile,
                  "--region_mode", "area", "--region_area_threshold", "0.1"]  # fmt: skip
+    common = [*data_only, "--spatial_size", shape]
     from_scratch = args.from_scratch or args.paper_model
     epochs = args.epochs if args.epochs is not None else (12 if from_scratch else 4)
     if from_scratch:

@@ -150,14 +150,23 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         raise InputError(path, f"not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
 
 
-def load_network_weights(network: torch.nn.Module, path: str | os.PathLike, key: str = "model") -> None:
+def load_network_weights(
+    network: torch.nn.Module, path: str | os.PathLike, key: str = "model", checkpoint: Any = None
+) -> None:
     """Load ``path`` (a checkpoint with ``key`` or a bare state dict) into ``network``, strictly.
+
+    Args:
+        network: where the weights go.
+        path: the checkpoint file.
+        key: the state dict's key in a checkpoint dictionary.
+        checkpoint: the file's content when the caller has read it already (:func:`read_checkpoint`); ``None``:
+            read ``path``.
 
     Raises:
         InputError: naming the file when it is missing, unreadable, or made for another architecture or label set.
     """
     path = Path(path)
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path) if checkpoint is None else checkpoint
     state = ckpt.get(key, ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise InputError(path, f"holds no state dict under {key!r}")
@@ -303,7 +312,7 @@ def init_from_checkpoint(
     else:
         logger.warning("%s records no model settings (and no settings file was given): only the weights' shapes are "
                        "checked", path)  # fmt: skip
-    load_network_weights(getattr(network, "module", network), path)
+    load_network_weights(getattr(network, "module", network), path, checkpoint=ckpt)
     logger.info("training starts from the weights of %s", path)
     return network
 

@@ -40,6 +40,7 @@ from monai.transforms import MapTransform
 from hirescam_ext.data.radchestct import read_location_table
 from hirescam_ext.labels import LABEL_NAMES, LOCATION_NAMES, ORGAN_LABELS, label_table
 from hirescam_ext.regions.layout import SLICES_PER_TRIPLET, crop_to_triplets
+from hirescam_ext.utils.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -341,7 +342,7 @@ class AllowedRegionsd(MapTransform):
         except ValueError as err:  # name the organ map's file: in a batch job the message alone does not say which
             source = getattr(d[self.organs_key], "meta", {}).get("filename_or_obj")
             if source:
-                raise ValueError(f"{source}: {err}") from err
+                raise InputError(source, str(err)) from err
             raise
         return d
 
