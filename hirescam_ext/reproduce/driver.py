@@ -190,7 +190,8 @@ def run_one(spec_name: str, seed: int, profile: ReproProfile, dataset_dir: Path,
     run_dir = work_dir / "runs" / f"{spec_name}_seed{seed}"
     grid = workflows.region_grid(spec, profile)
     cache = work_dir / "cache" / (f"grid{'x'.join(map(str, grid))}_{profile.region_mode}{profile.area_threshold:g}"
-                                  f"_{'x'.join(map(str, profile.spatial_size))}")
+                                  f"_{'x'.join(map(str, profile.spatial_size))}"
+                                  + (f"_{'x'.join(f'{v:g}' for v in profile.spacing)}mm" if profile.spacing else ""))
     overrides = workflows.bundle_overrides(spec, profile, dataset_dir, run_dir, seed, pretrained,
                                            cache_dir=cache if profile.cache == "disk" else None)
     if external is not None:  # its network is its own: the padding it was built with

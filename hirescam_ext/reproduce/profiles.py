@@ -1,4 +1,5 @@
-"""Named sizes of the reproduction (``hirescam reproduce --profile tiny|quick|full``) and the models it trains.
+"""Named sizes of the reproduction (``hirescam reproduce --profile tiny|quick|quick_all|full|...``) and the models it
+trains.
 
 The experiments follow Draelos & Carin (HiResCAM, arXiv:2011.08891): Table 1 (AxialNet, its ablations and the
 alternative models), Table 2 (classification loss only vs. classification + mask loss, Grad-CAM vs. HiResCAM), the
@@ -79,7 +80,9 @@ class ReproProfile:
         synth_profile: ``hirescam synth`` profile of the benchmark.
         n_scans: scans over all four splits (``None``: the synth profile's).
         spatial_size: network input ``(X, Y, Z)``; also the generated volume shape unless ``synth_shape`` is given.
-        trunk: ``"small"`` or ``"resnet18"``.
+        trunk: ``"small"``, ``"small16"`` or ``"resnet18"``.
+        density_bands: AxialNet's densitometry branch (``configs/train.json``'s ``density_bands``; the shipped
+            models have it). The alternative models ignore it.
         max_epochs: training epochs (early stopping patience from the bundle config still applies).
         seeds: training seeds (network initialisation, shuffling, augmentation); the dataset seed is fixed.
         dataset_seed: seed of the synthetic benchmark.
@@ -117,10 +120,9 @@ class ReproProfile:
             shape, set ``spacing`` to the network grid's voxel size: the bundle's preprocessing resamples each scan
             to it, as it does a user's scan, and the analyses resample the lesion and organ maps (nearest) and the
             HU volume (linear) the same way.
-        spacing: voxel size (mm) of the network grid (``None``: the generated volumes' own). Used by the analyses;
-            the bundle's evaluation takes the grid from the checkpoint's settings, so ``synth_shape`` is for profiles
-            that evaluate checkpoints (``checkpoints``, as ``reference`` does). A training run through
-            ``configs/train.json`` resamples to the dataset's own spacing, so a profile that trains leaves both unset.
+        spacing: voxel size (mm) of the network grid (``None``: the generated volumes' own). A profile that trains
+            passes it to ``configs/train.json`` (``spacing``), which resamples every scan to it and records it in the
+            checkpoint; the evaluation takes it from there, the analyses from here.
     """
 
     name: str
@@ -146,6 +148,7 @@ class ReproProfile:
     lr_schedule: str = "constant"
     warmup_epochs: float = 0.0
     norm: str = "batch"
+    density_bands: bool = False
     custom_conv_init: str = "kaiming"
     output_bias_prior: bool = True
     num_workers: int = 0
@@ -199,6 +202,33 @@ PROFILES: dict[str, ReproProfile] = {
     ),
     "quick": ReproProfile(
         name="quick",
+        synth_profile="demo",
+        n_scans=2400,
+        spatial_size=(64, 64, 48),
+        synth_shape=(128, 128, 96),
+        spacing=(5.8, 5.8, 6.4),
+        trunk="small16",
+        density_bands=True,
+        max_epochs=40,
+        seeds=(0,),
+        models=("axialnet", "axialnet_mask"),
+        region_mode="area",
+        area_threshold=0.1,
+        sanity_scans=8,
+        optimizer_name="adam",
+        learning_rate=2e-3,
+        batch_size=8,
+        lr_schedule="warmup_cosine",
+        warmup_epochs=1.0,
+        device="cpu",
+        synth_workers=2,
+        note="about 60 minutes on 2 CPU cores: the shipped models' recipe trained from scratch (small trunk of stride 16 "
+        "with the densitometry branch, Adam lr 2e-3 with warm-up and cosine decay, batch 8, 40 epochs) on 2400 scans "
+        "rendered at 128x128x96 (2.9 mm) and resampled to 64x64x48 (5.8 mm, a 4x4 attention grid) by the bundle's "
+        "preprocessing; Table 2's pair (classification loss / with the mask loss), one seed",
+    ),
+    "quick_all": ReproProfile(
+        name="quick_all",
         synth_profile="tiny",
         n_scans=2000,
         spatial_size=(64, 64, 48),
@@ -214,8 +244,9 @@ PROFILES: dict[str, ReproProfile] = {
         warmup_epochs=1.0,
         device="cpu",
         synth_workers=2,
-        note="about 70 minutes on 2 CPU cores: 2000 scans of 64x64x48, small trunk, Adam with warm-up and cosine "
-        "decay, 8 epochs, 3 seeds",
+        note="about 70 minutes on 2 CPU cores: every Table 1 model, 3 seeds, 2000 scans of 64x64x48 rendered on the "
+        "network grid, small trunk, Adam with warm-up and cosine decay, 8 epochs; a run of every model, too short "
+        "for any to learn (the quick profile until session 22)",
     ),
     "gpu": ReproProfile(
         name="gpu",

@@ -157,6 +157,12 @@ def bundle_overrides(
         "max_train_seconds": profile.max_train_seconds,
         "train#trainer#max_epochs": int(profile.max_epochs),
     }
+    if profile.density_bands:  # only when set: the runs recorded before the switch keep their identity
+        ov["density_bands"] = True
+    if profile.spacing is not None and profile.max_epochs > 0:
+        # a profile that trains on scans rendered finer: the bundle resamples them to the network grid (a profile
+        # that only evaluates checkpoints takes the grid from each checkpoint's settings)
+        ov["spacing"] = [float(v) for v in profile.spacing]
     if cache_dir is not None:
         ov["cache_dir"] = str(cache_dir)
     if profile.device:

@@ -161,5 +161,6 @@ def test_the_reference_profile_counts_visible_findings_by_the_audit_of_its_resam
     ref = _visibility(get_profile("reference"), GENERATOR_VERSION)
     assert ref["profile"] == "tiny_from_demo" and ref["visible"] is not None
     assert {"lung_granuloma", "lung_nodule"}.isdisjoint(ref["visible"]) and "heart_cardiomegaly" in ref["visible"]
-    quick = _visibility(get_profile("quick"), GENERATOR_VERSION)
-    assert quick["profile"] == "tiny" and "lung_granuloma" in quick["visible"]
+    assert _visibility(get_profile("quick"), GENERATOR_VERSION)["profile"] == "tiny_from_demo"
+    on_grid = _visibility(get_profile("quick_all"), GENERATOR_VERSION)
+    assert on_grid["profile"] == "tiny" and "lung_granuloma" in on_grid["visible"]

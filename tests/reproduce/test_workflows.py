@@ -81,8 +81,31 @@ def test_profile_record_with_an_unknown_or_missing_field_is_refused() -> None:
         ReproProfile.from_dict({k: v for k, v in record.items() if k != "trunk"})
 
 
-def test_quick_profile_has_three_seeds() -> None:
-    assert len(get_profile("quick").seeds) >= 3
+def test_quick_all_profile_runs_every_paper_model_with_three_seeds() -> None:
+    from hirescam_ext.reproduce.profiles import PAPER_MODELS
+
+    p = get_profile("quick_all")
+    assert p.models == PAPER_MODELS and len(p.seeds) >= 3
+
+
+def test_quick_profile_trains_the_shipped_recipe_on_scans_resampled_to_the_network_grid() -> None:
+    p = get_profile("quick")
+    assert set(p.models) == {"axialnet", "axialnet_mask"}
+    ov = bundle_overrides(MODELS["axialnet_mask"], p, "d", "r", 0)
+    assert ov["trunk"] == "small16" and ov["density_bands"] is True and ov["use_mask_loss"] is True
+    assert ov["spacing"] == [5.8, 5.8, 6.4] and ov["spatial_size"] == [64, 64, 48]
+    assert tuple(p.synth_shape) == (128, 128, 96)
+
+
+def test_profiles_without_the_branch_or_a_grid_spacing_leave_both_to_the_configs() -> None:
+    """The runs recorded before these switches existed keep their identity (and are reused)."""
+    ov = bundle_overrides(MODELS["axialnet"], get_profile("quick_all"), "d", "r", 0)
+    assert "density_bands" not in ov and "spacing" not in ov
+
+
+def test_a_profile_that_only_evaluates_checkpoints_takes_the_spacing_from_them() -> None:
+    ov = bundle_overrides(MODELS["axialnet"], get_profile("reference"), "d", "r", 0)
+    assert "spacing" not in ov
 
 
 def test_finished_runs_are_matched_by_experiment_not_by_location() -> None:
