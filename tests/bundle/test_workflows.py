@@ -324,6 +324,16 @@ def test_train_config_mask_penalize_and_pool_reach_the_loss(bundle_tools) -> Non
         assert (loss.penalize, loss.pool) == (penalize, parser["mask_pool"])
 
 
+def test_train_config_validation_logs_the_lowest_loss_as_the_best(bundle_tools) -> None:
+    """The key metric is a loss: the evaluator's "best value" log must follow the checkpointer's ``mode: min``."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(bundle_tools.configs / "train.json"))
+    better = parser.get_parsed_content("validate#evaluator#metric_cmp_fn")
+    assert better(0.086, 0.089) and not better(0.089, 0.086)
+
+
 def test_train_config_custom_conv_kernel_reaches_the_network_and_keeps_the_grid(bundle_tools) -> None:
     from monai.bundle import ConfigParser
 
