@@ -38,6 +38,8 @@ from hirescam_ext.utils.io import atomic_write
 
 __all__ = [
     "CACHE_MODES",
+    "CACHED_META_KEYS",
+    "slim_cached_meta",
     "make_cache_safe",
     "SafePersistentDataset",
     "MemmapPersistentDataset",
@@ -51,6 +53,17 @@ __all__ = [
 ]
 
 CACHE_MODES = ("none", "memory", "disk", "memmap")
+
+#: the metadata a disk-cached ``MetaTensor`` keeps: its geometry and source file. A reader's header fields (a NIfTI
+#: header is 38 small tensors) and the record of applied operations made most of a cache hit's time (about 6 ms of
+#: an item at 64 x 64 x 48, against about 1 ms without them; scripts/benchmark_cache_meta.py), and nothing after the
+#: cache reads them: the disk caches serve training and its per-epoch validation (evaluation and inference read the
+#: scans themselves).
+CACHED_META_KEYS = ("affine", "original_affine", "spatial_shape", "space", "original_channel_dim", "filename_or_obj")
+
+#: cache-file name suffix of the slim format: files cached with the full metadata (before it) are not mixed with these
+#: in one batch, whose metadata could not be collated
+CACHE_FORMAT = "-meta2"
 
 #: storage dtypes of the ``"memmap"`` cache and their integer ranges
 CACHE_DTYPES = {"int16": (-32768, 32767), "uint8": (0, 255)}
@@ -88,18 +101,37 @@ def make_cache_safe(obj: Any) -> Any:
     return obj
 
 
+def slim_cached_meta(obj: Any) -> Any:
+    """Return ``obj`` with every ``MetaTensor`` (at the top level or in a dictionary, list or tuple) keeping only the
+    metadata in :data:`CACHED_META_KEYS` and no record of applied operations; tensors are not copied."""
+    if isinstance(obj, MetaTensor):
+        obj.meta = {k: v for k, v in obj.meta.items() if k in CACHED_META_KEYS}
+        obj.applied_operations = []
+        return obj
+    if isinstance(obj, dict):
+        return {k: slim_cached_meta(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(slim_cached_meta(v) for v in obj)
+    return obj
+
+
 class SafePersistentDataset(PersistentDataset):
-    """``PersistentDataset`` that stores ``MetaTensor`` metadata and cleans it so ``weights_only`` loading works."""
+    """``PersistentDataset`` that stores ``MetaTensor`` metadata and cleans it so ``weights_only`` loading works.
+
+    Cached items keep only the metadata in :data:`CACHED_META_KEYS` (:func:`slim_cached_meta`); their files' names end
+    in :data:`CACHE_FORMAT`.
+    """
 
     def __init__(self, data: Sequence, transform: Callable | None, cache_dir: str | os.PathLike, **kwargs: Any):
         kwargs.setdefault("track_meta", True)
         super().__init__(data, transform, cache_dir=cache_dir, **kwargs)
+        self.transform_hash = f"{self.transform_hash}{CACHE_FORMAT}"  # part of every cache file's name
 
     def _pre_transform(self, item_transformed: Any) -> Any:
         # a freshly computed item takes the form a cache hit reloads (MONAI saves it through ``convert_to_tensor``,
         # which turns plain tensors into MetaTensors): otherwise a batch that mixes hits and misses, as in an epoch
         # over a cache another run is filling or one an interrupted epoch left half full, cannot be collated
-        item = make_cache_safe(super()._pre_transform(item_transformed))
+        item = make_cache_safe(slim_cached_meta(super()._pre_transform(item_transformed)))
         return convert_to_tensor(item, convert_numeric=False, track_meta=self.track_meta)
 
     def _cache_file(self, item_transformed: Any) -> Path | None:

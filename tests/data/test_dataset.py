@@ -56,7 +56,39 @@ def test_disk_cache_gives_the_uncached_result(tmp_path):
     first, second = disk[0]["image"], disk[0]["image"]
     assert torch.equal(first, plain) and torch.equal(second, plain)
     assert torch.allclose(second.affine, plain.affine)
-    assert len(second.applied_operations) == len(plain.applied_operations)
+
+
+class HeaderLoad(MapTransform):
+    """Like a NIfTI reader: the image carries its source and the file's header fields in its metadata."""
+
+    def __call__(self, data):
+        d = dict(data)
+        meta = {"filename_or_obj": f"scan{d['value']}.nii.gz", "dim": torch.tensor([3, 4, 4, 6, 1, 1, 1, 1]),
+                "qform_code": torch.tensor(1), "sizeof_hdr": torch.tensor(348)}
+        d["image"] = MetaTensor(torch.zeros(1, 4, 4, 6), affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0])), meta=meta)
+        return d
+
+
+def test_disk_cache_keeps_the_geometry_and_source_of_a_scan_but_not_its_header_or_trace(tmp_path):
+    from hirescam_ext.data.dataset import CACHED_META_KEYS
+
+    transform = Compose([HeaderLoad(keys="value"), ResampleToSpacingd("image", pixdim=1.0)])
+    plain = make_dataset([{"value": 3}], transform)[0]["image"]
+    disk = make_dataset([{"value": 3}], transform, cache="disk", cache_dir=tmp_path / "c")
+    for image in (disk[0]["image"], disk[0]["image"]):  # the miss that fills the cache, then a hit
+        assert set(image.meta) <= set(CACHED_META_KEYS) and image.applied_operations == []
+        assert image.meta["filename_or_obj"] == "scan3.nii.gz" and torch.allclose(image.affine, plain.affine)
+        assert torch.equal(image.as_tensor(), plain.as_tensor())
+    assert "qform_code" in plain.meta and plain.applied_operations  # the uncached item keeps them
+
+
+def test_cache_files_of_the_slim_format_are_named_apart_from_older_ones(tmp_path):
+    """An older cache (full metadata) in the same folder is not read: its items would not collate with these."""
+    from hirescam_ext.data.dataset import CACHE_FORMAT
+
+    make_dataset([{"value": 1}], Compose([HeaderLoad(keys="value")]), cache="disk", cache_dir=tmp_path / "c")[0]
+    names = [f.name for f in (tmp_path / "c").iterdir()]
+    assert names and all(n.endswith(f"{CACHE_FORMAT}.pt") for n in names)
 
 
 def test_random_suffix_still_varies_with_memory_cache():

@@ -129,3 +129,19 @@ def test_stored_output_keeps_the_cache_dtype_for_the_device_to_convert(tmp_path)
 def test_an_unknown_output_is_refused(tmp_path):
     with pytest.raises(ValueError, match="'float32' or 'stored'"):
         _memmap(tmp_path, [{"value": 0}], cache_output="float16")
+
+
+def test_the_memmap_cache_keeps_only_the_slim_metadata(tmp_path):
+    from hirescam_ext.data.dataset import CACHED_META_KEYS
+
+    class HeaderField(MapTransform):
+        def __call__(self, data):
+            d = dict(data)
+            d["image"].meta["qform_code"] = torch.tensor(1)  # a reader's header field
+            return d
+
+    ds = make_dataset([{"value": 0}], Compose([WindowedLoad(keys="value"), HeaderField(keys="image")]),
+                      cache="memmap", cache_dir=tmp_path / "c", cache_value_range=RANGE)
+    for image in (ds[0]["image"], ds[0]["image"]):  # miss, then hit
+        assert set(image.meta) <= set(CACHED_META_KEYS) and "affine" in image.meta
+        assert image.applied_operations == []
