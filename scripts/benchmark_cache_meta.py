@@ -46,7 +46,8 @@ class _FullMetaDataset(cache_module.SafePersistentDataset):
         self.transform_hash += "-full"
 
     def _pre_transform(self, item_transformed: Any) -> Any:
-        item = cache_module.make_cache_safe(super(cache_module.SafePersistentDataset, self)._pre_transform(item_transformed))
+        full = super(cache_module.SafePersistentDataset, self)._pre_transform(item_transformed)  # MONAI's, unslimmed
+        item = cache_module.make_cache_safe(full)
         return cache_module.convert_to_tensor(item, convert_numeric=False, track_meta=self.track_meta)
 
 

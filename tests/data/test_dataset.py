@@ -65,7 +65,8 @@ class HeaderLoad(MapTransform):
         d = dict(data)
         meta = {"filename_or_obj": f"scan{d['value']}.nii.gz", "dim": torch.tensor([3, 4, 4, 6, 1, 1, 1, 1]),
                 "qform_code": torch.tensor(1), "sizeof_hdr": torch.tensor(348)}
-        d["image"] = MetaTensor(torch.zeros(1, 4, 4, 6), affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0])), meta=meta)
+        affine = torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0]))
+        d["image"] = MetaTensor(torch.zeros(1, 4, 4, 6), affine=affine, meta=meta)
         return d
 
 
