@@ -381,7 +381,10 @@ def write_outputs(profile: ReproProfile, runs: dict[str, dict[int, dict[str, Any
            if profile.spacing else "")
         + "); splits training / validation / test / test_shifted; the confounder "
         "(atherosclerosis tied to subcutaneous fat) is reversed in test_shifted",
-        f"networks: trunk `{profile.trunk}`, custom-conv padding {profile.custom_conv_padding}, 3D-conv padding "
+        f"networks: trunk `{profile.trunk}`"
+        + (" with AxialNet's densitometry branch (each attention cell's share of 19 HU bands beside the trunk's "
+           "features; not in the paper)" if profile.density_bands else "")
+        + f", custom-conv padding {profile.custom_conv_padding}, 3D-conv padding "
         f"{profile.conv_padding}; {profile.max_epochs} epochs (early stopping as in configs/train.json), "
         f"{_OPTIMIZER_TITLES.get(profile.optimizer_name, profile.optimizer_name)} lr {profile.learning_rate}, "
         f"batch size {profile.batch_size}, validation every {profile.val_interval} epoch(s)",
@@ -550,13 +553,27 @@ def profile_from_args(args: argparse.Namespace) -> ReproProfile:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``hirescam reproduce``; returns the exit status."""
-    args = _parser().parse_args(argv)
-    os.environ.setdefault("TQDM_DISABLE", "1")
+    """Entry point of ``hirescam reproduce``; returns the exit status.
+
+    Without ``--verbose`` the bundle's progress bars and INFO logs are silenced while it runs; both are restored on
+    return, so a caller's process (a test session, a notebook) keeps its own settings.
+    """
     import logging
 
+    args = _parser().parse_args(argv)
+    tqdm_before, logging_before = os.environ.get("TQDM_DISABLE"), logging.root.manager.disable
+    os.environ.setdefault("TQDM_DISABLE", "1")
     if not args.verbose:
         logging.disable(logging.INFO)
+    try:
+        return _run(args, argv)
+    finally:
+        if tqdm_before is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        logging.disable(logging_before)
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     command = ("hirescam reproduce " + " ".join(sys.argv[1:] if argv is None else list(argv))).strip()
     try:
         if args.report_from:

@@ -95,6 +95,9 @@ def test_quick_profile_trains_the_shipped_recipe_on_scans_resampled_to_the_netwo
     assert ov["trunk"] == "small16" and ov["density_bands"] is True and ov["use_mask_loss"] is True
     assert ov["spacing"] == [5.8, 5.8, 6.4] and ov["spatial_size"] == [64, 64, 48]
     assert tuple(p.synth_shape) == (128, 128, 96)
+    # the shipped models' optimizer and schedule (scripts/train_reference.py's recipe)
+    assert (ov["optimizer_name"], ov["learning_rate"], ov["lr_schedule"]) == ("adam", 2e-3, "warmup_cosine")
+    assert ov["batch_size"] == 8 and ov["train#trainer#max_epochs"] == 40
 
 
 def test_profiles_without_the_branch_or_a_grid_spacing_leave_both_to_the_configs() -> None:
@@ -196,3 +199,16 @@ def test_disabled_tensorboard_handlers_are_the_configs_tensorboard_handlers() ->
     for ref in _TENSORBOARD_HANDLERS:
         section, _, index = ref.split("#")
         assert config[section]["handlers"][int(index)]["_target_"] == "TensorBoardStatsHandler", ref
+
+
+def test_the_command_leaves_the_callers_progress_bars_and_logging_as_they_were(tmp_path: Path, monkeypatch) -> None:
+    """``main`` silences tqdm and INFO logs while it runs; a test session or notebook that calls it keeps both."""
+    import logging
+    import os
+
+    from hirescam_ext.reproduce.driver import main
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    before = logging.root.manager.disable
+    assert main(["--profile", "tiny", "--checkpoint", "axialnet", "--work-dir", str(tmp_path)]) == 2  # an input error
+    assert "TQDM_DISABLE" not in os.environ and logging.root.manager.disable == before
