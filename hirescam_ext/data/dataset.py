@@ -55,10 +55,10 @@ __all__ = [
 CACHE_MODES = ("none", "memory", "disk", "memmap")
 
 #: the metadata a disk-cached ``MetaTensor`` keeps: its geometry and source file. A reader's header fields (a NIfTI
-#: header is 38 small tensors) and the record of applied operations made most of a cache hit's time (about 6 ms of
-#: an item at 64 x 64 x 48, against about 1 ms without them; scripts/benchmark_cache_meta.py), and nothing after the
-#: cache reads them: the disk caches serve training and its per-epoch validation (evaluation and inference read the
-#: scans themselves).
+#: header is 38 small tensors) and the record of applied operations made most of a cache hit's time (a DataLoader
+#: epoch of 64 x 64 x 48 items 2.5x slower with them: scripts/benchmark_cache_meta.py, docs/PERFORMANCE.md), and
+#: nothing after the cache reads them: the disk caches serve training and its per-epoch validation (evaluation and
+#: inference read the scans themselves). Without the record, a cached item cannot be inverted to its scan's grid.
 CACHED_META_KEYS = ("affine", "original_affine", "spatial_shape", "space", "original_channel_dim", "filename_or_obj")
 
 #: cache-file name suffix of the slim format: files cached with the full metadata (before it) are not mixed with these
@@ -115,6 +115,18 @@ def slim_cached_meta(obj: Any) -> Any:
     return obj
 
 
+def _warn_of_older_cache_files(cache_dir: str | os.PathLike | None) -> None:
+    """Warn once per folder when it holds cache files of the format before :data:`CACHE_FORMAT` (never read again)."""
+    if cache_dir is None or not os.path.isdir(cache_dir):
+        return
+    old = [e for e in os.scandir(cache_dir)
+           if e.is_file() and e.name.endswith((".pt", ".npy")) and CACHE_FORMAT not in e.name]  # fmt: skip
+    if old:
+        size = sum(e.stat().st_size for e in old) / 1e6
+        warnings.warn(f"{cache_dir}: {len(old)} cache files ({size:.0f} MB) of an older format are no longer read "
+                      "(cached items now keep slim metadata; docs/PERFORMANCE.md); delete them to free the space")
+
+
 class SafePersistentDataset(PersistentDataset):
     """``PersistentDataset`` that stores ``MetaTensor`` metadata and cleans it so ``weights_only`` loading works.
 
@@ -126,6 +138,7 @@ class SafePersistentDataset(PersistentDataset):
         kwargs.setdefault("track_meta", True)
         super().__init__(data, transform, cache_dir=cache_dir, **kwargs)
         self.transform_hash = f"{self.transform_hash}{CACHE_FORMAT}"  # part of every cache file's name
+        _warn_of_older_cache_files(self.cache_dir)
 
     def _pre_transform(self, item_transformed: Any) -> Any:
         # a freshly computed item takes the form a cache hit reloads (MONAI saves it through ``convert_to_tensor``,
@@ -214,8 +227,8 @@ def dequantize(q: np.ndarray | torch.Tensor, value_range: Sequence[float]) -> to
 class MemmapPersistentDataset(SafePersistentDataset):
     """Disk cache whose image is stored quantized (int16 or uint8) in a memory-mappable ``.npy`` file.
 
-    Per item, ``<hash>.pt`` holds everything but the image's voxels (label, allowed regions, the image's metadata and
-    applied operations) and ``<hash>.<dtype>.npy`` the voxels, each written under a temporary name and renamed, the
+    Per item, ``<hash>.pt`` holds everything but the image's voxels (label, allowed regions, the image's slim
+    metadata: :data:`CACHED_META_KEYS`, no applied operations) and ``<hash>.<dtype>.npy`` the voxels, each written under a temporary name and renamed, the
     ``.pt`` last: an item is cached when both exist. A hit and a miss return the same values (a miss returns the
     dequantized image too), so a half-filled cache never changes what training sees. An unreadable pair is deleted
     and recomputed.
@@ -423,7 +436,9 @@ def make_dataset(
     Args:
         data: items of a data list (see :func:`hirescam_ext.data.datalist.load_datalist`).
         transform: deterministic preprocessing followed by random augmentation.
-        cache: ``"none"``, ``"memory"``, ``"disk"`` or ``"memmap"``.
+        cache: ``"none"``, ``"memory"``, ``"disk"`` or ``"memmap"``. Items of the two disk caches keep only
+            :data:`CACHED_META_KEYS` of their metadata and no record of applied operations (so they cannot be
+            inverted to the scan's grid); ``"none"`` and ``"memory"`` keep everything.
         cache_dir: folder of the disk cache (required for ``"disk"`` and ``"memmap"``; created if missing).
         num_workers: threads filling the memory cache (``None``/0/1: one thread).
         cache_rate: fraction of items kept in the memory cache.

@@ -37,6 +37,7 @@ from monai.data import ImageReader, MetaTensor
 from monai.transforms import (
     Compose,
     Invertd,
+    InvertibleTransform,
     LoadImaged,
     Orientationd,
     ResizeWithPadOrCropd,
@@ -302,6 +303,11 @@ def invert_to_original(
     ref = reference if isinstance(reference, MetaTensor) else reference[key]
     if not isinstance(ref, MetaTensor):
         raise TypeError(f"the reference {key!r} must be a MetaTensor carrying its applied operations")
+    invertible = any(isinstance(t, InvertibleTransform) for t in transform.flatten().transforms)
+    if invertible and not ref.applied_operations:
+        source = ref.meta.get("filename_or_obj", "the reference")
+        raise ValueError(f"{source}: the reference carries no applied operations to invert (an item read from the "
+                         "bundle's disk or memmap cache keeps none: preprocess the scan again without a cache)")
     x = torch.as_tensor(np.asarray(map_tensor) if isinstance(map_tensor, np.ndarray) else map_tensor).detach()
     if isinstance(x, MetaTensor):
         x = x.as_tensor()

@@ -83,13 +83,17 @@ def test_disk_cache_keeps_the_geometry_and_source_of_a_scan_but_not_its_header_o
     assert "qform_code" in plain.meta and plain.applied_operations  # the uncached item keeps them
 
 
-def test_cache_files_of_the_slim_format_are_named_apart_from_older_ones(tmp_path):
+def test_an_older_cache_file_in_the_folder_is_not_read_and_is_reported(tmp_path):
     """An older cache (full metadata) in the same folder is not read: its items would not collate with these."""
-    from hirescam_ext.data.dataset import CACHE_FORMAT
-
-    make_dataset([{"value": 1}], Compose([HeaderLoad(keys="value")]), cache="disk", cache_dir=tmp_path / "c")[0]
-    names = [f.name for f in (tmp_path / "c").iterdir()]
-    assert names and all(n.endswith(f"{CACHE_FORMAT}.pt") for n in names)
+    transform = Compose([HeaderLoad(keys="value")])
+    make_dataset([{"value": 1}], transform, cache="disk", cache_dir=tmp_path / "c")[0]
+    (new_file,) = (tmp_path / "c").iterdir()
+    assert new_file.name.endswith("-meta2.pt")
+    old_file = tmp_path / "c" / new_file.name.replace("-meta2.pt", ".pt")
+    torch.save({"image": MetaTensor(torch.full((1, 4, 4, 6), 7.0)), "value": 1}, old_file)  # as the old format named it
+    with pytest.warns(UserWarning, match="1 cache files .* older format are no longer read"):
+        ds = make_dataset([{"value": 1}], transform, cache="disk", cache_dir=tmp_path / "c")
+    assert float(ds[0]["image"].max()) == 0.0  # HeaderLoad's zeros, not the old file's sevens
 
 
 def test_random_suffix_still_varies_with_memory_cache():

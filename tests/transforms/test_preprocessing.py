@@ -110,6 +110,15 @@ def test_inverted_marker_lands_on_the_original_voxels(precrop):
     assert torch.allclose(centre(hit), centre(truth), atol=0.5)
 
 
+def test_inverting_an_item_without_its_applied_operations_names_the_scan_and_the_cache() -> None:
+    """A disk-cached item keeps no record of its operations (hirescam_ext.data.dataset.CACHED_META_KEYS)."""
+    pre = ct_preprocessing(load=False, label_map_keys=(), spacing=(1.0, 1.0, 1.0), spatial_size=(16, 16, 16))
+    item = pre({"image": MetaTensor(torch.zeros(1, 20, 20, 10) - 1000.0, meta={"filename_or_obj": "ct7.nii.gz"})})
+    item["image"].applied_operations = []
+    with pytest.raises(ValueError, match="ct7.nii.gz: .*no applied operations.*cache"):
+        invert_to_original(item["image"] > 0, item, pre)
+
+
 def test_precrop_changes_the_grid_by_about_one_voxel_at_most():
     affine = torch.diag(torch.tensor([-0.7, -0.7, 1.0, 1.0], dtype=torch.float64))
     scan = MetaTensor(torch.randn(1, 90, 90, 60) * 300, affine=affine)
