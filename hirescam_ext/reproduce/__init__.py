@@ -6,8 +6,8 @@ own workflows. See docs/REPRODUCE.md.
 
 Example:
     >>> from hirescam_ext.reproduce import get_profile
-    >>> get_profile("quick").seeds
-    (0, 1, 2)
+    >>> get_profile("quick").models, get_profile("quick_all").seeds
+    (('axialnet', 'axialnet_mask'), (0, 1, 2))
 """
 
 from __future__ import annotations
