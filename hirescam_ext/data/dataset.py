@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from copy import deepcopy
 from collections.abc import Callable, Sequence
@@ -56,7 +57,7 @@ CACHE_MODES = ("none", "memory", "disk", "memmap")
 
 #: the metadata a disk-cached ``MetaTensor`` keeps: its geometry and source file. A reader's header fields (a NIfTI
 #: header is 38 small tensors) and the record of applied operations made most of a cache hit's time (a DataLoader
-#: epoch of 64 x 64 x 48 items 2.5x slower with them: scripts/benchmark_cache_meta.py, docs/PERFORMANCE.md), and
+#: epoch of 64 x 64 x 48 items 2.4x slower with them: scripts/benchmark_cache_meta.py, docs/PERFORMANCE.md), and
 #: nothing after the cache reads them: the disk caches serve training and its per-epoch validation (evaluation and
 #: inference read the scans themselves). Without the record, a cached item cannot be inverted to its scan's grid.
 CACHED_META_KEYS = ("affine", "original_affine", "spatial_shape", "space", "original_channel_dim", "filename_or_obj")
@@ -115,15 +116,24 @@ def slim_cached_meta(obj: Any) -> Any:
     return obj
 
 
+#: the name of a cache file of the format before :data:`CACHE_FORMAT`: a hexadecimal item hash, then ``.pt`` (the disk
+#: cache, the memmap cache's rest) or the memmap cache's voxels
+_OLDER_CACHE_FILE = re.compile(r"[0-9a-f]{32,64}(\.pt|\.int16\.npy|\.uint8\.npy)")
+
+
 def _warn_of_older_cache_files(cache_dir: str | os.PathLike | None) -> None:
-    """Warn once per folder when it holds cache files of the format before :data:`CACHE_FORMAT` (never read again)."""
+    """Warn when ``cache_dir`` holds cache files of the format before :data:`CACHE_FORMAT` (never read again)."""
     if cache_dir is None or not os.path.isdir(cache_dir):
         return
-    old = [e for e in os.scandir(cache_dir)
-           if e.is_file() and e.name.endswith((".pt", ".npy")) and CACHE_FORMAT not in e.name]  # fmt: skip
-    if old:
-        size = sum(e.stat().st_size for e in old) / 1e6
-        warnings.warn(f"{cache_dir}: {len(old)} cache files ({size:.0f} MB) of an older format are no longer read "
+    size, count = 0, 0
+    for entry in os.scandir(cache_dir):
+        if _OLDER_CACHE_FILE.fullmatch(entry.name):
+            try:
+                size, count = size + entry.stat().st_size, count + 1
+            except OSError:  # removed meanwhile (another run cleaning up)
+                continue
+    if count:
+        warnings.warn(f"{cache_dir}: {count} cache files ({size / 1e6:.0f} MB) of an older format are no longer read "
                       "(cached items now keep slim metadata; docs/PERFORMANCE.md); delete them to free the space")
 
 
@@ -228,8 +238,9 @@ class MemmapPersistentDataset(SafePersistentDataset):
     """Disk cache whose image is stored quantized (int16 or uint8) in a memory-mappable ``.npy`` file.
 
     Per item, ``<hash>.pt`` holds everything but the image's voxels (label, allowed regions, the image's slim
-    metadata: :data:`CACHED_META_KEYS`, no applied operations) and ``<hash>.<dtype>.npy`` the voxels, each written under a temporary name and renamed, the
-    ``.pt`` last: an item is cached when both exist. A hit and a miss return the same values (a miss returns the
+    metadata: :data:`CACHED_META_KEYS`, no applied operations) and ``<hash>.<dtype>.npy`` the voxels, each written
+    under a temporary name and renamed, the ``.pt`` last; the names end in ``-memmap`` (a disk cache in the same folder
+    keeps its own files): an item is cached when both exist. A hit and a miss return the same values (a miss returns the
     dequantized image too), so a half-filled cache never changes what training sees. An unreadable pair is deleted
     and recomputed.
 
@@ -268,6 +279,7 @@ class MemmapPersistentDataset(SafePersistentDataset):
         if len(value_range) != 2 or not float(value_range[0]) < float(value_range[1]):
             raise ValueError(f"value_range must be (lo, hi) with lo < hi, got {value_range!r}")
         super().__init__(data, transform, cache_dir=cache_dir, **kwargs)
+        self.transform_hash += "-memmap"  # its .pt holds no image: never read as a "disk" item, nor one as its own
         self.image_key, self.cache_dtype, self.output = image_key, dtype, output
         self.value_range = (float(value_range[0]), float(value_range[1]))
 

@@ -130,3 +130,15 @@ def test_disk_cache_hit_and_miss_items_collate_in_one_batch(tmp_path):
     ds = make_dataset(data, transform, cache="disk", cache_dir=tmp_path / "c")
     batch = list_data_collate([ds[i] for i in range(4)])
     assert batch["label"].shape == (4, 1) and batch["image"].shape == (4, 1, 4, 4, 6)
+
+
+def test_other_files_in_the_cache_folder_are_not_called_an_older_cache(tmp_path):
+    import warnings
+
+    folder = tmp_path / "c"
+    folder.mkdir()
+    torch.save({"weights": torch.zeros(2)}, folder / "model.pt")
+    np.save(folder / "notes.npy", np.zeros(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_dataset([{"value": 1}], Compose([HeaderLoad(keys="value")]), cache="disk", cache_dir=folder)[0]

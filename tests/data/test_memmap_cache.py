@@ -145,3 +145,14 @@ def test_the_memmap_cache_keeps_only_the_slim_metadata(tmp_path):
     for image in (ds[0]["image"], ds[0]["image"]):  # miss, then hit
         assert set(image.meta) <= set(CACHED_META_KEYS) and "affine" in image.meta
         assert image.applied_operations == []
+
+
+def test_a_disk_cache_and_a_memmap_cache_in_one_folder_keep_their_own_files(tmp_path):
+    """The memmap cache's ``.pt`` holds no image: a disk cache must never read it as an item, nor the reverse."""
+    transform = Compose([WindowedLoad(keys="value")])
+    memmap = make_dataset([{"value": 1}], transform, cache="memmap", cache_dir=tmp_path / "c", cache_value_range=RANGE)
+    disk = make_dataset([{"value": 1}], transform, cache="disk", cache_dir=tmp_path / "c")
+    for ds in (memmap, disk, memmap, disk):  # each fills, then hits, its own entry
+        assert ds[0]["image"].shape == (1, 4, 4, 6)
+    names = sorted(f.name for f in (tmp_path / "c").iterdir())
+    assert len(names) == 3 and sum(n.endswith("-memmap.pt") for n in names) == 1
