@@ -303,7 +303,8 @@ def invert_to_original(
     ref = reference if isinstance(reference, MetaTensor) else reference[key]
     if not isinstance(ref, MetaTensor):
         raise TypeError(f"the reference {key!r} must be a MetaTensor carrying its applied operations")
-    invertible = any(isinstance(t, InvertibleTransform) for t in transform.flatten().transforms)
+    steps = transform.flatten().transforms if isinstance(transform, Compose) else (transform,)
+    invertible = any(isinstance(t, InvertibleTransform) for t in steps)
     if invertible and not ref.applied_operations:
         source = ref.meta.get("filename_or_obj", "the reference")
         raise ValueError(f"{source}: the reference carries no applied operations to invert (an item read from the "

@@ -110,6 +110,16 @@ def test_inverted_marker_lands_on_the_original_voxels(precrop):
     assert torch.allclose(centre(hit), centre(truth), atol=0.5)
 
 
+def test_inverting_through_a_single_transform_that_is_not_a_compose() -> None:
+    from hirescam_ext.transforms import ResampleToSpacingd
+
+    step = ResampleToSpacingd("image", pixdim=2.0)
+    scan = MetaTensor(torch.zeros(1, 20, 20, 10), affine=torch.eye(4))
+    item = step({"image": scan})
+    back = invert_to_original(item["image"], item, step, mode="linear")
+    assert tuple(back.shape) == (1, 20, 20, 10)
+
+
 def test_inverting_an_item_without_its_applied_operations_names_the_scan_and_the_cache() -> None:
     """A disk-cached item keeps no record of its operations (hirescam_ext.data.dataset.CACHED_META_KEYS)."""
     pre = ct_preprocessing(load=False, label_map_keys=(), spacing=(1.0, 1.0, 1.0), spatial_size=(16, 16, 16))
