@@ -555,8 +555,9 @@ def profile_from_args(args: argparse.Namespace) -> ReproProfile:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``hirescam reproduce``; returns the exit status.
 
-    Without ``--verbose`` the bundle's progress bars and INFO logs are silenced while it runs; both are restored on
-    return, so a caller's process (a test session, a notebook) keeps its own settings.
+    The bundle's progress bars (``TQDM_DISABLE``) and, without ``--verbose``, its INFO logs are silenced while it
+    runs. The variable and the logging level are restored on return, so processes a caller starts later (a test
+    session's subprocesses) get their progress bars back; a tqdm first imported during the call keeps what it read.
     """
     import logging
 
@@ -564,7 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tqdm_before, logging_before = os.environ.get("TQDM_DISABLE"), logging.root.manager.disable
     os.environ.setdefault("TQDM_DISABLE", "1")
     if not args.verbose:
-        logging.disable(logging.INFO)
+        logging.disable(max(logging_before, logging.INFO))  # a caller's stricter setting stays
     try:
         return _run(args, argv)
     finally:
