@@ -229,10 +229,10 @@ PROFILES: dict[str, ReproProfile] = {
         batch_size=8,
         lr_schedule="warmup_cosine",
         warmup_epochs=1.0,
-        note="about 55 minutes on 2 CPU cores: the shipped models' recipe trained from scratch (small trunk of "
-        "stride 16 with the densitometry branch, Adam lr 2e-3 with warm-up and cosine decay, batch 8, 40 epochs) on 2400 scans "
-        "rendered at 128x128x96 (2.9 mm) and resampled to 64x64x48 (5.8 mm, a 4x4 attention grid) by the bundle's "
-        "preprocessing; Table 2's pair (classification loss / with the mask loss), one seed",
+        note="about 55 minutes on 2 CPU cores: the shipped models' network and optimizer trained from scratch "
+        "(small trunk of stride 16 with the densitometry branch, Adam lr 2e-3 with warm-up and cosine decay; batch 8, "
+        "40 epochs) on 2400 scans rendered at 128x128x96 (2.9 mm) and resampled to 64x64x48 (5.8 mm, a 4x4 attention "
+        "grid) by the bundle's preprocessing; Table 2's pair (classification loss / with the mask loss), one seed",
     ),
     "quick_all": ReproProfile(
         name="quick_all",

@@ -95,7 +95,7 @@ def test_quick_profile_trains_the_shipped_recipe_on_scans_resampled_to_the_netwo
     assert ov["trunk"] == "small16" and ov["density_bands"] is True and ov["use_mask_loss"] is True
     assert ov["spacing"] == [5.8, 5.8, 6.4] and ov["spatial_size"] == [64, 64, 48]
     assert tuple(p.synth_shape) == (128, 128, 96)
-    # the shipped models' optimizer and schedule (scripts/train_reference.py's recipe)
+    # the shipped models' optimizer and schedule (scripts/train_reference.py's recipe; batch 8 where it used 16)
     assert (ov["optimizer_name"], ov["learning_rate"], ov["lr_schedule"]) == ("adam", 2e-3, "warmup_cosine")
     assert ov["batch_size"] == 8 and ov["train#trainer#max_epochs"] == 40
 
