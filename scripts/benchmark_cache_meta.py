@@ -52,6 +52,7 @@ class _FullMetaDataset(cache_module.SafePersistentDataset):
 
 
 def _preprocessing(dataset_dir: Path, spacing: list[float] | None, spatial_size: list[int]) -> tuple[Any, list]:
+    """``configs/train.json``'s ``train#preprocessing`` (flattened) and training data list for ``dataset_dir``."""
     parser = ConfigParser()
     parser.read_config(str(Path(__file__).resolve().parents[1] / "configs" / "train.json"))
     parser["dataset_dir"], parser["spatial_size"], parser["trunk"] = str(dataset_dir), spatial_size, "small16"
@@ -63,6 +64,7 @@ def _preprocessing(dataset_dir: Path, spacing: list[float] | None, spatial_size:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Cache both variants, time their hits and DataLoader epochs, print the JSON report; returns the exit status."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset-dir", default=None, help="a synthetic dataset (default: generate --scans demo scans)")
     ap.add_argument("--scans", type=int, default=40, help="scans to generate when no --dataset-dir is given")

@@ -575,6 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """The command's work (a report rebuilt, the data prepared, or a reproduction run); returns the exit status."""
     command = ("hirescam reproduce " + " ".join(sys.argv[1:] if argv is None else list(argv))).strip()
     try:
         if args.report_from:
