@@ -97,8 +97,12 @@ def prepare_dataset(profile: ReproProfile, work_dir: Path) -> Path:
     size = profile.synth_shape or profile.spatial_size
     shape = "x".join(str(s) for s in size)
     folder = work_dir / f"data_{profile.synth_profile}_{profile.n_scans}_{shape}_seed{profile.dataset_seed}"
+    split: dict[str, Any] = {}
+    if profile.split_fractions is not None:  # only then in the name: the folders of earlier runs keep theirs
+        split["split_fractions"] = tuple(float(f) for f in profile.split_fractions)
+        folder = folder.with_name(folder.name + "_split" + "-".join(f"{f:g}" for f in split["split_fractions"]))
     generate_dataset(folder, profile=profile.synth_profile, n_scans=profile.n_scans, seed=profile.dataset_seed,
-                     shape=size, progress=False, workers=profile.synth_workers)
+                     shape=size, progress=False, workers=profile.synth_workers, **split)
     return folder
 
 
@@ -277,6 +281,53 @@ def run_one(spec_name: str, seed: int, profile: ReproProfile, dataset_dir: Path,
     return record
 
 
+def _log_to_stderr(message: str) -> None:
+    """The log of a run in a worker process (a caller's log function need not survive pickling)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def _init_run_process(threads: int, logging_disabled: int) -> None:
+    """Set up a worker process of :func:`_run_in_parallel`: its share of the CPU threads, and the caller's silenced
+    logging (a spawned process starts with none; ``TQDM_DISABLE`` comes with the environment)."""
+    import logging
+
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+    logging.disable(logging_disabled)
+
+
+def _run_in_parallel(jobs: list[tuple[str, int]], profile: ReproProfile, dataset_dir: Path, work_dir: Path,
+                     pretrained: str | None, workers: int, threads: int,
+                     log: Callable[[str], None]) -> dict[tuple[str, int], dict[str, Any]]:
+    """:func:`run_one` for every ``(model, seed)`` of ``jobs``, ``workers`` at a time in spawned processes of
+    ``threads`` threads each; return their records by ``(model, seed)``.
+
+    The runs share the dataset and the disk cache (its files are written atomically, so two runs may fill it at
+    once). When a run fails, the runs not yet started are cancelled, those under way finish and keep their records
+    (a later invocation reuses them), and the error is raised.
+    """
+    import concurrent.futures as cf
+    import logging
+    import multiprocessing as mp
+
+    log(f"[reproduce] {len(jobs)} runs, {workers} at a time, {threads} thread(s) each")
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_run_process,
+                                initargs=(threads, logging.root.manager.disable)) as pool:
+        futures = {pool.submit(run_one, name, seed, profile, dataset_dir, work_dir, pretrained, _log_to_stderr):
+                   (name, seed) for name, seed in jobs}
+        try:
+            for future in cf.as_completed(futures):
+                done[futures[future]] = future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return done
+
+
 def _sanity_curve(runs: dict[str, dict[int, dict[str, Any]]]) -> tuple[list[str], dict[str, list[dict[str, Any]]]]:
     from hirescam_ext.reproduce.summary import summarize
 
@@ -438,18 +489,28 @@ def run_reproduction(profile: ReproProfile, out_dir: str | os.PathLike, work_dir
                                f"(models: {list(profile.models)})")
     for path in profile.checkpoints.values():  # before minutes of data generation
         resolve_checkpoint(path)
+    if profile.parallel_runs < 1:
+        raise InputError(None, f"parallel runs must be >= 1, got {profile.parallel_runs}")
     machine = _machine(profile.device)
     log(f"[reproduce] profile {profile.name}: generating/reusing the dataset under {work}")
     dataset_dir = prepare_dataset(profile, work)
-    runs: dict[str, dict[int, dict[str, Any]]] = {}
     skipped: dict[str, str] = {}
+    jobs: list[tuple[str, int]] = []
     for name in profile.models:
         spec = MODELS[name]
         if spec.pretrained and (pretrained is None or profile.trunk != "resnet18"):
             skipped[name] = "needs ImageNet ResNet-18 weights (--pretrained) and trunk resnet18"
             continue
-        for seed in profile.seeds:
-            runs.setdefault(name, {})[seed] = run_one(name, seed, profile, dataset_dir, work, pretrained, log)
+        jobs.extend((name, seed) for seed in profile.seeds)
+    workers = min(profile.parallel_runs, len(jobs))
+    threads = max(1, machine["torch_threads"] // max(workers, 1))  # the threads of one run, shared out
+    if workers > 1:
+        done = _run_in_parallel(jobs, profile, dataset_dir, work, pretrained, workers, threads, log)
+    else:
+        done = {(name, seed): run_one(name, seed, profile, dataset_dir, work, pretrained, log) for name, seed in jobs}
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
+    for name, seed in jobs:  # the profile's order, however the runs finished
+        runs.setdefault(name, {})[seed] = done[(name, seed)]
     records = [r for by_seed in runs.values() for r in by_seed.values()]
     header = {
         "runs": len(records),
@@ -458,6 +519,7 @@ def run_reproduction(profile: ReproProfile, out_dir: str | os.PathLike, work_dir
         "profile": profile.name, "command": command or f"hirescam reproduce --profile {profile.name}",
         "seeds": list(profile.seeds), "dataset_seed": profile.dataset_seed, "dataset_dir": str(dataset_dir),
         "started": started, "finished": _now(), "elapsed_min": (time.perf_counter() - t0) / 60.0,
+        "parallel_runs": max(workers, 1), "threads_per_run": threads,
         "versions": _versions(), "machine": machine, "profile_text": profile.note,
         "generator_version": _generator_version(dataset_dir),
     }
@@ -513,6 +575,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-train-seconds", type=float, default=None,
                    help="training time budget per run: stops at the last epoch boundary that fits")
     p.add_argument("--synth-workers", type=int, default=None, help="processes generating the benchmark")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="override the profile's runs at a time (each in its own process with 1/N of the torch threads)")
     p.add_argument("--checkpoint", action="append", default=None, metavar="MODEL=PATH",
                    help="evaluate this checkpoint as MODEL instead of training it (repeatable; the reference profile "
                    "names the shipped bundle/models/reference*.pt)")
@@ -531,10 +595,11 @@ def profile_from_args(args: argparse.Namespace) -> ReproProfile:
                           seeds=tuple(args.seeds) if args.seeds else None, max_epochs=args.epochs,
                           device=args.device, n_scans=args.scans, optimizer_name=args.optimizer,
                           learning_rate=args.lr, batch_size=args.batch_size, num_workers=args.num_workers,
-                          synth_workers=args.synth_workers, max_train_seconds=args.max_train_seconds)
+                          synth_workers=args.synth_workers, max_train_seconds=args.max_train_seconds,
+                          parallel_runs=args.jobs)
     changed = {"epochs": args.epochs, "models": args.models, "seeds": args.seeds, "device": args.device,
                "scans": args.scans, "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size,
-               "num_workers": args.num_workers, "max_train_seconds": args.max_train_seconds}
+               "num_workers": args.num_workers, "max_train_seconds": args.max_train_seconds, "jobs": args.jobs}
     if args.models:  # the profile's checkpoints of models left out are not used
         profile = replace(profile, checkpoints={m: p for m, p in profile.checkpoints.items() if m in profile.models})
     if args.checkpoint:

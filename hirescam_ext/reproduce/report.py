@@ -366,7 +366,9 @@ def write_report_md(out_dir: str | os.PathLike, md_tables: Mapping[str, str], he
         f"- training seeds: {h['seeds']}; dataset seed: {h['dataset_seed']}",
         f"- started {h['started']}, finished {h['finished']} ({h['elapsed_min']:.1f} min for this invocation); "
         f"{h['runs']} (model, seed) runs, {h['runs_reused']} reused from an earlier invocation of the same command; "
-        f"train + evaluate + analyses of all runs: {h['run_minutes_total']:.1f} min",
+        f"train + evaluate + analyses of all runs: {h['run_minutes_total']:.1f} min"
+        + (f" ({h['parallel_runs']} runs at a time, {h['threads_per_run']} thread(s) each)"
+           if h.get("parallel_runs", 1) > 1 else ""),
         f"- versions: {h['versions']}",
         f"- machine: {h['machine']}",
         f"- profile: {h['profile_text']}",

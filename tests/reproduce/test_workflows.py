@@ -95,9 +95,15 @@ def test_quick_profile_trains_the_shipped_recipe_on_scans_resampled_to_the_netwo
     assert ov["trunk"] == "small16" and ov["density_bands"] is True and ov["use_mask_loss"] is True
     assert ov["spacing"] == [5.8, 5.8, 6.4] and ov["spatial_size"] == [64, 64, 48]
     assert tuple(p.synth_shape) == (128, 128, 96)
-    # the shipped models' optimizer and schedule (scripts/train_reference.py's recipe; batch 8 where it used 16)
+    # the shipped models' optimizer, schedule and batch (scripts/train_reference.py's recipe)
     assert (ov["optimizer_name"], ov["learning_rate"], ov["lr_schedule"]) == ("adam", 2e-3, "warmup_cosine")
-    assert ov["batch_size"] == 8 and ov["train#trainer#max_epochs"] == 40
+    assert ov["batch_size"] == 16 and ov["train#trainer#max_epochs"] == 36
+
+
+def test_quick_profile_trains_its_pair_at_the_same_time_on_a_larger_training_split() -> None:
+    p = get_profile("quick")
+    assert p.parallel_runs == 2
+    assert p.split_fractions is not None and p.split_fractions[0] == 0.7 and abs(sum(p.split_fractions) - 1) < 1e-9
 
 
 def test_profiles_without_the_branch_or_a_grid_spacing_leave_both_to_the_configs() -> None:
