@@ -111,8 +111,9 @@ class ReproProfile:
         cache: ``"disk"`` (preprocessed volumes shared by all runs of one grid), ``"memory"`` or ``"none"``.
         synth_workers: processes generating the benchmark (0: one per CPU, at most 8).
         parallel_runs: (model, seed) runs trained, evaluated and analysed at the same time, each in its own process
-            with its share of the threads one run would use (``torch.get_num_threads() // parallel_runs``). On the 2-core CPU two one-thread runs train about 1.5 times
-            as many scans a second as one two-thread run (docs/REPRODUCE.md).
+            with its share of the threads one run would use (``torch.get_num_threads() // parallel_runs``). On the
+            2-core CPU two one-thread runs train about 1.5 times as many scans a second as one two-thread run
+            (docs/REPRODUCE.md).
         split_fractions: shares of the scans in training, validation, test and test_shifted (``None``: the
             generator's 0.55 / 0.15 / 0.15 / 0.15).
         checkpoints: ``{model: checkpoint path}`` of models trained elsewhere (e.g. by
