@@ -190,6 +190,13 @@ def test_command_line_overrides_reach_the_profile_and_its_note() -> None:
     assert "'scans': 400" in p.note and "'optimizer': 'sgd'" in p.note
 
 
+def test_jobs_on_the_command_line_sets_the_runs_at_a_time() -> None:
+    from hirescam_ext.reproduce.driver import _parser, profile_from_args
+
+    p = profile_from_args(_parser().parse_args(["--profile", "quick_all", "--jobs", "2"]))
+    assert p.parallel_runs == 2 and "'jobs': 2" in p.note
+
+
 def test_command_line_without_overrides_keeps_the_profile() -> None:
     from hirescam_ext.reproduce.driver import _parser, profile_from_args
 
