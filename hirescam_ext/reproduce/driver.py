@@ -251,6 +251,10 @@ def run_one(spec_name: str, seed: int, profile: ReproProfile, dataset_dir: Path,
     else:
         record["fit"] = _fit(wf, profile.fit_scans)
     record["epochs_trained"] = _epochs_trained(run_dir)
+    if external is None:  # the learning curve of the training run (configs/train.json's TrainingHistory)
+        from hirescam_ext.handlers.history import read_history
+
+        record["training_history"] = read_history(run_dir / "outputs" / "training_history.jsonl")
     if spec.has_cam:
         network = workflows.network_of(wf).eval()
         explainers = analysis.make_explainers(network)

@@ -29,6 +29,13 @@ def test_train_writes_best_and_last_checkpoints(trained: Path) -> None:
     assert not failures.exists() or len(failures.read_text().strip().splitlines()) <= 1
 
 
+def test_train_keeps_the_learning_curve_one_line_per_epoch(trained: Path) -> None:
+    from hirescam_ext.handlers import read_history
+
+    (entry,) = read_history(trained / "outputs" / "training_history.jsonl")
+    assert entry["epoch"] == 1 and {"class_loss", "val_loss"} <= set(entry)
+
+
 def test_checkpoints_carry_the_model_settings(trained: Path) -> None:
     for name in ("best.pt", "last.pt"):
         settings = torch.load(trained / "models" / name, map_location="cpu", weights_only=True)["model_settings"]
@@ -57,6 +64,8 @@ def test_train_resumes_from_last_checkpoint(trained: Path, tiny_synthetic: Path,
     assert last["trainer"]["epoch"] == 2
     assert "resumed from" in proc.stdout + proc.stderr
     assert "Epoch[1] Complete" not in proc.stdout  # epoch 1 was not trained again
+    lines = (root / "outputs" / "training_history.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]  # the learning curve goes on
 
 
 def test_train_fine_tunes_from_another_runs_checkpoint(
@@ -231,6 +240,8 @@ def test_two_process_ddp_training_on_cpu(tiny_synthetic: Path, tmp_path: Path, b
     # each rank saw half of the training scans (DistributedSampler), so the epoch had ceil(n/2) iterations
     n_train = len(json.loads((tiny_synthetic / "datalist.json").read_text())["training"])
     assert last["trainer"]["iteration"] == -(-n_train // 2)
+    history = (tmp_path / "outputs" / "training_history.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(history) == 1  # rank 0 alone writes the learning curve
 
 
 def test_two_process_evaluation_shards_the_scans_and_gathers_the_same_numbers(

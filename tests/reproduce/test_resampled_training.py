@@ -49,6 +49,7 @@ def test_both_runs_of_the_pair_finish_in_their_own_processes(quick_run: tuple[Pa
     assert set(payload["runs"]) == {"axialnet", "axialnet_mask"}
     for model, by_seed in payload["runs"].items():
         assert by_seed["0"]["epochs_trained"] == 1, model
+        assert [e["epoch"] for e in by_seed["0"]["training_history"]] == [1], model  # each run's learning curve
     assert "2 runs at a time" in (results / "REPORT.md").read_text(encoding="utf-8")
 
 
