@@ -286,7 +286,7 @@ def run_one(spec_name: str, seed: int, profile: ReproProfile, dataset_dir: Path,
 
 
 def _log_to_stderr(message: str) -> None:
-    """The log of a run in a worker process (a caller's log function need not survive pickling)."""
+    """The command's log, and that of every run in a worker process (a caller's log need not survive pickling)."""
     print(message, file=sys.stderr, flush=True)
 
 
@@ -306,7 +306,8 @@ def _run_in_parallel(jobs: list[tuple[str, int]], profile: ReproProfile, dataset
                      pretrained: str | None, workers: int, threads: int,
                      log: Callable[[str], None]) -> dict[tuple[str, int], dict[str, Any]]:
     """:func:`run_one` for every ``(model, seed)`` of ``jobs``, ``workers`` at a time in spawned processes of
-    ``threads`` threads each; return their records by ``(model, seed)``.
+    ``threads`` threads each; return their records by ``(model, seed)``. ``log`` gets the driver's lines; the runs
+    log to stderr.
 
     The runs share the dataset and the disk cache (its files are written atomically, so two runs may fill it at
     once). When a run fails, the runs not yet started are cancelled, those under way finish and keep their records
@@ -659,7 +660,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
                 print(f"dataset: {folder}")
                 return 0
             payload = run_reproduction(profile, out, work, args.pretrained, command=command,
-                                       log=lambda s: print(s, file=sys.stderr, flush=True))
+                                       log=_log_to_stderr)
     except InputError as exc:
         print(f"hirescam reproduce: {exc}", file=sys.stderr)
         return 2
