@@ -25,13 +25,17 @@ from ignite.engine import Engine, Events
 __all__ = ["TrainingHistory", "read_history"]
 
 
-def _plain(value: Any) -> float | None:
-    """A metric as a JSON number (``None`` for what is not a finite scalar)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
+def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
+    """The metrics that are finite scalars, as JSON numbers (the rest is left out)."""
+    out = {}
+    for name, value in metrics.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            out[name] = number
+    return out
 
 
 class TrainingHistory:
@@ -89,9 +93,9 @@ class TrainingHistory:
             return
         entry: dict[str, Any] = {"epoch": int(engine.state.epoch),
                                  "seconds": round(time.perf_counter() - self._epoch_started, 3)}
-        entry.update({k: _plain(v) for k, v in engine.state.metrics.items() if _plain(v) is not None})
+        entry.update(_numbers(engine.state.metrics))
         if self._validated and self.evaluator is not None:
-            entry.update({k: _plain(v) for k, v in self.evaluator.state.metrics.items() if _plain(v) is not None})
+            entry.update(_numbers(self.evaluator.state.metrics))
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(entry) + "\n")
 
