@@ -427,9 +427,11 @@ def write_outputs(profile: ReproProfile, runs: dict[str, dict[int, dict[str, Any
     pair = ("axialnet_imagenet", "axialnet_imagenet_mask")
     claims = check_claims(runs, *pair) if all(m in runs for m in pair) else check_claims(runs)
     blocks, curve = _sanity_curve(runs)
-    tables = report.build_tables(agg, claims, blocks, curve, visibility)
+    histories = {m: {s: r["training_history"] for s, r in by_seed.items() if r.get("training_history")}
+                 for m, by_seed in runs.items()}
+    tables = report.build_tables(agg, claims, blocks, curve, visibility, histories)
     md = report.write_tables(tables, out_dir)
-    figures = report.write_figures(agg, blocks, curve, out_dir)
+    figures = report.write_figures(agg, blocks, curve, out_dir, histories)
     notes = [
         f"data: synthetic benchmark (`hirescam synth` profile `{profile.synth_profile}`, {profile.n_scans} scans, "
         f"shape {list(profile.synth_shape or profile.spatial_size)}"

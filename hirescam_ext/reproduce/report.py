@@ -23,9 +23,10 @@ from hirescam_ext.utils.io import atomic_write, write_text_atomic
 
 __all__ = ["TABLES", "FIGURES", "build_tables", "per_label_text", "write_tables", "write_figures", "write_report_md"]
 
-TABLES = ("table1", "per_label", "table2", "organ_iou_detected", "confounder", "ledger", "localization",
+TABLES = ("table1", "per_label", "learning", "table2", "organ_iou_detected", "confounder", "ledger", "localization",
           "localization_per_label", "sanity", "claims")
-FIGURES = ("table1", "table2", "confounder", "localization", "sanity")
+#: ``learning`` (table and figure) is written only when a run has a learning curve (models trained by this run)
+FIGURES = ("table1", "learning", "table2", "confounder", "localization", "sanity")
 METHOD_NAMES = {"gradcam": "Grad-CAM", "hirescam": "HiResCAM"}
 #: the confounder ledger's regions (hirescam_ext.reproduce.analysis.LEDGER_REGIONS) and their column names
 LEDGER_COLUMNS = {"body_wall": "body wall", "heart_mediastinum": "heart/mediastinum", "lungs": "lungs",
@@ -35,6 +36,14 @@ MASK_VIEW_COLUMNS = {"allowed_cells": "allowed cells", "forbidden_positive": "fo
                      "forbidden_negative": "forbidden -"}
 
 
+LEARNING_TEXT = (
+    "Each training run's learning curve (`training_history` of its record in results.json, written by "
+    "configs/train.json's TrainingHistory): the mean validation AUROC over all labels after the first epoch, at half "
+    "and three quarters of the epochs trained, and after the last; the best epoch's value and number (the checkpoint "
+    "that is evaluated is the one of the lowest validation loss, which can be another epoch); *last quarter* is the "
+    "change from three quarters to the end (a curve still rising there has not converged); the training "
+    "classification loss after the first and the last epoch; the median seconds of an epoch (validation included)."
+)
 LOCALIZATION_PER_LABEL_TEXT = (
     "The pointing game of the table above, one finding at a time: *pairs* is the number of (test scan, lesion) pairs, "
     "*chance* the share of grid cells its lesions touch (a uniform map's hit rate), and beside each model its test "
@@ -91,13 +100,44 @@ def _per_label_rows(agg: Mapping[str, Mapping[str, Any]], order: Sequence[str],
     return rows
 
 
+def _at_fraction(curve: Sequence[Mapping[str, Any]], fraction: float) -> Mapping[str, Any]:
+    """The last validated epoch at or before ``fraction`` of the epochs trained (the first one if none is)."""
+    cut = fraction * curve[-1]["epoch"]
+    before = [e for e in curve if e["epoch"] <= cut + 1e-9]
+    return before[-1] if before else curve[0]
+
+
+def _learning_rows(histories: Mapping[str, Mapping[int, Sequence[Mapping[str, Any]]]],
+                   order: Sequence[str]) -> list[list[Any]]:
+    """One row per (model, seed) with a learning curve (see :data:`LEARNING_TEXT`)."""
+    rows = []
+    for m in order:
+        for seed, history in sorted((histories.get(m) or {}).items()):
+            validated = [e for e in history if e.get("val_mean_auroc") is not None]
+            if not validated:
+                continue
+            auroc = [100 * e["val_mean_auroc"] for e in (validated[0], _at_fraction(validated, 0.5),
+                                                        _at_fraction(validated, 0.75), validated[-1])]
+            best = max(validated, key=lambda e: e["val_mean_auroc"])
+            loss = [e["class_loss"] for e in history if e.get("class_loss") is not None]
+            seconds = [e["seconds"] for e in history if e.get("seconds") is not None]
+            rows.append([_title(m), seed, history[-1]["epoch"], *[f"{a:.1f}" for a in auroc],
+                         f"{100 * best['val_mean_auroc']:.1f} ({best['epoch']})", f"{auroc[3] - auroc[2]:+.1f}",
+                         f"{loss[0]:.4f} -> {loss[-1]:.4f}" if loss else "n/a",
+                         f"{float(np.median(seconds)):.0f}" if seconds else "n/a"])
+    return rows
+
+
 def build_tables(agg: Mapping[str, Mapping[str, Any]], claims: Sequence[Mapping[str, Any]],
                  sanity_blocks: Sequence[str], sanity_curve: Mapping[str, Any],
-                 visibility: Mapping[str, Any] | None = None) -> dict[str, tuple[list, list]]:
-    """``{name: (header, rows)}`` of every table.
+                 visibility: Mapping[str, Any] | None = None,
+                 histories: Mapping[str, Mapping[int, Sequence[Mapping[str, Any]]]] | None = None
+                 ) -> dict[str, tuple[list, list]]:
+    """``{name: (header, rows)}`` of every table (``learning`` only when a run of ``histories`` was validated).
 
     ``visibility``: ``{"visible": labels or None, "oracle": {label: {"auroc", "se"}}}`` of the data's grid (see
     :mod:`hirescam_ext.synthetic.visibility`), for the per-label table; ``agg`` carries the visible means.
+    ``histories``: ``{model: {seed: training history}}`` (:func:`hirescam_ext.handlers.read_history` entries).
     """
     tables: dict[str, tuple[list, list]] = {}
     order = [m for m in MODELS if m in agg]
@@ -112,6 +152,10 @@ def build_tables(agg: Mapping[str, Mapping[str, Any]], claims: Sequence[Mapping[
                          "OrganIoU Grad-CAM", "OrganIoU HiResCAM"], rows)
     tables["per_label"] = (["label", "visible at this grid (audit oracle AUROC)", *[_title(m) for m in order]],
                            _per_label_rows(agg, order, visibility))
+    rows = _learning_rows(histories or {}, order)
+    if rows:
+        tables["learning"] = (["model", "seed", "epochs", "val AUROC epoch 1", "at 1/2", "at 3/4", "last",
+                               "best (epoch)", "last quarter", "class loss first -> last", "s / epoch"], rows)
 
     rows = []
     for base_name, mask_name in (("axialnet", "axialnet_mask"), ("axialnet_imagenet", "axialnet_imagenet_mask")):
@@ -249,8 +293,10 @@ def _mv(s: Mapping[str, Any] | None, scale: float = 100.0) -> tuple[float, float
 
 
 def write_figures(agg: Mapping[str, Mapping[str, Any]], sanity_blocks: Sequence[str],
-                  sanity_curve: Mapping[str, Any], out_dir: str | os.PathLike) -> list[str]:
-    """Write ``figures/<name>.png`` for every name of :data:`FIGURES`; return the paths."""
+                  sanity_curve: Mapping[str, Any], out_dir: str | os.PathLike,
+                  histories: Mapping[str, Mapping[int, Sequence[Mapping[str, Any]]]] | None = None) -> list[str]:
+    """Write ``figures/<name>.png`` for every name of :data:`FIGURES` (``learning`` only when ``histories`` holds a
+    curve); return the paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -278,6 +324,24 @@ def write_figures(agg: Mapping[str, Mapping[str, Any]], sanity_blocks: Sequence[
           "test OrganIoU (%)")
     fig.suptitle("Table 1 analog")
     save(fig, "table1")
+
+    curves = [(m, seed, h) for m in order for seed, h in sorted(((histories or {}).get(m) or {}).items()) if h]
+    if curves:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+        for m, seed, history in curves:
+            style = {"color": f"C{order.index(m)}", "ls": ("-", "--", ":", "-.")[seed % 4],
+                     "label": f"{_title(m)}, seed {seed}"}
+            val = [e for e in history if e.get("val_mean_auroc") is not None]
+            axes[0].plot([e["epoch"] for e in val], [100 * e["val_mean_auroc"] for e in val], **style)
+            loss = [e for e in history if e.get("class_loss") is not None]
+            axes[1].plot([e["epoch"] for e in loss], [e["class_loss"] for e in loss], **style)
+        axes[0].set_ylabel("validation mean AUROC (%)")
+        axes[1].set_ylabel("training classification loss")
+        for ax in axes:
+            ax.set_xlabel("epoch")
+            ax.legend(fontsize=7)
+        fig.suptitle("Learning curves")
+        save(fig, "learning")
 
     fig, ax = plt.subplots(figsize=(8, 3.8))
     pair = [m for m in ("axialnet", "axialnet_mask") if m in agg]
@@ -396,6 +460,9 @@ def write_report_md(out_dir: str | os.PathLike, md_tables: Mapping[str, str], he
         if name == "table1" and "per_label" in md_tables:
             lines += ["## AUROC per finding (test split)", "", per_label_intro or per_label_text(None), "",
                       md_tables["per_label"], ""]
+        if name == "table1" and "learning" in md_tables:
+            lines += ["## Learning curves (validation split)", "", LEARNING_TEXT, "", md_tables["learning"], "",
+                      "![learning](figures/learning.png)", ""]
         if name == "table2" and md_tables.get("organ_iou_detected"):
             lines += ["## OrganIoU over the findings each model detects (test split)", "", ORGAN_IOU_DETECTED_TEXT, "",
                       md_tables["organ_iou_detected"], ""]
