@@ -107,12 +107,16 @@ class DensityBands(nn.Module):
         self.hu_low, self.hu_span, self.center = lo, hi - lo, float(center)
         c = torch.tensor(centers, dtype=torch.float32)
         self.register_buffer("centers", c, persistent=False)
+        self.register_buffer("offsets", c - c[0], persistent=False)  # HU above the first centre
         self.register_buffer("inverse_gaps", 1.0 / (c[1:] - c[:-1]), persistent=False)
-        # with whole-HU centres the band below a value is a table lookup of its floor (three times faster than a
-        # search on a CPU); other centres use torch.bucketize
+        # with whole-HU centres the band below a value, its offset and its inverse gap are table lookups of the
+        # value's floor (torch.bucketize is over ten times slower on a CPU); other centres use it
         self.integer_centers = all(float(v).is_integer() for v in centers)
-        steps = torch.arange(centers[0], centers[-1] + 1.0) if self.integer_centers else torch.zeros(0)
-        self.register_buffer("band_below", torch.bucketize(steps, c[1:-1], right=True), persistent=False)
+        steps = torch.arange(0.0, centers[-1] - centers[0] + 1.0) if self.integer_centers else torch.zeros(0)
+        below = torch.bucketize(steps, self.offsets[1:-1], right=True, out_int32=True)
+        self.register_buffer("band_below", below, persistent=False)
+        self.register_buffer("offset_below", self.offsets[below.long()], persistent=False)
+        self.register_buffer("inverse_gap_below", self.inverse_gaps[below.long()], persistent=False)
         # context bands (placeholders when off: TorchScript compiles both paths of fractions)
         self.context_centers_hu = context
         self.use_context = len(context) > 0
@@ -148,38 +152,51 @@ class DensityBands(nn.Module):
         """
         n, c, nx, ny = triplets.shape
         d1, d2, k = int(grid[0]), int(grid[1]), self.n_bands
+        triplets = triplets.float()
         if self.smoothing_radius > 0:
-            triplets = self.smooth(triplets.float())
-        hu = (triplets.float() - self.center) * self.hu_span + self.hu_low
-        context = self.context(hu) if self.use_context else hu
-        hu = hu.clamp(self.centers_hu[0], self.centers_hu[-1])
-        if self.integer_centers:  # band below: centers[lower] <= hu < centers[lower + 1]
-            lower = self.band_below[(hu - self.centers_hu[0]).long()]
+            triplets = self.smooth(triplets)
+        # the work is a few passes over every pixel: each makes at most one new tensor (in-place steps after it), and
+        # the lookups are index_select on flat tensors (a tensor indexed by a tensor is 3-4 times slower on a CPU)
+        above = triplets * self.hu_span  # -> HU above the first centre, clipped to the last
+        above = above.add_(self.hu_low - self.center * self.hu_span - self.centers_hu[0])
+        context = self.context(above + self.centers_hu[0]) if self.use_context else above
+        above = above.clamp_(0.0, self.centers_hu[-1] - self.centers_hu[0]).reshape(-1)
+        if self.integer_centers:  # band below: offsets[lower] <= above < offsets[lower + 1]
+            step = above.to(torch.int32)  # the floor: above >= 0
+            lower = self.band_below.index_select(0, step)
+            w = self.offset_below.index_select(0, step).neg_().add_(above)
+            w = w.mul_(self.inverse_gap_below.index_select(0, step))
         else:
-            lower = torch.bucketize(hu, self.centers[1:-1], right=True)
-        w = (hu - self.centers[lower]) * self.inverse_gaps[lower]  # share of the band above
-        gx = torch.div(torch.arange(nx, device=hu.device) * d1, nx, rounding_mode="floor")
-        gy = torch.div(torch.arange(ny, device=hu.device) * d2, ny, rounding_mode="floor")
+            lower = torch.bucketize(above, self.offsets[1:-1], right=True, out_int32=True)
+            w = self.offsets.index_select(0, lower).neg_().add_(above).mul_(self.inverse_gaps.index_select(0, lower))
+        lower, w = lower.view(n, c, nx, ny), w.view(n, c, nx, ny)  # w: the share of the band above
+        gx = torch.div(torch.arange(nx, device=above.device) * d1, nx, rounding_mode="floor")
+        gy = torch.div(torch.arange(ny, device=above.device) * d2, ny, rounding_mode="floor")
         cell = (gx.view(-1, 1) * d2 + gy.view(1, -1)).view(1, 1, nx, ny)
         n_cells = d1 * d2
-        base = torch.arange(n, device=hu.device).view(-1, 1, 1, 1) * (k * n_cells)
-        out = torch.zeros(n * k * n_cells, dtype=hu.dtype, device=hu.device)
+        base = torch.arange(n, device=above.device).view(-1, 1, 1, 1) * (k * n_cells) + cell  # [N, 1, X, Y]
+        out = torch.zeros(n * k * n_cells, dtype=above.dtype, device=above.device)
         if self.use_context:
             n_context = self.context_centers.shape[0]
             cc = self.context_centers
             context = context.clamp(self.context_low, self.context_high)
             lc = torch.bucketize(context.contiguous(), cc[1:-1], right=True)
             wc = (context - cc[lc]) * self.context_inverse_gaps[lc]
-            index = (base + (lower * n_context + lc) * n_cells + cell).reshape(-1)
+            index = (base + (lower * n_context + lc) * n_cells).reshape(-1)
             up = n_context * n_cells  # the next value band
             out = out.scatter_add(0, index, ((1.0 - w) * (1.0 - wc)).reshape(-1))
             out = out.scatter_add(0, index + n_cells, ((1.0 - w) * wc).reshape(-1))
             out = out.scatter_add(0, index + up, (w * (1.0 - wc)).reshape(-1))
             out = out.scatter_add(0, index + up + n_cells, (w * wc).reshape(-1))
         else:
-            index = (base + lower * n_cells + cell).reshape(-1)
-            out = out.scatter_add(0, index, (1.0 - w).reshape(-1)).scatter_add(0, index + n_cells, w.reshape(-1))
-        pixels = torch.bincount(cell.reshape(-1), minlength=n_cells).to(hu.dtype) * c
+            small = n * k * n_cells < 2**31  # int32 indices: half the memory traffic of int64
+            index = torch.add(base.to(torch.int32) if small else base, lower, alpha=n_cells).reshape(-1)
+            # the band above's shares are added at the band below's index, then moved up one band: one index tensor
+            upper = torch.zeros_like(out).index_add_(0, index, w.reshape(-1))
+            out = out.index_add_(0, index, (1.0 - w).reshape(-1)).view(n, k, n_cells)
+            out[:, 1:] += upper.view(n, k, n_cells)[:, :-1]
+            out = out.reshape(-1)
+        pixels = torch.bincount(cell.reshape(-1), minlength=n_cells).to(out.dtype) * c
         return (out.view(n, k, n_cells) / pixels).view(n, k, d1, d2)
 
     def context(self, hu: torch.Tensor) -> torch.Tensor:

@@ -64,6 +64,19 @@ def test_scattered_fractions_equal_the_triangular_membership_definition(grid):
         assert torch.allclose(got, _dense_fractions(hu, centres, grid), atol=1e-5)
 
 
+@pytest.mark.parametrize("centres", [_CENTRES, [-1000.0, -912.5, -600.25, 0.0, 799.5]])
+def test_fractions_pass_the_definitions_gradient_to_the_input(centres):
+    # an input-gradient method (vanilla gradients, integrated gradients) differentiates through the branch
+    torch.manual_seed(0)
+    hu = torch.empty(2, 3, 16, 16).uniform_(-1000.0, 800.0)
+    weights = torch.randn(2, len(centres), 4, 4)
+    got, want = hu.clone().requires_grad_(), hu.clone().requires_grad_()
+    (DensityBands(centres).fractions(_slices(got), [4, 4]) * weights).sum().backward()
+    (_dense_fractions(want, centres, [4, 4]) * weights).sum().backward()
+    assert got.grad.abs().max() > 0
+    assert torch.allclose(got.grad, want.grad, atol=1e-6)
+
+
 def test_one_ground_glass_pixel_shows_in_its_own_cell_only_as_one_pixel_share():
     hu = torch.full((1, 3, 32, 32), -900.0)  # aerated lung
     hu[0, 1, 20, 5] = -600.0  # one ground-glass pixel in cell (1, 0) of a 2 x 2 grid of 16 x 16 pixels
