@@ -100,8 +100,9 @@ def main() -> None:
     steps = _medians({**{name: step(net, d) for name, d in variants.items()}, "without_branch": step(plain)},
                      args.repeats)
     result = {
-        "threads": torch.get_num_threads(), "retain_freed_memory": retained, "batch": args.batch, "triplets": int(triplets.shape[0]),
-        "grid": grid, "repeats": args.repeats, "fractions_ms": fractions["this"], "train_step_ms": steps["this"],
+        "threads": torch.get_num_threads(), "retain_freed_memory": retained, "batch": args.batch,
+        "triplets": int(triplets.shape[0]), "grid": grid, "repeats": args.repeats, "fractions_ms": fractions["this"],
+        "train_step_ms": steps["this"],
         "train_step_without_branch_ms": steps["without_branch"],
         "branch_share_of_step": round(1.0 - steps["without_branch"] / steps["this"], 3),
     }

@@ -97,7 +97,7 @@ def test_quick_profile_trains_the_shipped_recipe_on_scans_resampled_to_the_netwo
     assert tuple(p.synth_shape) == (128, 128, 96)
     # the shipped models' optimizer, schedule and batch (scripts/train_reference.py's recipe)
     assert (ov["optimizer_name"], ov["learning_rate"], ov["lr_schedule"]) == ("adam", 2e-3, "warmup_cosine")
-    assert ov["batch_size"] == 16 and ov["train#trainer#max_epochs"] == 36
+    assert ov["batch_size"] == 16 and ov["train#trainer#max_epochs"] == 56
 
 
 def test_quick_profile_trains_its_pair_at_the_same_time_on_a_larger_training_split() -> None:
