@@ -98,6 +98,7 @@ _register("hirescam_ext.labeling", "ReportLabeler", "LabelResult", "load_vocabul
 _register("hirescam_ext.utils.errors", "InputError")
 _register("hirescam_ext.utils.ct_checks", "LoadCTd", "load_ct", "check_ct_array", "check_dicom_series", "check_ct_source")
 _register("hirescam_ext.utils.io", "atomic_write", "ensure_writable_dir")
+_register("hirescam_ext.utils.memory", "retain_freed_memory")
 
 __all__ = ["__version__", "LABEL_NAMES", "LOCATION_NAMES", "ORGAN_LABELS", "label_table", *sorted(_LAZY)]
 
