@@ -290,13 +290,30 @@ def _log_to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _end_with_parent() -> bool:
+    """Ask Linux to send this process SIGTERM when its parent ends (``prctl(PR_SET_PDEATHSIG)``); return whether it
+    was set. Without it, a worker whose driver is killed (``kill <pid>``, a scheduler's SIGTERM) trains on alone."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0) == 0  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return False
+
+
 def _init_run_process(threads: int, logging_disabled: int) -> None:
-    """Set up a worker process of :func:`_run_in_parallel`: its share of the CPU threads, and the caller's silenced
-    logging (a spawned process starts with none; ``TQDM_DISABLE`` comes with the environment)."""
+    """Set up a worker process of :func:`_run_in_parallel`: its share of the CPU threads, the caller's silenced
+    logging (a spawned process starts with none; ``TQDM_DISABLE`` comes with the environment), and its end with the
+    driver's (:func:`_end_with_parent`)."""
     import logging
 
     import torch
 
+    _end_with_parent()
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
     logging.disable(logging_disabled)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,3 +31,38 @@ def test_fewer_than_one_run_at_a_time_is_refused_before_any_data_is_made(tmp_pat
     with pytest.raises(InputError, match="parallel runs must be >= 1"):
         run_reproduction(get_profile("tiny", parallel_runs=0), tmp_path / "out", tmp_path / "work")
     assert not (tmp_path / "work").exists() or not any((tmp_path / "work").glob("data_*"))
+
+
+_PARENT = """
+import concurrent.futures as cf, multiprocessing as mp, os, sys, time
+from hirescam_ext.reproduce.driver import _init_run_process
+if __name__ == "__main__":
+    with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_init_run_process,
+                                initargs=(1, 0)) as pool:
+        print(pool.submit(os.getpid).result(), flush=True)
+        time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_run_process_ends_when_its_driver_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(_PARENT, encoding="utf-8")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+        os.kill(worker, 0)  # alive
+        parent.send_signal(signal.SIGTERM)  # `kill <pid>`: the driver alone, not its process group
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(worker, signal.SIGKILL)
+            pytest.fail("the run process outlived its killed driver")
+    finally:
+        parent.kill()
