@@ -106,7 +106,6 @@ class DensityBands(nn.Module):
         self.out_channels = int(out_channels)
         self.hu_low, self.hu_span, self.center = lo, hi - lo, float(center)
         c = torch.tensor(centers, dtype=torch.float32)
-        self.register_buffer("centers", c, persistent=False)
         self.register_buffer("offsets", c - c[0], persistent=False)  # HU above the first centre
         self.register_buffer("inverse_gaps", 1.0 / (c[1:] - c[:-1]), persistent=False)
         # with whole-HU centres the band below a value, its offset and its inverse gap are table lookups of the
