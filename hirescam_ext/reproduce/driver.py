@@ -459,6 +459,7 @@ def write_outputs(profile: ReproProfile, runs: dict[str, dict[int, dict[str, Any
         f"networks: trunk `{profile.trunk}`"
         + (" with AxialNet's densitometry branch (each attention cell's share of 19 HU bands beside the trunk's "
            "features; not in the paper)" if profile.density_bands else "")
+        + (f", custom-conv kernel {profile.custom_conv_kernel}" if profile.custom_conv_kernel != 3 else "")
         + f", custom-conv padding {profile.custom_conv_padding}, 3D-conv padding "
         f"{profile.conv_padding}; {profile.max_epochs} epochs (early stopping as in configs/train.json), "
         f"{_OPTIMIZER_TITLES.get(profile.optimizer_name, profile.optimizer_name)} lr {profile.learning_rate}, "
@@ -595,6 +596,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None, help="override the profile's learning rate")
     p.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
     p.add_argument("--batch-size", type=int, default=None, help="override the profile's training batch size")
+    p.add_argument("--custom-conv-kernel", type=int, default=None, metavar="K",
+                   help="AxialNet custom-conv kernel size (the paper's 3); 1: each attention cell's features come "
+                        "from that cell alone. The padding follows: a profile that keeps the trunk's grid gets K // 2")
     p.add_argument("--num-workers", type=int, default=None, help="override the profile's data-loader workers")
     p.add_argument("--max-train-seconds", type=float, default=None,
                    help="training time budget per run: stops at the last epoch boundary that fits")
@@ -621,9 +625,19 @@ def profile_from_args(args: argparse.Namespace) -> ReproProfile:
                           learning_rate=args.lr, batch_size=args.batch_size, num_workers=args.num_workers,
                           synth_workers=args.synth_workers, max_train_seconds=args.max_train_seconds,
                           parallel_runs=args.jobs)
+    if args.custom_conv_kernel is not None:
+        k = args.custom_conv_kernel
+        if k < 1 or k % 2 == 0:
+            raise InputError(None, f"--custom-conv-kernel {k}: expected an odd kernel size >= 1")
+        # padding 1 with the paper's kernel keeps the trunk's grid (the CPU profiles); padding 0 shrinks it by two
+        # cells (the paper's 288 x 288 runs): keep whichever the profile does
+        keeps_grid = profile.custom_conv_padding == profile.custom_conv_kernel // 2
+        profile = replace(profile, custom_conv_kernel=k,
+                          custom_conv_padding=k // 2 if keeps_grid else profile.custom_conv_padding)
     changed = {"epochs": args.epochs, "models": args.models, "seeds": args.seeds, "device": args.device,
                "scans": args.scans, "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size,
-               "num_workers": args.num_workers, "max_train_seconds": args.max_train_seconds, "jobs": args.jobs}
+               "custom_conv_kernel": args.custom_conv_kernel, "num_workers": args.num_workers,
+               "max_train_seconds": args.max_train_seconds, "jobs": args.jobs}
     if args.models:  # the profile's checkpoints of models left out are not used
         profile = replace(profile, checkpoints={m: p for m, p in profile.checkpoints.items() if m in profile.models})
     if args.checkpoint:

@@ -90,6 +90,8 @@ class ReproProfile:
         region_mode: ``AllowedRegionsd`` mode (``"nearest"`` is the paper's, ``"area"`` suits coarse grids).
         area_threshold: organ fraction that sets a cell in ``"area"`` mode.
         custom_conv_padding: AxialNet custom-conv padding (1 keeps the trunk grid, needed below 288 x 288).
+        custom_conv_kernel: AxialNet custom-conv kernel size (the paper's 3; ``1`` computes each attention cell's
+            features from that cell alone, with ``custom_conv_padding=0`` to keep the grid).
         conv_padding: padding of the 3D convs of CTNet, BodyConv and 3DConv.
         sanity_scans: test scans used by the randomization sanity check.
         sanity_models: models whose layers are randomized.
@@ -143,6 +145,7 @@ class ReproProfile:
     region_mode: str = "nearest"
     area_threshold: float = 0.5
     custom_conv_padding: int = 1
+    custom_conv_kernel: int = 3
     conv_padding: int = 1
     sanity_scans: int = 8
     sanity_models: tuple[str, ...] = ("axialnet", "axialnet_mask")

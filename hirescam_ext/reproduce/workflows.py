@@ -78,7 +78,8 @@ def region_grid(spec: ModelSpec, profile: ReproProfile) -> tuple[int, int, int]:
     from hirescam_ext.networks import AxialNet
 
     return AxialNet.attention_grid(profile.spatial_size[:2], z=profile.spatial_size[2], trunk=profile.trunk,
-                                   custom_convs=spec.custom_convs, custom_conv_padding=profile.custom_conv_padding)
+                                   custom_convs=spec.custom_convs, custom_conv_padding=profile.custom_conv_padding,
+                                   custom_conv_kernel=profile.custom_conv_kernel)
 
 
 def _network_def(spec: ModelSpec, profile: ReproProfile) -> dict[str, Any] | None:
@@ -159,6 +160,8 @@ def bundle_overrides(
     }
     if profile.density_bands:  # only when set: the runs recorded before the switch keep their identity
         ov["density_bands"] = True
+    if profile.custom_conv_kernel != 3:  # likewise: the paper's kernel is the config's default
+        ov["custom_conv_kernel"] = int(profile.custom_conv_kernel)
     if profile.spacing is not None and profile.max_epochs > 0:
         # a profile that trains on scans rendered finer: the bundle resamples them to the network grid (a profile
         # that only evaluates checkpoints takes the grid from each checkpoint's settings)

@@ -112,6 +112,41 @@ def test_profiles_without_the_branch_or_a_grid_spacing_leave_both_to_the_configs
     assert "density_bands" not in ov and "spacing" not in ov
 
 
+def _profile_from_command_line(*argv: str):
+    from hirescam_ext.reproduce.driver import _parser, profile_from_args
+
+    return profile_from_args(_parser().parse_args(list(argv)))
+
+
+def test_custom_conv_kernel_one_keeps_the_grid_of_a_profile_that_keeps_the_trunks_grid() -> None:
+    from hirescam_ext.reproduce.workflows import region_grid
+
+    p = _profile_from_command_line("--profile", "quick", "--custom-conv-kernel", "1")
+    assert (p.custom_conv_kernel, p.custom_conv_padding) == (1, 0)
+    assert region_grid(MODELS["axialnet"], p) == region_grid(MODELS["axialnet"], get_profile("quick")) == (16, 4, 4)
+    ov = bundle_overrides(MODELS["axialnet_mask"], p, "d", "r", 0)
+    assert (ov["custom_conv_kernel"], ov["custom_conv_padding"]) == (1, 0)
+    assert "'custom_conv_kernel': 1" in p.note  # the report records the override
+
+
+def test_custom_conv_kernel_keeps_the_valid_padding_of_the_papers_profile() -> None:
+    p = _profile_from_command_line("--profile", "full", "--custom-conv-kernel", "1")
+    assert (p.custom_conv_kernel, p.custom_conv_padding) == (1, 0)
+
+
+def test_the_papers_kernel_adds_no_override_so_finished_runs_keep_their_identity() -> None:
+    assert "custom_conv_kernel" not in bundle_overrides(MODELS["axialnet"], get_profile("quick"), "d", "r", 0)
+    p = _profile_from_command_line("--profile", "quick", "--custom-conv-kernel", "3")
+    assert bundle_overrides(MODELS["axialnet"], p, "d", "r", 0) == bundle_overrides(
+        MODELS["axialnet"], get_profile("quick"), "d", "r", 0)
+
+
+@pytest.mark.parametrize("kernel", ["0", "2"])
+def test_an_even_or_empty_custom_conv_kernel_is_an_input_error(kernel: str) -> None:
+    with pytest.raises(InputError, match="--custom-conv-kernel"):
+        _profile_from_command_line("--profile", "quick", "--custom-conv-kernel", kernel)
+
+
 def test_a_profile_that_only_evaluates_checkpoints_takes_the_spacing_from_them() -> None:
     ov = bundle_overrides(MODELS["axialnet"], get_profile("reference"), "d", "r", 0)
     assert "spacing" not in ov
