@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hirescam_ext import ThreeDConv
-from hirescam_ext.reproduce.profiles import MODELS, get_profile
+from hirescam_ext.reproduce.profiles import MODELS, ReproProfile, get_profile
 from hirescam_ext.reproduce.workflows import AxialLayout, bundle_overrides, equivalent_command
 from hirescam_ext.utils.errors import InputError
 from hirescam_ext.visualize import HiResCAM
@@ -64,21 +64,23 @@ def test_unknown_profile_or_model_is_an_input_error() -> None:
 def test_profile_comes_back_from_its_json_record() -> None:
     import json
 
-    from hirescam_ext.reproduce.profiles import ReproProfile
-
     for name in ("tiny", "reference"):
         p = get_profile(name)
         assert ReproProfile.from_dict(json.loads(json.dumps(p.to_dict()))) == p
 
 
 def test_profile_record_with_an_unknown_or_missing_field_is_refused() -> None:
-    from hirescam_ext.reproduce.profiles import ReproProfile
-
     record = get_profile("tiny").to_dict()
     with pytest.raises(ValueError, match="unknown profile fields"):
         ReproProfile.from_dict({**record, "colour": "blue"})
     with pytest.raises(ValueError):
         ReproProfile.from_dict({k: v for k, v in record.items() if k != "trunk"})
+
+
+def test_profile_record_written_before_a_field_existed_takes_its_default() -> None:
+    """The committed results' records predate ``custom_conv_kernel``; ``--report-from`` must still read them."""
+    record = {k: v for k, v in get_profile("quick").to_dict().items() if k != "custom_conv_kernel"}
+    assert ReproProfile.from_dict(record).custom_conv_kernel == 3
 
 
 def test_quick_all_profile_runs_every_paper_model_with_three_seeds() -> None:
@@ -112,7 +114,7 @@ def test_profiles_without_the_branch_or_a_grid_spacing_leave_both_to_the_configs
     assert "density_bands" not in ov and "spacing" not in ov
 
 
-def _profile_from_command_line(*argv: str):
+def _profile_from_command_line(*argv: str) -> ReproProfile:
     from hirescam_ext.reproduce.driver import _parser, profile_from_args
 
     return profile_from_args(_parser().parse_args(list(argv)))
@@ -130,8 +132,10 @@ def test_custom_conv_kernel_one_keeps_the_grid_of_a_profile_that_keeps_the_trunk
 
 
 def test_custom_conv_kernel_keeps_the_valid_padding_of_the_papers_profile() -> None:
-    p = _profile_from_command_line("--profile", "full", "--custom-conv-kernel", "1")
-    assert (p.custom_conv_kernel, p.custom_conv_padding) == (1, 0)
+    p = _profile_from_command_line("--profile", "full", "--custom-conv-kernel", "5")
+    assert (p.custom_conv_kernel, p.custom_conv_padding) == (5, 0)
+    p = _profile_from_command_line("--profile", "quick", "--custom-conv-kernel", "5")
+    assert (p.custom_conv_kernel, p.custom_conv_padding) == (5, 2)  # a profile that keeps the grid keeps it
 
 
 def test_the_papers_kernel_adds_no_override_so_finished_runs_keep_their_identity() -> None:
