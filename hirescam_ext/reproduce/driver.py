@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hirescam_ext.reproduce.profiles import MODELS, PROFILES, ReproProfile, get_profile
+from hirescam_ext.reproduce.profiles import MODELS, PAPER_CUSTOM_CONV_KERNEL, PROFILES, ReproProfile, get_profile
 from hirescam_ext.utils.errors import InputError
 from hirescam_ext.utils.io import write_json_atomic
 
@@ -295,7 +295,6 @@ def _end_with_parent() -> bool:
     was set. Without it, a worker whose driver is killed (``kill <pid>``, a scheduler's SIGTERM) trains on alone."""
     import ctypes
     import signal
-    import sys
 
     if not sys.platform.startswith("linux"):
         return False
@@ -459,7 +458,8 @@ def write_outputs(profile: ReproProfile, runs: dict[str, dict[int, dict[str, Any
         f"networks: trunk `{profile.trunk}`"
         + (" with AxialNet's densitometry branch (each attention cell's share of 19 HU bands beside the trunk's "
            "features; not in the paper)" if profile.density_bands else "")
-        + (f", custom-conv kernel {profile.custom_conv_kernel}" if profile.custom_conv_kernel != 3 else "")
+        + (f", custom-conv kernel {profile.custom_conv_kernel}"
+           if profile.custom_conv_kernel != PAPER_CUSTOM_CONV_KERNEL else "")
         + f", custom-conv padding {profile.custom_conv_padding}, 3D-conv padding "
         f"{profile.conv_padding}; {profile.max_epochs} epochs (early stopping as in configs/train.json), "
         f"{_OPTIMIZER_TITLES.get(profile.optimizer_name, profile.optimizer_name)} lr {profile.learning_rate}, "

@@ -21,7 +21,7 @@ from typing import Any
 
 from hirescam_ext.utils.errors import InputError
 
-__all__ = ["ModelSpec", "ReproProfile", "MODELS", "PAPER_MODELS", "PROFILES", "get_profile"]
+__all__ = ["ModelSpec", "ReproProfile", "MODELS", "PAPER_MODELS", "PAPER_CUSTOM_CONV_KERNEL", "PROFILES", "get_profile"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,9 @@ MODELS: dict[str, ModelSpec] = {
 
 #: the paper's Table 1 / Table 2 models, the default of every profile (the plain 3D CNN is an extra sanity baseline)
 PAPER_MODELS: tuple[str, ...] = tuple(name for name in MODELS if name != "plain3d")
+
+#: AxialNet's custom-conv kernel in the paper (and configs/train.json's default)
+PAPER_CUSTOM_CONV_KERNEL = 3
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ class ReproProfile:
     region_mode: str = "nearest"
     area_threshold: float = 0.5
     custom_conv_padding: int = 1
-    custom_conv_kernel: int = 3
+    custom_conv_kernel: int = PAPER_CUSTOM_CONV_KERNEL
     conv_padding: int = 1
     sanity_scans: int = 8
     sanity_models: tuple[str, ...] = ("axialnet", "axialnet_mask")

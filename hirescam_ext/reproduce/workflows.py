@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from hirescam_ext.engines.evaluator import to_region_layout
-from hirescam_ext.reproduce.profiles import ModelSpec, ReproProfile
+from hirescam_ext.reproduce.profiles import PAPER_CUSTOM_CONV_KERNEL, ModelSpec, ReproProfile
 from hirescam_ext.utils.errors import InputError
 
 __all__ = [
@@ -160,7 +160,7 @@ def bundle_overrides(
     }
     if profile.density_bands:  # only when set: the runs recorded before the switch keep their identity
         ov["density_bands"] = True
-    if profile.custom_conv_kernel != 3:  # likewise: the paper's kernel is the config's default
+    if profile.custom_conv_kernel != PAPER_CUSTOM_CONV_KERNEL:  # likewise: the config's default
         ov["custom_conv_kernel"] = int(profile.custom_conv_kernel)
     if profile.spacing is not None and profile.max_epochs > 0:
         # a profile that trains on scans rendered finer: the bundle resamples them to the network grid (a profile
