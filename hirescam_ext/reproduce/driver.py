@@ -8,11 +8,13 @@ items. Finished runs are kept in ``<work_dir>/runs/<model>_seed<seed>/run.json``
 resumes where it stopped. The report (``REPORT.md``, ``results.json``, ``tables/``, ``figures/``) goes to ``--out``.
 
 ``--report-from results/<profile>/results.json`` writes the report of a finished run again with this version's
-tables and claim checks, without running anything (:func:`rebuild_report`).
+tables and claim checks, without running anything (:func:`rebuild_report`); ``--index results`` writes
+``results/README.md``, every finished run's claims in one table (:mod:`hirescam_ext.reproduce.index`).
 
 Example:
     hirescam reproduce --profile tiny --out results/tiny --work-dir outputs/reproduce/tiny
     hirescam reproduce --report-from results/tiny/results.json
+    hirescam reproduce --index results
 """
 
 from __future__ import annotations
@@ -613,6 +615,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--report-from", default=None, metavar="RESULTS_JSON",
                    help="rebuild the report of a finished run from its results.json (into --out, default: that "
                    "file's folder) with this version's tables and claims; nothing is run again")
+    p.add_argument("--index", default=None, metavar="RESULTS_DIR",
+                   help="write RESULTS_DIR/README.md (or --out FILE): every <name>/results.json under it in one table, "
+                   "the claims side by side; nothing is run")
     p.add_argument("--verbose", action="store_true", help="show the bundle's training logs")
     return p
 
@@ -681,6 +686,12 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     """The command's work (a report rebuilt, the data prepared, or a reproduction run); returns the exit status."""
     command = ("hirescam reproduce " + " ".join(sys.argv[1:] if argv is None else list(argv))).strip()
     try:
+        if args.index:
+            from hirescam_ext.reproduce.index import write_index
+
+            target, rows = write_index(args.index, args.out, command=command)
+            print(f"index of {len(rows)} reproduction(s): {target}")
+            return 0
         if args.report_from:
             out = Path(args.out or Path(args.report_from).parent)
             payload = rebuild_report(args.report_from, out, command=command)
