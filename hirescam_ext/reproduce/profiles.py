@@ -16,12 +16,14 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from hirescam_ext.utils.errors import InputError
 
-__all__ = ["ModelSpec", "ReproProfile", "MODELS", "PAPER_MODELS", "PAPER_CUSTOM_CONV_KERNEL", "PROFILES", "get_profile"]
+__all__ = ["ModelSpec", "ReproProfile", "MODELS", "PAPER_MODELS", "PAPER_CUSTOM_CONV_KERNEL", "PROFILES", "get_profile",
+           "with_spatial_size"]
 
 
 @dataclass(frozen=True)
@@ -368,3 +370,34 @@ def get_profile(name: str, **overrides: Any) -> ReproProfile:
     if unknown:
         raise InputError(None, f"unknown models {unknown}; choose from {sorted(MODELS)}")
     return replace(PROFILES[name], **changes)
+
+
+def with_spatial_size(profile: ReproProfile, size: Sequence[int]) -> ReproProfile:
+    """``profile`` with the network input ``size`` ``(X, Y, Z)``, on the same scans.
+
+    The scans are rendered as the profile renders them, and the bundle's preprocessing resamples each one to ``size``
+    over the same field of view (the synth profile's: its spacing times its shape), so the network's voxel size is
+    that field of view divided by ``size``. When ``size`` is the rendered shape nothing is resampled.
+
+    Example:
+        >>> p = with_spatial_size(get_profile("quick"), (128, 128, 96))  # quick's 2.9 mm scans as they are rendered
+        >>> p.spatial_size, p.spacing
+        ((128, 128, 96), None)
+
+    Raises:
+        InputError: not three positive sizes, or ``Z`` not a multiple of 3 (AxialNet's slice triplets).
+    """
+    from hirescam_ext.synthetic.generator import PROFILES as SYNTH_PROFILES
+
+    size = tuple(int(v) for v in size)
+    if len(size) != 3 or min(size) < 1:
+        raise InputError(None, f"--spatial-size {list(size)}: expected three positive sizes X Y Z")
+    if size[2] % 3:
+        raise InputError(None, f"--spatial-size {list(size)}: Z = {size[2]} must be a multiple of 3 (slice triplets)")
+    synth = SYNTH_PROFILES[profile.synth_profile]
+    rendered = tuple(profile.synth_shape or profile.spatial_size)
+    if size == rendered:
+        return replace(profile, spatial_size=size, synth_shape=rendered, spacing=None)
+    field_of_view = [sp * n for sp, n in zip(synth["spacing"], synth["shape"])]
+    spacing = tuple(round(fov / n, 4) for fov, n in zip(field_of_view, size))
+    return replace(profile, spatial_size=size, synth_shape=rendered, spacing=spacing)

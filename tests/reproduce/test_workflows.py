@@ -151,6 +151,38 @@ def test_an_even_or_empty_custom_conv_kernel_is_an_input_error(kernel: str) -> N
         _profile_from_command_line("--profile", "quick", "--custom-conv-kernel", kernel)
 
 
+def test_spatial_size_of_the_rendered_shape_trains_the_scans_as_rendered() -> None:
+    from hirescam_ext.reproduce.workflows import region_grid
+
+    p = _profile_from_command_line("--profile", "quick", "--spatial-size", "128", "128", "96")
+    assert p.spatial_size == (128, 128, 96) and p.spacing is None
+    assert p.synth_shape == get_profile("quick").synth_shape  # the same scans: the data folder is reused
+    assert region_grid(MODELS["axialnet"], p) == (32, 8, 8)  # the small16 trunk's 8 x 8 grid
+    ov = bundle_overrides(MODELS["axialnet_mask"], p, "d", "r", 0)
+    assert ov["spatial_size"] == [128, 128, 96] and "spacing" not in ov  # nothing resampled
+    assert "'spatial_size': [128, 128, 96]" in p.note  # the report records the override
+
+
+def test_spatial_size_resamples_over_the_same_field_of_view() -> None:
+    quick = get_profile("quick")
+    p = _profile_from_command_line("--profile", "quick", "--spatial-size", "96", "96", "72")
+    assert bundle_overrides(MODELS["axialnet"], p, "d", "r", 0)["spacing"] == list(p.spacing)
+    for axis in range(3):
+        assert p.spatial_size[axis] * p.spacing[axis] == pytest.approx(quick.spatial_size[axis] * quick.spacing[axis],
+                                                                       rel=1e-4)
+
+
+def test_spatial_size_keeps_the_rendering_of_a_profile_rendered_on_its_grid() -> None:
+    p = _profile_from_command_line("--profile", "tiny", "--spatial-size", "32", "32", "24")
+    assert p.synth_shape == (64, 64, 48) and p.spacing == (11.6, 11.6, 12.8)
+
+
+@pytest.mark.parametrize("size", [("64", "64", "50"), ("0", "64", "48")])
+def test_a_spatial_size_without_whole_slice_triplets_or_with_a_zero_is_an_input_error(size: tuple) -> None:
+    with pytest.raises(InputError, match="--spatial-size"):
+        _profile_from_command_line("--profile", "quick", "--spatial-size", *size)
+
+
 def test_a_profile_that_only_evaluates_checkpoints_takes_the_spacing_from_them() -> None:
     ov = bundle_overrides(MODELS["axialnet"], get_profile("reference"), "d", "r", 0)
     assert "spacing" not in ov
