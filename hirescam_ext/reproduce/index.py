@@ -2,7 +2,7 @@
 
 Each folder that ``hirescam reproduce`` wrote holds one run's report. The index reads their ``results.json`` files
 (nothing is trained or evaluated) and writes one Markdown table: the folder, what was run (profile, epochs,
-custom-conv kernel, scans, seeds), the classification model's and its mask-loss twin's test AUROC, and the status of
+custom-conv kernel, network input size, scans, seeds), the classification model's and its mask-loss twin's test AUROC, and the status of
 each of the five claims of Draelos & Carin, "Use HiResCAM instead of Grad-CAM for faithful explanations of
 convolutional neural networks" (arXiv:2011.08891) with its headline number, followed by the command of each run.
 
@@ -101,6 +101,8 @@ def index_row(path: str | os.PathLike) -> dict[str, Any]:
     k = profile.get("custom_conv_kernel") or PAPER_CUSTOM_CONV_KERNEL  # records older than the field used the paper's
     if k != PAPER_CUSTOM_CONV_KERNEL:
         what.append(f"{k} x {k} custom convs")
+    if profile.get("spatial_size"):
+        what.append(" x ".join(str(n) for n in profile["spatial_size"]) + " input")
     if profile.get("n_scans"):
         what.append(f"{profile['n_scans']} scans")
     rebuilt = header.get("report_rebuilt") or {}

@@ -22,9 +22,8 @@ def _stats(*values: float) -> dict:
 
 def _results(folder: Path, kernel: int | None = 3, pointing: str = "did not hold", epochs: int = 56) -> Path:
     """A minimal results.json as ``hirescam reproduce`` writes it (the fields the index reads)."""
-    profile = {"name": "quick", "max_epochs": epochs, "n_scans": 4000, "seeds": [0, 1], "models": ["axialnet",
-                                                                                                  "axialnet_mask"],
-               "checkpoints": {}}
+    profile = {"name": "quick", "max_epochs": epochs, "n_scans": 4000, "spatial_size": [64, 64, 48], "seeds": [0, 1],
+               "models": ["axialnet", "axialnet_mask"], "checkpoints": {}}
     if kernel is not None:
         profile["custom_conv_kernel"] = kernel
     claims = [
@@ -59,6 +58,10 @@ def test_the_auroc_is_over_the_visible_findings_when_the_run_has_them(tmp_path: 
     row = index_row(_results(tmp_path / "r"))
     assert row["auroc"] == "81.5 ± 2.1"  # auroc_visible_test, not auroc_test (70.0)
     assert row["auroc_mask"] == "76.0 ± 1.4"  # no visible mean for the twin: the mean over all findings
+
+
+def test_a_row_names_the_profile_epochs_input_size_and_scans(tmp_path: Path) -> None:
+    assert index_row(_results(tmp_path / "r", epochs=36))["what"] == "`quick`, 36 epochs, 64 x 64 x 48 input, 4000 scans"
 
 
 def test_only_a_kernel_other_than_the_papers_is_named(tmp_path: Path) -> None:
