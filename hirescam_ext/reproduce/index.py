@@ -2,9 +2,10 @@
 
 Each folder that ``hirescam reproduce`` wrote holds one run's report. The index reads their ``results.json`` files
 (nothing is trained or evaluated) and writes one Markdown table: the folder, what was run (profile, epochs,
-custom-conv kernel, network input size, scans, seeds), the classification model's and its mask-loss twin's test AUROC, and the status of
-each of the five claims of Draelos & Carin, "Use HiResCAM instead of Grad-CAM for faithful explanations of
-convolutional neural networks" (arXiv:2011.08891) with its headline number, followed by the command of each run.
+custom-conv kernel, network input size, scans, seeds), the classification model's and its mask-loss twin's test
+AUROC, and the status of each of the five claims of Draelos & Carin, "Use HiResCAM instead of Grad-CAM for faithful
+explanations of convolutional neural networks" (arXiv:2011.08891) with its headline number, followed by the command
+of each run.
 
 Example:
     hirescam reproduce --index results          # writes results/README.md

@@ -61,7 +61,8 @@ def test_the_auroc_is_over_the_visible_findings_when_the_run_has_them(tmp_path: 
 
 
 def test_a_row_names_the_profile_epochs_input_size_and_scans(tmp_path: Path) -> None:
-    assert index_row(_results(tmp_path / "r", epochs=36))["what"] == "`quick`, 36 epochs, 64 x 64 x 48 input, 4000 scans"
+    what = index_row(_results(tmp_path / "r", epochs=36))["what"]
+    assert what == "`quick`, 36 epochs, 64 x 64 x 48 input, 4000 scans"
 
 
 def test_only_a_kernel_other_than_the_papers_is_named(tmp_path: Path) -> None:
