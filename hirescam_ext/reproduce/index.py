@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from hirescam_ext.reproduce.profiles import PAPER_CUSTOM_CONV_KERNEL
+from hirescam_ext.reproduce.report import _ms
+from hirescam_ext.reproduce.summary import _pct
 from hirescam_ext.utils.errors import InputError
 from hirescam_ext.utils.io import write_text_atomic
 
@@ -38,21 +40,16 @@ CLAIM_ORDER: tuple[tuple[str, str], ...] = (
 _STATUS = {"held": "**held**", "did not hold": "not held", "not evaluable": "not evaluable"}
 
 
-def _pct(stats: Mapping[str, Any] | None, std: bool = True) -> str:
-    """``mean ± std`` of a summary in percent; ``-`` when absent."""
-    if not stats or stats.get("mean") is None:
-        return "-"
-    text = f"{100 * stats['mean']:.1f}"
-    if std and stats.get("n", 1) > 1 and stats.get("std") is not None:
-        text += f" ± {100 * stats['std']:.1f}"
-    return text
+def _mean(stats: Mapping[str, Any] | None) -> str:
+    """The mean of a summary in percent (the report's number, without its spread)."""
+    return _pct((stats or {}).get("mean"))
 
 
 def _headline(claim: Mapping[str, Any]) -> str:
     """The number a reader needs to judge a claim at a glance (the report's evidence has the rest)."""
     cid = claim.get("id")
     if cid == "hirescam_ge_gradcam":
-        return f"{_pct(claim.get('hirescam'), False)} vs {_pct(claim.get('gradcam'), False)}"
+        return f"{_mean(claim.get('hirescam'))} vs {_mean(claim.get('gradcam'))}"
     if cid == "mask_loss_organiou":
         rel, diff = claim.get("relative_change"), (claim.get("auroc_difference") or {}).get("mean")
         parts = [f"{100 * rel:+.0f} %" if rel is not None else "-"]
@@ -60,7 +57,7 @@ def _headline(claim: Mapping[str, Any]) -> str:
             parts.append(f"AUROC {round(100 * diff, 1) + 0.0:+.1f}")  # + 0.0: no "-0.0"
         return ", ".join(parts)
     if cid == "confounder_drop_halved":
-        return f"drop {_pct(claim.get('baseline_drop'), False)} -> {_pct(claim.get('mask_drop'), False)}"
+        return f"drop {_mean(claim.get('baseline_drop'))} -> {_mean(claim.get('mask_drop'))}"
     if cid == "randomization_sanity":
         rho = (claim.get("final_spearman") or {}).get("hirescam") or {}
         return f"rho {rho['mean']:+.3f}" if rho.get("mean") is not None else "-"
@@ -73,7 +70,7 @@ def _headline(claim: Mapping[str, Any]) -> str:
 def _auroc(summary: Mapping[str, Any], model: str) -> str:
     """A model's test AUROC over the visible findings (over all when the run has no visibility list)."""
     block = summary.get(model) or {}
-    return _pct(block.get("auroc_visible_test") or block.get("auroc_test"))
+    return _ms(block.get("auroc_visible_test") or block.get("auroc_test"))
 
 
 def index_row(path: str | os.PathLike) -> dict[str, Any]:

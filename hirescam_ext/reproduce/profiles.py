@@ -387,17 +387,19 @@ def with_spatial_size(profile: ReproProfile, size: Sequence[int]) -> ReproProfil
     Raises:
         InputError: not three positive sizes, or ``Z`` not a multiple of 3 (AxialNet's slice triplets).
     """
+    from hirescam_ext.networks._layers import SLICES_PER_TRIPLET
     from hirescam_ext.synthetic.generator import PROFILES as SYNTH_PROFILES
 
     size = tuple(int(v) for v in size)
     if len(size) != 3 or min(size) < 1:
         raise InputError(None, f"--spatial-size {list(size)}: expected three positive sizes X Y Z")
-    if size[2] % 3:
-        raise InputError(None, f"--spatial-size {list(size)}: Z = {size[2]} must be a multiple of 3 (slice triplets)")
-    synth = SYNTH_PROFILES[profile.synth_profile]
+    if size[2] % SLICES_PER_TRIPLET:
+        raise InputError(None, f"--spatial-size {list(size)}: Z = {size[2]} must be a multiple of {SLICES_PER_TRIPLET} "
+                               "(slice triplets)")
     rendered = tuple(profile.synth_shape or profile.spatial_size)
     if size == rendered:
         return replace(profile, spatial_size=size, synth_shape=rendered, spacing=None)
+    synth = SYNTH_PROFILES[profile.synth_profile]
     field_of_view = [sp * n for sp, n in zip(synth["spacing"], synth["shape"])]
     spacing = tuple(round(fov / n, 4) for fov, n in zip(field_of_view, size))
     return replace(profile, spatial_size=size, synth_shape=rendered, spacing=spacing)
