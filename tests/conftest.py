@@ -14,7 +14,8 @@ settings.register_profile("explore", database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+#: the shared real-data folder: ``$HIRESCAM_SHARED_DATASETS`` when set, else ``../shared/datasets`` next to the checkout
+SHARED_DATASETS = Path(os.environ.get("HIRESCAM_SHARED_DATASETS") or REPO_ROOT.parent / "shared" / "datasets").resolve()
 
 
 @pytest.fixture(scope="session")
@@ -39,11 +40,18 @@ def load_script():
 
 
 @pytest.fixture(scope="session")
-def shared_datasets() -> Path:
-    """``../shared/datasets`` next to the checkout; tests using it skip with a reason when it is absent."""
-    if not SHARED_DATASETS.is_dir():
-        pytest.skip(f"shared real-data folder not found at {SHARED_DATASETS}")
+def shared_datasets_dir() -> Path:
+    """Where the shared real-data folder is expected (``SHARED_DATASETS``), present or not: for tests that skip
+    themselves when the one dataset they need is missing."""
     return SHARED_DATASETS
+
+
+@pytest.fixture(scope="session")
+def shared_datasets(shared_datasets_dir: Path) -> Path:
+    """The shared real-data folder; tests using it skip with a reason when it is absent."""
+    if not shared_datasets_dir.is_dir():
+        pytest.skip(f"shared real-data folder not found at {shared_datasets_dir} (set HIRESCAM_SHARED_DATASETS)")
+    return shared_datasets_dir
 
 
 @pytest.fixture(scope="session")

@@ -106,11 +106,11 @@ def test_reference_report_records_the_command_data_version_and_per_label_test_au
 
 
 @pytest.fixture(scope="module")
-def cip_inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def cip_inputs(tmp_path_factory: pytest.TempPathFactory, shared_datasets_dir: Path) -> Path:
     """The shared CIP chest CT (64 x 64 x 79 at 4.17 mm) and a copy resampled to 0.78 mm in-plane (342 x 342)."""
     import nibabel as nib
 
-    source = REPO.parent / "shared" / "datasets" / "cip-copdgene-chestct" / "derived" / "ct-64.nii.gz"
+    source = shared_datasets_dir / "cip-copdgene-chestct" / "derived" / "ct-64.nii.gz"
     if not source.is_file():
         pytest.skip(f"shared CIP scan not found at {source}")
     folder = tmp_path_factory.mktemp("cip")

@@ -6,8 +6,6 @@ import pytest
 
 from hirescam_ext.labeling import ReportLabeler
 
-DATASETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
-
 
 @pytest.fixture(scope="session")
 def labeler() -> ReportLabeler:
@@ -15,5 +13,5 @@ def labeler() -> ReportLabeler:
 
 
 @pytest.fixture(scope="session")
-def datasets() -> Path:
-    return DATASETS.resolve()
+def datasets(shared_datasets_dir: Path) -> Path:
+    return shared_datasets_dir

@@ -14,8 +14,6 @@ from hirescam_ext.labels import LABEL_NAMES
 from hirescam_ext.regions import AllowedRegionsd, ToAttentionLayoutd, allowed_regions
 from hirescam_ext.transforms import RandFlipRot90d, ct_preprocessing
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
-CIP = SHARED / "cip-copdgene-chestct"
 GRID = (6, 6, 27)
 LUNG = LABEL_NAMES.index("lung_atelectasis")
 
@@ -23,10 +21,11 @@ pytestmark = pytest.mark.shared_data
 
 
 @pytest.fixture(scope="module")
-def cip():
-    if not CIP.is_dir():
-        pytest.skip(f"shared dataset folder {CIP} is absent")
-    return CIP
+def cip(shared_datasets_dir: Path) -> Path:
+    folder = shared_datasets_dir / "cip-copdgene-chestct"
+    if not folder.is_dir():
+        pytest.skip(f"shared dataset folder {folder} is absent")
+    return folder
 
 
 def _pipeline(flip_prob: float, rot_prob: float, mode: str = "nearest") -> Compose:

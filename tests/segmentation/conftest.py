@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-DATASETS = REPO / ".." / "shared" / "datasets"
 
 
 def _ellipsoid(shape, centre, radii) -> np.ndarray:
@@ -68,10 +67,8 @@ def ellipsoid():
 
 
 @pytest.fixture(scope="session")
-def datasets() -> Path:
-    if not DATASETS.is_dir():
-        pytest.skip(f"shared datasets not found at {DATASETS}")
-    return DATASETS
+def datasets(shared_datasets: Path) -> Path:
+    return shared_datasets
 
 
 @pytest.fixture(scope="session")

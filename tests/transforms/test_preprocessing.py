@@ -12,8 +12,6 @@ from monai.data import MetaTensor
 from hirescam_ext.data.radchestct import write_radchestct_npz
 from hirescam_ext.transforms.preprocessing import ct_preprocessing, invert_to_original, prepare_hu_volume
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
-CIP = SHARED / "cip-copdgene-chestct"
 SMALL = dict(spacing=(4.0, 4.0, 4.0), spatial_size=(72, 72, 81))
 # CIP region codes (value % 256), from the folder's PROVENANCE.md
 RIGHT_REGIONS = (2, 4, 5, 6, 12, 13, 14)
@@ -21,10 +19,11 @@ LEFT_REGIONS = (3, 7, 8, 9, 10, 11)
 
 
 @pytest.fixture(scope="module")
-def cip():
-    if not CIP.is_dir():
-        pytest.skip(f"shared dataset folder {CIP} is absent")
-    return CIP
+def cip(shared_datasets_dir: Path) -> Path:
+    folder = shared_datasets_dir / "cip-copdgene-chestct"
+    if not folder.is_dir():
+        pytest.skip(f"shared dataset folder {folder} is absent")
+    return folder
 
 
 @pytest.fixture(scope="module")
