@@ -64,6 +64,8 @@ __all__ = [
     "LEDGER_REGIONS",
     "region_fractions_on_grid",
     "confounder_ledger",
+    "shortcut_score_auroc",
+    "lesion_to_fat_ratio_needed",
     "randomization_blocks",
     "cascading_randomization",
     "spearman",
@@ -409,6 +411,49 @@ def confounder_ledger(
     views = ("allowed_cells", "forbidden_positive", "forbidden_negative")
     out["mask_view"] = {v: _effects(part[:, n_regions + k], fat_z, y) for k, v in enumerate(views)}
     return out
+
+
+def shortcut_score_auroc(fat: Sequence[float], labels: Sequence[float], lesion_to_fat: float) -> float:
+    """AUROC of a noise-free score made of the confounder and the lesion: ``lesion_to_fat * label + fat_z``.
+
+    ``fat_z`` is the fat thickness standardized over the given scans. A model whose logit grows by ``f`` per standard
+    deviation of fat and by ``l`` when the label is present (the confounder ledger's fat and lesion effects), and
+    which reads nothing else, ranks the scans like this score with ``lesion_to_fat = l / f``. On a split whose fat
+    runs against the label (``test_shifted``) it shows how strong the lesion reading must be, relative to the fat
+    reading, before the lesion decides the ranking.
+
+    Example:
+        >>> round(shortcut_score_auroc([1.0, 2.0, 3.0, 4.0], [1, 1, 0, 0], 0.0), 2)  # fat alone, reversed
+        0.0
+        >>> round(shortcut_score_auroc([1.0, 2.0, 3.0, 4.0], [1, 1, 0, 0], 10.0), 2)  # the lesion outweighs it
+        1.0
+    """
+    from hirescam_ext.metrics.auroc import binary_auroc
+
+    fat_arr = np.asarray(fat, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    fat_z = (fat_arr - fat_arr.mean()) / (fat_arr.std() or 1.0)
+    return binary_auroc(lesion_to_fat * y + fat_z, y)
+
+
+def lesion_to_fat_ratio_needed(
+    test: tuple[Sequence[float], Sequence[float]],
+    shifted: tuple[Sequence[float], Sequence[float]],
+    max_drop: float,
+    step: float = 0.05,
+    limit: float = 10.0,
+) -> float | None:
+    """The smallest ``lesion_to_fat`` (on a grid of ``step`` up to ``limit``) at which the score of
+    :func:`shortcut_score_auroc` loses at most ``max_drop`` AUROC from ``test`` to ``shifted``.
+
+    ``test`` and ``shifted`` are ``(fat, labels)`` of the two splits; ``max_drop`` is in AUROC units (0.39 for 39
+    points, half of a 78-point drop). ``None`` when no ratio up to ``limit`` is enough.
+    """
+    for k in range(int(round(limit / step)) + 1):
+        ratio = k * step
+        if shortcut_score_auroc(*test, ratio) - shortcut_score_auroc(*shifted, ratio) <= max_drop:
+            return ratio
+    return None
 
 
 def training_fit(network: nn.Module, items: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -17,11 +17,13 @@ from hirescam_ext.reproduce.analysis import (
     cascading_randomization,
     confounder_ledger,
     lesion_on_grid,
+    lesion_to_fat_ratio_needed,
     load_volume,
     make_explainers,
     maps_on_grid,
     randomization_blocks,
     region_fractions_on_grid,
+    shortcut_score_auroc,
     spearman,
 )
 
@@ -107,6 +109,35 @@ def test_effects_recover_a_planted_fat_and_label_effect() -> None:
     fx = _effects(1.0 + 2.0 * fat_z - 0.5 * label, fat_z, label)
     assert fx["fat_effect"] == pytest.approx(2.0) and fx["label_effect"] == pytest.approx(-0.5)
     assert _effects(fat_z[:3], fat_z[:3], label[:3])["fat_effect"] is None  # too few scans for three coefficients
+
+
+def _confounded_split(n: int, corr_sign: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fat thickness in mm and a label that follows it (``corr_sign`` +1) or runs against it (-1)."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.4).astype(float)
+    return 20.0 + 10.0 * (corr_sign * 1.5 * y + rng.standard_normal(n)), y
+
+
+def test_shortcut_score_auroc_is_the_fat_alone_at_ratio_zero_and_rises_with_the_lesion() -> None:
+    from hirescam_ext.metrics.auroc import binary_auroc
+
+    fat, y = _confounded_split(300, -1.0, seed=0)
+    assert shortcut_score_auroc(fat, y, 0.0) == pytest.approx(binary_auroc(fat, y))
+    curve = [shortcut_score_auroc(fat, y, r) for r in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)]
+    assert curve[0] < 0.2 and curve[-1] == 1.0
+    assert all(a <= b for a, b in zip(curve, curve[1:]))
+
+
+def test_lesion_to_fat_ratio_needed_is_the_first_grid_ratio_within_the_drop() -> None:
+    test, shifted = _confounded_split(300, 1.0, seed=1), _confounded_split(300, -1.0, seed=2)
+    fat_drop = shortcut_score_auroc(*test, 0.0) - shortcut_score_auroc(*shifted, 0.0)
+    assert lesion_to_fat_ratio_needed(test, shifted, max_drop=fat_drop) == 0.0
+    ratio = lesion_to_fat_ratio_needed(test, shifted, max_drop=fat_drop / 2, step=0.05)
+    assert ratio is not None and ratio > 0.0
+    assert shortcut_score_auroc(*test, ratio) - shortcut_score_auroc(*shifted, ratio) <= fat_drop / 2
+    before = ratio - 0.05
+    assert shortcut_score_auroc(*test, before) - shortcut_score_auroc(*shifted, before) > fat_drop / 2
+    assert lesion_to_fat_ratio_needed(test, shifted, max_drop=fat_drop / 2, limit=ratio - 0.1) is None
 
 
 def _ledger_dataset(folder: Path, n: int) -> list[dict]:
