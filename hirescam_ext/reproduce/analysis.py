@@ -448,7 +448,13 @@ def lesion_to_fat_ratio_needed(
 
     ``test`` and ``shifted`` are ``(fat, labels)`` of the two splits; ``max_drop`` is in AUROC units (0.39 for 39
     points, half of a 78-point drop). ``None`` when no ratio up to ``limit`` is enough.
+
+    Raises:
+        ValueError: when a split holds only one class of the label (its AUROC is undefined).
     """
+    for name, (fat, labels) in (("test", test), ("shifted", shifted)):
+        if np.isnan(shortcut_score_auroc(fat, labels, 0.0)):
+            raise ValueError(f"the {name} split holds only one class of the label: its AUROC is undefined")
     for k in range(int(round(limit / step)) + 1):
         ratio = k * step
         if shortcut_score_auroc(*test, ratio) - shortcut_score_auroc(*shifted, ratio) <= max_drop:

@@ -140,6 +140,12 @@ def test_lesion_to_fat_ratio_needed_is_the_first_grid_ratio_within_the_drop() ->
     assert lesion_to_fat_ratio_needed(test, shifted, max_drop=fat_drop / 2, limit=ratio - 0.1) is None
 
 
+def test_lesion_to_fat_ratio_needed_refuses_a_split_with_one_class() -> None:
+    fat, y = _confounded_split(50, 1.0, seed=3)
+    with pytest.raises(ValueError, match="shifted split holds only one class"):
+        lesion_to_fat_ratio_needed((fat, y), (fat, np.zeros_like(y)), max_drop=0.1)
+
+
 def _ledger_dataset(folder: Path, n: int) -> list[dict]:
     (folder / "images").mkdir(parents=True)
     (folder / "organs").mkdir()
