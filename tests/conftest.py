@@ -55,6 +55,15 @@ def shared_datasets(shared_datasets_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def cip(shared_datasets_dir: Path) -> Path:
+    """The shared CIP COPDGene chest CT folder (DICOM, NRRD, NIfTI and its lung label map); skips when absent."""
+    folder = shared_datasets_dir / "cip-copdgene-chestct"
+    if not folder.is_dir():
+        pytest.skip(f"shared dataset folder {folder} is absent")
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 12-scan synthetic chest-CT dataset of 64 x 64 x 48 voxels (profile ``tiny``)."""
     from hirescam_ext.synthetic.generator import generate_dataset

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -18,14 +16,6 @@ GRID = (6, 6, 27)
 LUNG = LABEL_NAMES.index("lung_atelectasis")
 
 pytestmark = pytest.mark.shared_data
-
-
-@pytest.fixture(scope="module")
-def cip(shared_datasets_dir: Path) -> Path:
-    folder = shared_datasets_dir / "cip-copdgene-chestct"
-    if not folder.is_dir():
-        pytest.skip(f"shared dataset folder {folder} is absent")
-    return folder
 
 
 def _pipeline(flip_prob: float, rot_prob: float, mode: str = "nearest") -> Compose:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -16,14 +14,6 @@ SMALL = dict(spacing=(4.0, 4.0, 4.0), spatial_size=(72, 72, 81))
 # CIP region codes (value % 256), from the folder's PROVENANCE.md
 RIGHT_REGIONS = (2, 4, 5, 6, 12, 13, 14)
 LEFT_REGIONS = (3, 7, 8, 9, 10, 11)
-
-
-@pytest.fixture(scope="module")
-def cip(shared_datasets_dir: Path) -> Path:
-    folder = shared_datasets_dir / "cip-copdgene-chestct"
-    if not folder.is_dir():
-        pytest.skip(f"shared dataset folder {folder} is absent")
-    return folder
 
 
 @pytest.fixture(scope="module")
