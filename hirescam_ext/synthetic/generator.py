@@ -607,6 +607,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="0 = atherosclerosis independent of fat thickness, 1 = determined by it (default 0.8)")
     p.add_argument("--shift", choices=("reverse", "independent"), default=None,
                    help="what test_shifted does to the confounder (default: reverse)")
+    p.add_argument("--split-fractions", type=float, nargs=4, metavar=("TRAIN", "VAL", "TEST", "SHIFTED"),
+                   default=None, help="shares of the scans in training, validation, test and test_shifted, "
+                   "normalized to sum 1; 0 leaves a split empty (default: 0.55 0.15 0.15 0.15)")
     p.add_argument("--workers", type=int, default=0, help="processes (default 0 = one per CPU, at most 8)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -634,6 +637,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=args.workers,
             progress=not args.no_progress,
             shift=args.shift,
+            split_fractions=None if args.split_fractions is None else tuple(args.split_fractions),
         )
     except InputError as exc:
         print(f"hirescam synth: {exc}", file=sys.stderr)

@@ -263,6 +263,28 @@ def test_cli_writes_a_dataset_and_reports_bad_input(tmp_path, capsys):
     assert "confounder_strength" in capsys.readouterr().err
 
 
+def test_cli_split_fractions_are_shares_and_may_leave_splits_empty(tmp_path):
+    out = tmp_path / "shares"
+    rc = main(["--out", str(out), "--profile", "tiny", "--n-scans", "4", "--seed", "2", "--workers", "1",
+               "--no-progress", "--split-fractions", "3", "1", "0", "0"])
+    assert rc == 0
+    datalist = json.loads((out / "datalist.json").read_text())
+    assert {k: len(v) for k, v in datalist.items()} == {"training": 3, "validation": 1, "test": 0, "test_shifted": 0}
+    same = generate_dataset(tmp_path / "fractions", profile="tiny", n_scans=4, seed=2, workers=1, progress=False,
+                            split_fractions=(0.75, 0.25, 0.0, 0.0))
+    for item in datalist["validation"]:
+        name = Path(item["image"]).name
+        a = np.asarray(nib.load(str(out / "images" / name)).dataobj)
+        b = np.asarray(nib.load(str(same / "images" / name)).dataobj)
+        assert np.array_equal(a, b)
+
+
+def test_cli_refuses_negative_split_fractions(tmp_path, capsys):
+    bad = ["--out", str(tmp_path / "neg"), "--profile", "tiny", "--no-progress", "--split-fractions", "1", "-1", "1", "1"]
+    assert main(bad) == 2
+    assert "split_fractions" in capsys.readouterr().err
+
+
 def test_small_datasets_fill_every_split():
     assert all(n >= 1 for n in make_config("tiny", n_scans=4).split_counts().values())
     counts = make_config("demo").split_counts()
