@@ -100,7 +100,7 @@ def dataset_spacing(datalist: str | os.PathLike) -> list[float] | None:
 
 def dataset_provenance(datalist: str | os.PathLike) -> dict:
     """What a checkpoint records about its training data: the data list's path and, for generated data, the
-    generator, its version, seed, shape and spacing (``meta.json``)."""
+    generator, its version, seed, shape, spacing and confounder (strength and shift; ``meta.json``)."""
     out: dict = {"datalist": os.path.abspath(os.fspath(datalist))}
     meta = _read_meta(datalist)
     if meta is not None:
@@ -112,5 +112,7 @@ def dataset_provenance(datalist: str | os.PathLike) -> dict:
             seed=meta.get("seed"),
             shape=params.get("shape"),
             spacing=params.get("spacing"),
+            confounder_strength=params.get("confounder_strength"),
+            confounder_shift=params.get("shift"),
         )
     return out

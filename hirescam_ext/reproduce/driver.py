@@ -185,11 +185,26 @@ def _install_checkpoint(source: Path, run_dir: Path) -> str:
 
 
 def _checkpoint_training(path: Path) -> dict[str, Any]:
-    """What a checkpoint's model settings say about its training (``data`` and ``training``), for the record."""
+    """What a checkpoint's model settings say about its training (``data`` and ``training``), for the record.
+
+    Checkpoints written before the training data's confounder was part of its provenance get it from the
+    ``meta.json`` beside the data list they name, when that is still there (a generated folder never changes its
+    parameters).
+    """
+    from hirescam_ext.bundle_tools.dataset import dataset_provenance
     from hirescam_ext.engines.model_settings import read_model_settings
 
     settings = read_model_settings(path) or {}
-    return {"checkpoint": str(path), "data": settings.get("data"), "training": settings.get("training")}
+    data = settings.get("data")
+    if isinstance(data, dict) and data.get("datalist") and "confounder_strength" not in data:
+        try:
+            now = dataset_provenance(data["datalist"])
+        except InputError:
+            now = {}
+        if now.get("confounder_strength") is not None:
+            data = {**data, "confounder_strength": now["confounder_strength"],
+                    "confounder_shift": now.get("confounder_shift")}
+    return {"checkpoint": str(path), "data": data, "training": settings.get("training")}
 
 
 def run_one(spec_name: str, seed: int, profile: ReproProfile, dataset_dir: Path, work_dir: Path,

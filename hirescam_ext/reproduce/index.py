@@ -21,12 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from hirescam_ext.reproduce.profiles import PAPER_CUSTOM_CONV_KERNEL
+from hirescam_ext.synthetic.generator import SynthConfig
 from hirescam_ext.reproduce.report import _ms
 from hirescam_ext.reproduce.summary import _pct
 from hirescam_ext.utils.errors import InputError
 from hirescam_ext.utils.io import write_text_atomic
 
 __all__ = ["CLAIM_ORDER", "index_row", "collect_results", "render_index", "write_index"]
+
+#: the confounder strength of the data every profile generates and evaluates on; a run whose checkpoints were
+#: trained at another strength says so in its row
+DEFAULT_CONFOUNDER_STRENGTH = SynthConfig().confounder_strength
 
 #: the claims in the order of the report's claims table, with the column title the index gives each
 CLAIM_ORDER: tuple[tuple[str, str], ...] = (
@@ -99,6 +104,9 @@ def index_row(path: str | os.PathLike) -> dict[str, Any]:
     k = profile.get("custom_conv_kernel") or PAPER_CUSTOM_CONV_KERNEL  # records older than the field used the paper's
     if k != PAPER_CUSTOM_CONV_KERNEL:
         what.append(f"{k} x {k} custom convs")
+    strengths = _training_confounder_strengths(payload.get("runs"))
+    if strengths and strengths != [DEFAULT_CONFOUNDER_STRENGTH]:
+        what.append("trained at confounder strength " + " / ".join(f"{v:g}" for v in strengths))
     if profile.get("spatial_size"):
         what.append(" x ".join(str(n) for n in profile["spatial_size"]) + " input")
     if profile.get("n_scans"):
@@ -116,6 +124,18 @@ def index_row(path: str | os.PathLike) -> dict[str, Any]:
         "rebuilt_with": rebuilt.get("command"),
         "finished": header.get("finished", "-"),
     }
+
+
+def _training_confounder_strengths(runs: Any) -> list[float]:
+    """The confounder strengths of the data the checkpoints trained elsewhere were trained on (sorted, distinct;
+    empty when no checkpoint records one)."""
+    found = set()
+    for seeds in (runs or {}).values() if isinstance(runs, Mapping) else ():
+        for run in seeds.values() if isinstance(seeds, Mapping) else ():
+            data = ((run or {}).get("trained_elsewhere") or {}).get("data") or {}
+            if isinstance(data.get("confounder_strength"), (int, float)):
+                found.add(float(data["confounder_strength"]))
+    return sorted(found)
 
 
 def collect_results(root: str | os.PathLike) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:

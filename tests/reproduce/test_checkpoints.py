@@ -36,6 +36,23 @@ def _tiny_checkpoint(path: Path, seed: int = 0, kernel: int = 3, grid: list[int]
     return path
 
 
+def test_an_older_checkpoints_training_confounder_is_read_from_its_data_folder(tmp_path: Path) -> None:
+    from hirescam_ext.reproduce.driver import _checkpoint_training
+
+    data = tmp_path / "weak"
+    data.mkdir()
+    (data / "datalist.json").write_text(json.dumps({"training": []}))
+    (data / "meta.json").write_text(json.dumps({"parameters": {"confounder_strength": 0.4, "shift": "reverse"}}))
+    ckpt = _tiny_checkpoint(tmp_path / "old.pt")
+    saved = torch.load(ckpt, weights_only=False)
+    saved["model_settings"]["data"] = {"datalist": str(data / "datalist.json")}  # as written before the field
+    torch.save(saved, ckpt)
+    record = _checkpoint_training(ckpt)["data"]
+    assert record["confounder_strength"] == 0.4 and record["confounder_shift"] == "reverse"
+    (data / "meta.json").unlink()  # the folder is gone: the record stays as the checkpoint wrote it
+    assert _checkpoint_training(ckpt)["data"] == {"datalist": str(data / "datalist.json")}
+
+
 @pytest.fixture(scope="module")
 def checkpoint_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     root = tmp_path_factory.mktemp("reproduce_checkpoint")

@@ -20,8 +20,10 @@ def _stats(*values: float) -> dict:
     return {"mean": mean, "std": std, "n": len(values), "values": list(values)}
 
 
-def _results(folder: Path, kernel: int | None = 3, pointing: str = "did not hold", epochs: int = 56) -> Path:
-    """A minimal results.json as ``hirescam reproduce`` writes it (the fields the index reads)."""
+def _results(folder: Path, kernel: int | None = 3, pointing: str = "did not hold", epochs: int = 56,
+             trained_at: dict[str, float] | None = None) -> Path:
+    """A minimal results.json as ``hirescam reproduce`` writes it (the fields the index reads); ``trained_at``:
+    model -> confounder strength of the data its checkpoint was trained on elsewhere."""
     profile = {"name": "quick", "max_epochs": epochs, "n_scans": 4000, "spatial_size": [64, 64, 48], "seeds": [0, 1],
                "models": ["axialnet", "axialnet_mask"], "checkpoints": {}}
     if kernel is not None:
@@ -40,7 +42,10 @@ def _results(folder: Path, kernel: int | None = 3, pointing: str = "did not hold
     header = {"command": "hirescam reproduce --profile quick --seeds 0 1", "finished": "2026-12-07T00:00:00Z"}
     folder.mkdir(parents=True)
     path = folder / "results.json"
-    path.write_text(json.dumps({"header": header, "profile": profile, "claims": claims, "summary": summary}))
+    runs = {model: {"0": {"trained_elsewhere": {"checkpoint": f"/x/{model}.pt", "data": {"confounder_strength": s}}}}
+            for model, s in (trained_at or {}).items()}
+    payload = {"header": header, "profile": profile, "claims": claims, "summary": summary, "runs": runs}
+    path.write_text(json.dumps(payload))
     return path
 
 
@@ -69,6 +74,15 @@ def test_only_a_kernel_other_than_the_papers_is_named(tmp_path: Path) -> None:
     assert "custom convs" not in index_row(_results(tmp_path / "k3"))["what"]
     assert "custom convs" not in index_row(_results(tmp_path / "old", kernel=None))["what"]  # before the field
     assert "1 x 1 custom convs" in index_row(_results(tmp_path / "k1", kernel=1))["what"]
+
+
+def test_checkpoints_trained_at_another_confounder_strength_are_named(tmp_path: Path) -> None:
+    weak = index_row(_results(tmp_path / "weak", trained_at={"axialnet": 0.4, "axialnet_mask": 0.4}))["what"]
+    assert "trained at confounder strength 0.4," in weak
+    mixed = index_row(_results(tmp_path / "mixed", trained_at={"axialnet": 0.4, "axialnet_mask": 0.8}))["what"]
+    assert "trained at confounder strength 0.4 / 0.8" in mixed
+    usual = index_row(_results(tmp_path / "usual", trained_at={"axialnet": 0.8, "axialnet_mask": 0.8}))["what"]
+    assert "confounder strength" not in usual
 
 
 def test_the_table_has_one_row_per_folder_in_name_order_and_counts_the_held_claims(tmp_path: Path) -> None:
