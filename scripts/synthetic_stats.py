@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     ratio = lesion_to_fat_ratio_needed(test, shifted, max_drop=drop / 200.0)
     print(f"the fat alone drops {fat_drop:.1f} points from test to test_shifted; a logit that grows by l with the "
           f"lesion and by f per SD of fat, and reads nothing else, halves a drop of {drop:.1f} points (to "
-          f"{drop / 2:.1f}) from l / f = {ratio if ratio is not None else 'more than 10'}")
+          f"{drop / 2:.1f}) from l / f = {f'{ratio:.2f}' if ratio is not None else 'more than 10'}")
 
 
 if __name__ == "__main__":
