@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from hirescam_ext.reproduce.profiles import PAPER_CUSTOM_CONV_KERNEL
-from hirescam_ext.synthetic.generator import SynthConfig
 from hirescam_ext.reproduce.report import _ms
 from hirescam_ext.reproduce.summary import _pct
+from hirescam_ext.synthetic.generator import SynthConfig
 from hirescam_ext.utils.errors import InputError
 from hirescam_ext.utils.io import write_text_atomic
 
