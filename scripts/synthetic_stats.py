@@ -28,23 +28,23 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     findings = json.loads((Path(args.folder) / "findings.json").read_text())
     m = LABEL_NAMES.index(CONFOUNDED_LABEL)
-    data = {}
+    data = {}  # split -> (fat, labels), for the splits holding both classes of the label
     for split in SPLITS:
         scans = [v for v in findings.values() if v["split"] == split]
         fat = np.array([v["fat_thickness_mm"] for v in scans], dtype=np.float64)
         y = np.array([v["label"][m] for v in scans], dtype=np.float64)
-        data[split] = (fat, y)
         if len(set(y.tolist())) < 2:  # empty (e.g. --split-fractions 6 1 0 0) or one class: no correlation or AUROC
             print(f"{split:13s} scans {len(scans):4d}  {CONFOUNDED_LABEL}: "
                   + ("none" if not len(scans) else f"prevalence {y.mean():.2f}, one class only"))
             continue
+        data[split] = (fat, y)
         corr = float(np.corrcoef(fat, y)[0, 1])
         print(f"{split:13s} scans {len(scans):4d}  {CONFOUNDED_LABEL} prevalence {y.mean():.2f}  corr(fat) {corr:+.2f}"
               f"  AUROC of the fat alone {100 * shortcut_score_auroc(fat, y, 0.0):5.1f}")
-    test, shifted = data["test"], data["test_shifted"]
-    if any(len(set(y.tolist())) < 2 for _, y in (test, shifted)):
+    if "test" not in data or "test_shifted" not in data:
         print("no lesion-to-fat ratio: test and test_shifted must both hold scans with and without the label")
         return
+    test, shifted = data["test"], data["test_shifted"]
     fat_drop = 100 * (shortcut_score_auroc(*test, 0.0) - shortcut_score_auroc(*shifted, 0.0))
     drop = fat_drop if args.drop is None else args.drop
     ratio = lesion_to_fat_ratio_needed(test, shifted, max_drop=drop / 200.0)
