@@ -370,11 +370,14 @@ def _choose_center(
 _MIN_RADIUS_VOXELS = {"lung_nodule": 1.05, "lung_nodulegr1cm": 1.5}
 
 
-def render_findings(ph: Phantom, findings: list[Finding], rng: np.random.Generator) -> list[np.ndarray]:
+def render_findings(
+    ph: Phantom, findings: list[Finding], rng: np.random.Generator, plaque_scale: float = 1.0
+) -> list[np.ndarray]:
     """Render ``findings`` into ``ph.hu`` (in place) and return one boolean mask per finding.
 
     Masks are clipped to the organ region of the finding (module docstring); ``Finding.center_mm`` and
-    ``Finding.mask_voxels`` are filled in.
+    ``Finding.mask_voxels`` are filled in. ``plaque_scale`` multiplies the number and the radius of the aortic
+    calcified plaques of atherosclerosis (1 = the default rendering, the same random stream).
     """
     grid, hu = ph.grid, ph.hu
     X, Y, Z = grid.X, grid.Y, grid.Z
@@ -494,7 +497,7 @@ def render_findings(ph: Phantom, findings: list[Finding], rng: np.random.Generat
             hu[m] = HU["water"] + 4.0
         elif lab == "h_great_vessel_atherosclerosis":
             n = {"mild": 5, "moderate": 10, "severe": 18}[f.detail["severity"]]
-            m = _aortic_plaques(ph, n, rng) & med
+            m = _aortic_plaques(ph, max(1, int(round(n * plaque_scale))), rng, plaque_scale) & med
             hu[m] = rng.uniform(550.0, 900.0)
         elif lab == "heart_coronary_artery_disease":
             n = {"mild": 3, "moderate": 6, "severe": 10}[f.detail["severity"]]
@@ -603,8 +606,9 @@ _RENDER_ORDER = {
 }
 
 
-def _aortic_plaques(ph: Phantom, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Calcified plaques on the aortic wall (spots where small spheres meet the wall shell)."""
+def _aortic_plaques(ph: Phantom, n: int, rng: np.random.Generator, radius_scale: float = 1.0) -> np.ndarray:
+    """Calcified plaques on the aortic wall (spots where small spheres, of radius 2-4 mm times ``radius_scale``,
+    meet the wall shell)."""
     grid, an = ph.grid, ph.anatomy.params
     ao = an["aorta"]
     z_lo, z_hi = an["lung_z_range"]
@@ -627,7 +631,7 @@ def _aortic_plaques(ph: Phantom, n: int, rng: np.random.Generator) -> np.ndarray
         c = axis_pt + v * (r - 0.5)
         if not (z_lo <= c[2] <= z_hi):
             continue
-        sl, q = ellipsoid_box(grid, c, np.full(3, rng.uniform(2.0, 4.0)))
+        sl, q = ellipsoid_box(grid, c, np.full(3, rng.uniform(2.0, 4.0) * radius_scale))
         sl2, dist = segment_box(grid, p0, p1, r + 1.5)
         if sl is None or sl2 is None:
             continue

@@ -51,9 +51,9 @@ def test_oracle_separates_a_clearly_visible_finding_on_the_tiny_profile():
 
 
 def test_a_finding_rendered_with_zero_contrast_is_not_separable(monkeypatch):
-    def zero_contrast(ph, findings, rng):
+    def zero_contrast(ph, findings, rng, **kwargs):
         before = ph.hu.copy()
-        masks = render_findings(ph, findings, rng)
+        masks = render_findings(ph, findings, rng, **kwargs)
         for f, m in zip(findings, masks):
             if f.label == LABEL:
                 ph.hu[m] = before[m]  # the mask is drawn, the image keeps the healthy lung

@@ -296,3 +296,29 @@ def test_shape_without_spacing_keeps_the_profile_field_of_view():
     fov = np.asarray(cfg.shape) * np.asarray(cfg.spacing)
     assert np.allclose(fov, np.asarray((128, 128, 96)) * np.asarray((2.9, 2.9, 3.2)), rtol=1e-3)
     assert 350 <= fov[0] <= 400  # a realistic ~35-40 cm in-plane field of view
+
+
+def _atherosclerosis_voxels(plaque_scale: float) -> list[int]:
+    cfg = make_config("tiny", plaque_scale=plaque_scale, prevalence={CONFOUNDED_LABEL: 1.0}, normal_fraction=0.0)
+    out = []
+    for i in range(3):
+        case = generate_case(i, seed=4, config=cfg)
+        out.append(sum(int(case.lesions[..., k].sum()) for k, f in enumerate(case.findings)
+                       if f.label == CONFOUNDED_LABEL))
+    return out
+
+
+def test_plaque_scale_enlarges_every_atherosclerosis_lesion():
+    small, large = _atherosclerosis_voxels(1.0), _atherosclerosis_voxels(3.0)
+    assert all(s > 0 for s in small)
+    assert all(b > 3 * s for s, b in zip(small, large))
+
+
+def test_default_plaque_scale_keeps_the_recorded_parameters_of_earlier_folders():
+    assert "plaque_scale" not in make_config("tiny").to_dict()
+    assert make_config("tiny", plaque_scale=3).to_dict()["plaque_scale"] == 3.0
+
+
+def test_cli_refuses_a_plaque_scale_out_of_range(tmp_path, capsys):
+    assert main(["--out", str(tmp_path / "p"), "--profile", "tiny", "--no-progress", "--plaque-scale", "0"]) == 2
+    assert "plaque_scale" in capsys.readouterr().err
