@@ -100,7 +100,8 @@ def dataset_spacing(datalist: str | os.PathLike) -> list[float] | None:
 
 def dataset_provenance(datalist: str | os.PathLike) -> dict:
     """What a checkpoint records about its training data: the data list's path and, for generated data, the
-    generator, its version, seed, shape, spacing and confounder (strength and shift; ``meta.json``)."""
+    generator, its version, seed, shape, spacing, confounder (strength and shift) and atherosclerosis plaque scale
+    (``meta.json``)."""
     out: dict = {"datalist": os.path.abspath(os.fspath(datalist))}
     meta = _read_meta(datalist)
     if meta is not None:
@@ -114,5 +115,6 @@ def dataset_provenance(datalist: str | os.PathLike) -> dict:
             spacing=params.get("spacing"),
             confounder_strength=params.get("confounder_strength"),
             confounder_shift=params.get("shift"),
+            plaque_scale=params.get("plaque_scale", 1.0),  # folders rendered by default do not record it
         )
     return out

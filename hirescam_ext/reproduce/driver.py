@@ -100,8 +100,21 @@ def _machine(device: str | None) -> dict[str, Any]:
 
 
 def prepare_dataset(profile: ReproProfile, work_dir: Path) -> Path:
-    """Generate (or reuse) the synthetic benchmark of ``profile`` under ``work_dir``."""
+    """Generate (or reuse) the synthetic benchmark of ``profile`` under ``work_dir``; a profile that names a
+    ``dataset`` gets that folder, once its ``meta.json`` says it is a finished ``hirescam synth`` dataset.
+
+    Raises:
+        InputError: the named dataset is missing, unfinished or not a synthetic dataset.
+    """
     from hirescam_ext.synthetic.generator import generate_dataset
+
+    if profile.dataset is not None:
+        folder = Path(profile.dataset).resolve()
+        meta = _dataset_meta(folder)
+        if meta is None or not meta.get("complete") or not (folder / "datalist.json").is_file():
+            raise InputError(folder / "meta.json", "not a finished synthetic dataset (make one with hirescam synth "
+                                                   "--out DIR, or leave --dataset out to generate the profile's)")
+        return folder
 
     size = profile.synth_shape or profile.spatial_size
     shape = "x".join(str(s) for s in size)
@@ -426,12 +439,10 @@ def _findings_text(agg: dict[str, Any], claims: list[dict[str, Any]],
     return out
 
 
-def _generator_version(dataset_dir: Path) -> str | None:
-    """The generator version recorded in the dataset's ``meta.json`` (``None`` when it cannot be read)."""
-    try:
-        return json.loads((Path(dataset_dir) / "meta.json").read_text()).get("generator_version")
-    except (OSError, ValueError):
-        return None
+def _dataset_meta(dataset_dir: Path) -> dict[str, Any] | None:
+    """The dataset's ``meta.json`` (``None`` when it cannot be read)."""
+    meta = _read_json(Path(dataset_dir) / "meta.json")
+    return meta if isinstance(meta, dict) else None
 
 
 def _visibility(profile: ReproProfile, generator_version: str | None) -> dict[str, Any]:
@@ -561,6 +572,7 @@ def run_reproduction(profile: ReproProfile, out_dir: str | os.PathLike, work_dir
     for name, seed in jobs:  # the profile's order, however the runs finished
         runs.setdefault(name, {})[seed] = done[(name, seed)]
     records = [r for by_seed in runs.values() for r in by_seed.values()]
+    meta = _dataset_meta(dataset_dir) or {}
     header = {
         "runs": len(records),
         "runs_reused": sum(1 for r in records if r.get("reused")),
@@ -570,7 +582,7 @@ def run_reproduction(profile: ReproProfile, out_dir: str | os.PathLike, work_dir
         "started": started, "finished": _now(), "elapsed_min": (time.perf_counter() - t0) / 60.0,
         "parallel_runs": max(workers, 1), "threads_per_run": threads,
         "versions": _versions(), "machine": machine, "profile_text": profile.note,
-        "generator_version": _generator_version(dataset_dir),
+        "generator_version": meta.get("generator_version"), "dataset_parameters": meta.get("parameters"),
     }
     return write_outputs(profile, runs, out, header, skipped)
 
@@ -635,6 +647,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", action="append", default=None, metavar="MODEL=PATH",
                    help="evaluate this checkpoint as MODEL instead of training it (repeatable; the reference profile "
                    "names the shipped bundle/models/reference*.pt)")
+    p.add_argument("--dataset", default=None, metavar="DIR",
+                   help="train and evaluate on this finished hirescam synth folder instead of generating the "
+                   "profile's benchmark (e.g. one made with --plaque-scale); the report records its parameters")
     p.add_argument("--prepare-only", action="store_true",
                    help="generate (or check) the benchmark data and stop; later runs reuse it")
     p.add_argument("--report-from", default=None, metavar="RESULTS_JSON",
@@ -671,6 +686,9 @@ def profile_from_args(args: argparse.Namespace) -> ReproProfile:
                "custom_conv_kernel": args.custom_conv_kernel, "spatial_size": args.spatial_size,
                "num_workers": args.num_workers,
                "max_train_seconds": args.max_train_seconds, "jobs": args.jobs}
+    if args.dataset is not None:
+        profile = replace(profile, dataset=args.dataset)
+        changed["dataset"] = args.dataset
     if args.models:  # the profile's checkpoints of models left out are not used
         profile = replace(profile, checkpoints={m: p for m, p in profile.checkpoints.items() if m in profile.models})
     if args.checkpoint:

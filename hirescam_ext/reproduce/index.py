@@ -107,6 +107,11 @@ def index_row(path: str | os.PathLike) -> dict[str, Any]:
     strengths = _training_confounder_strengths(payload.get("runs"))
     if strengths and strengths != [DEFAULT_CONFOUNDER_STRENGTH]:
         what.append("trained at confounder strength " + " / ".join(f"{v:g}" for v in strengths))
+    data = header.get("dataset_parameters") or {}  # a folder given with --dataset may be rendered otherwise
+    if data.get("confounder_strength", DEFAULT_CONFOUNDER_STRENGTH) != DEFAULT_CONFOUNDER_STRENGTH:
+        what.append(f"evaluated at confounder strength {data['confounder_strength']:g}")
+    if data.get("plaque_scale", 1.0) != 1.0:
+        what.append(f"calcified plaques x {data['plaque_scale']:g}")
     if profile.get("spatial_size"):
         what.append(" x ".join(str(n) for n in profile["spatial_size"]) + " input")
     if profile.get("n_scans"):

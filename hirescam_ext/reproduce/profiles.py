@@ -136,6 +136,8 @@ class ReproProfile:
         spacing: voxel size (mm) of the network grid (``None``: the generated volumes' own). A profile that trains
             passes it to ``configs/train.json`` (``spacing``), which resamples every scan to it and records it in the
             checkpoint; the evaluation takes it from there, the analyses from here.
+        dataset: a finished ``hirescam synth`` folder to train and evaluate on instead of generating the profile's
+            benchmark (e.g. one rendered with ``--plaque-scale`` or another confounder strength); ``None``: generate.
     """
 
     name: str
@@ -177,6 +179,7 @@ class ReproProfile:
     extra: dict[str, Any] = field(default_factory=dict)
     synth_shape: tuple[int, int, int] | None = None
     spacing: tuple[float, float, float] | None = None
+    dataset: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON view (recorded in the results)."""

@@ -44,6 +44,7 @@ def test_the_synthetic_spacing_and_provenance_come_from_meta_json(tiny_synthetic
     provenance = dataset_provenance(datalist)
     assert provenance["generator_version"] and provenance["spacing"] == [5.8, 5.8, 6.4]
     assert provenance["confounder_strength"] == 0.8 and provenance["confounder_shift"] == "reverse"
+    assert provenance["plaque_scale"] == 1.0  # the default rendering, which meta.json leaves unrecorded
 
 
 def test_a_dataset_without_meta_json_has_no_known_spacing(tmp_path: Path) -> None:

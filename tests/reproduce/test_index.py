@@ -21,9 +21,10 @@ def _stats(*values: float) -> dict:
 
 
 def _results(folder: Path, kernel: int | None = 3, pointing: str = "did not hold", epochs: int = 56,
-             trained_at: dict[str, float] | None = None) -> Path:
+             trained_at: dict[str, float] | None = None, dataset: dict | None = None) -> Path:
     """A minimal results.json as ``hirescam reproduce`` writes it (the fields the index reads); ``trained_at``:
-    model -> confounder strength of the data its checkpoint was trained on elsewhere."""
+    model -> confounder strength of the data its checkpoint was trained on elsewhere; ``dataset``: the parameters
+    of the evaluated data's ``meta.json``."""
     profile = {"name": "quick", "max_epochs": epochs, "n_scans": 4000, "spatial_size": [64, 64, 48], "seeds": [0, 1],
                "models": ["axialnet", "axialnet_mask"], "checkpoints": {}}
     if kernel is not None:
@@ -40,6 +41,8 @@ def _results(folder: Path, kernel: int | None = 3, pointing: str = "did not hold
     summary = {"axialnet": {"auroc_visible_test": _stats(0.80, 0.83), "auroc_test": _stats(0.7, 0.7)},
                "axialnet_mask": {"auroc_test": _stats(0.75, 0.77)}}
     header = {"command": "hirescam reproduce --profile quick --seeds 0 1", "finished": "2026-12-07T00:00:00Z"}
+    if dataset is not None:
+        header["dataset_parameters"] = dataset
     folder.mkdir(parents=True)
     path = folder / "results.json"
     runs = {model: {"0": {"trained_elsewhere": {"checkpoint": f"/x/{model}.pt", "data": {"confounder_strength": s}}}}
@@ -83,6 +86,15 @@ def test_checkpoints_trained_at_another_confounder_strength_are_named(tmp_path: 
     assert "trained at confounder strength 0.4 / 0.8" in mixed
     usual = index_row(_results(tmp_path / "usual", trained_at={"axialnet": 0.8, "axialnet_mask": 0.8}))["what"]
     assert "confounder strength" not in usual
+
+
+def test_data_rendered_otherwise_than_the_profiles_is_named(tmp_path: Path) -> None:
+    plaques = index_row(_results(tmp_path / "p", dataset={"confounder_strength": 0.8, "plaque_scale": 3.0}))["what"]
+    assert "calcified plaques x 3" in plaques and "evaluated at" not in plaques
+    weak = index_row(_results(tmp_path / "w", dataset={"confounder_strength": 0.4}))["what"]
+    assert "evaluated at confounder strength 0.4" in weak and "plaques" not in weak
+    usual = index_row(_results(tmp_path / "u", dataset={"confounder_strength": 0.8}))["what"]
+    assert usual == index_row(_results(tmp_path / "old"))["what"]  # as before the header recorded the data
 
 
 def test_the_table_has_one_row_per_folder_in_name_order_and_counts_the_held_claims(tmp_path: Path) -> None:

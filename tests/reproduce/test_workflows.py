@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,6 @@ def test_unknown_profile_or_model_is_an_input_error() -> None:
 
 
 def test_profile_comes_back_from_its_json_record() -> None:
-    import json
 
     for name in ("tiny", "reference"):
         p = get_profile(name)
@@ -244,7 +244,6 @@ def test_training_validation_computes_no_explanation_maps_but_evaluation_does() 
 
 
 def test_bundle_batch_size_parameter_drives_the_training_loader() -> None:
-    import json
     from pathlib import Path
 
     cfg = json.loads((Path(__file__).resolve().parents[2] / "configs" / "train.json").read_text())
@@ -268,6 +267,27 @@ def test_jobs_on_the_command_line_sets_the_runs_at_a_time() -> None:
     assert p.parallel_runs == 2 and "'jobs': 2" in p.note
 
 
+def test_a_dataset_on_the_command_line_is_used_instead_of_generating_the_profiles(tmp_path: Path) -> None:
+    from hirescam_ext.reproduce.driver import prepare_dataset
+    from hirescam_ext.synthetic.generator import generate_dataset
+
+    data = generate_dataset(tmp_path / "plaques", profile="tiny", n_scans=4, seed=1, plaque_scale=3, progress=False)
+    profile = _profile_from_command_line("--profile", "tiny", "--dataset", str(data))
+    assert profile.dataset == str(data) and "'dataset'" in profile.note
+    assert prepare_dataset(profile, tmp_path / "work") == data.resolve()
+    assert not (tmp_path / "work").exists()  # nothing generated
+
+
+def test_a_dataset_that_is_not_a_finished_synthetic_folder_is_refused_naming_its_meta_json(tmp_path: Path) -> None:
+    from hirescam_ext.reproduce.driver import prepare_dataset
+
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "meta.json").write_text(json.dumps({"complete": False}))
+    for folder in (tmp_path / "half", tmp_path / "missing"):
+        with pytest.raises(InputError, match="meta.json.*not a finished synthetic dataset"):
+            prepare_dataset(_profile_from_command_line("--profile", "tiny", "--dataset", str(folder)), tmp_path)
+
+
 def test_command_line_without_overrides_keeps_the_profile() -> None:
     from hirescam_ext.reproduce.driver import _parser, profile_from_args
 
@@ -275,7 +295,6 @@ def test_command_line_without_overrides_keeps_the_profile() -> None:
 
 
 def test_disabled_tensorboard_handlers_are_the_configs_tensorboard_handlers() -> None:
-    import json
 
     from hirescam_ext.reproduce.workflows import _TENSORBOARD_HANDLERS
 
