@@ -114,8 +114,9 @@ def index_row(path: str | os.PathLike) -> dict[str, Any]:
         what.append(f"calcified plaques x {data['plaque_scale']:g}")
     if profile.get("spatial_size"):
         what.append(" x ".join(str(n) for n in profile["spatial_size"]) + " input")
-    if profile.get("n_scans"):
-        what.append(f"{profile['n_scans']} scans")
+    n_scans = data.get("n_scans") or profile.get("n_scans")  # a --dataset folder has its own count
+    if n_scans:
+        what.append(f"{n_scans} scans")
     rebuilt = header.get("report_rebuilt") or {}
     return {
         "folder": path.parent.name,

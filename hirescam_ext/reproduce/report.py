@@ -414,6 +414,17 @@ def per_label_text(visibility: Mapping[str, Any] | None) -> str:
                     f"{len(v['visible'])} visible; command `{v.get('command')}`.")
 
 
+#: the data parameters the report's run section names (the rest, e.g. prevalences, are in results.json)
+_DATA_KEYS = ("n_scans", "shape", "spacing", "confounder_strength", "shift", "split_fractions", "plaque_scale")
+
+
+def _data_line(header: Mapping[str, Any]) -> str:
+    """The run section's line on the evaluated data: its folder, generator version and main parameters."""
+    params = header["dataset_parameters"]
+    shown = ", ".join(f"{k} {params[k]}" for k in _DATA_KEYS if k in params)
+    return f"- data: `{header.get('dataset_dir')}` (generator {header.get('generator_version')}; {shown})"
+
+
 def write_report_md(out_dir: str | os.PathLike, md_tables: Mapping[str, str], header: Mapping[str, Any],
                     notes: Sequence[str], findings: Sequence[str], per_label_intro: str | None = None) -> str:
     """Write ``REPORT.md``; return its path (``per_label_intro``: see :func:`per_label_text`)."""
@@ -436,6 +447,7 @@ def write_report_md(out_dir: str | os.PathLike, md_tables: Mapping[str, str], he
         f"- versions: {h['versions']}",
         f"- machine: {h['machine']}",
         f"- profile: {h['profile_text']}",
+        *([_data_line(h)] if h.get("dataset_parameters") else []),
         *([f"- report rebuilt from this run's results.json on {h['report_rebuilt']['at']}: "
            f"`{h['report_rebuilt']['command']}` (versions {h['report_rebuilt']['versions']})"]
           if h.get("report_rebuilt") else []),

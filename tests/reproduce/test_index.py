@@ -89,8 +89,10 @@ def test_checkpoints_trained_at_another_confounder_strength_are_named(tmp_path: 
 
 
 def test_data_rendered_otherwise_than_the_profiles_is_named(tmp_path: Path) -> None:
-    plaques = index_row(_results(tmp_path / "p", dataset={"confounder_strength": 0.8, "plaque_scale": 3.0}))["what"]
+    given = {"confounder_strength": 0.8, "plaque_scale": 3.0, "n_scans": 2200}
+    plaques = index_row(_results(tmp_path / "p", dataset=given))["what"]
     assert "calcified plaques x 3" in plaques and "evaluated at" not in plaques
+    assert "2200 scans" in plaques  # the folder's, not the profile's 4000
     weak = index_row(_results(tmp_path / "w", dataset={"confounder_strength": 0.4}))["what"]
     assert "evaluated at confounder strength 0.4" in weak and "plaques" not in weak
     usual = index_row(_results(tmp_path / "u", dataset={"confounder_strength": 0.8}))["what"]

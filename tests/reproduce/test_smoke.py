@@ -71,11 +71,13 @@ def test_results_json_records_command_versions_and_machine(tiny_run: Path) -> No
     assert header["seeds"] == [0]
 
 
-def test_results_json_records_the_parameters_of_the_evaluated_data(tiny_run: Path) -> None:
+def test_results_json_and_the_report_record_the_parameters_of_the_evaluated_data(tiny_run: Path) -> None:
     header = json.loads((tiny_run / "results.json").read_text(encoding="utf-8"))["header"]
     data = json.loads((Path(header["dataset_dir"]) / "meta.json").read_text(encoding="utf-8"))
     assert header["dataset_parameters"] == data["parameters"]
     assert header["dataset_parameters"]["confounder_strength"] == 0.8
+    report = (tiny_run / "REPORT.md").read_text(encoding="utf-8")
+    assert f"- data: `{header['dataset_dir']}`" in report and "confounder_strength 0.8" in report
 
 
 def test_every_model_with_a_map_has_localization_and_confounder_numbers(tiny_run: Path) -> None:
