@@ -109,8 +109,9 @@ class SynthConfig:
         noise_hu: Gaussian noise level outside the lungs (lungs get more, ~2.3x).
         compresslevel: gzip level of the NIfTI files.
         plaque_scale: multiplies the number and radius of atherosclerosis' calcified aortic plaques (1: 5-18 plaques
-            of 2-4 mm; 3 makes the lesion readable at 2.9 mm, for testing the confounder claim on a model that
-            can see it). Recorded in ``meta.json`` only when it is not 1, so earlier folders keep their parameters.
+            of 2-4 mm, a lesion of about 26 voxels at 2.9 mm; 3: about 580 voxels), for testing the confounder claim
+            on a larger lesion. Recorded in ``meta.json`` only when it is not 1, so earlier folders keep their
+            parameters.
     """
 
     n_scans: int = 200
