@@ -483,13 +483,19 @@ def write_outputs(profile: ReproProfile, runs: dict[str, dict[int, dict[str, Any
     tables = report.build_tables(agg, claims, blocks, curve, visibility, histories)
     md = report.write_tables(tables, out_dir)
     figures = report.write_figures(agg, blocks, curve, out_dir, histories)
+    data = header.get("dataset_parameters") or {}
+    if profile.dataset:
+        source = f"the `hirescam synth` folder of --dataset ({data.get('n_scans')} scans, shape {data.get('shape')}"
+    else:
+        source = (f"synthetic benchmark (`hirescam synth` profile `{profile.synth_profile}`, {profile.n_scans} scans, "
+                  f"shape {list(profile.synth_shape or profile.spatial_size)}")
     notes = [
-        f"data: synthetic benchmark (`hirescam synth` profile `{profile.synth_profile}`, {profile.n_scans} scans, "
-        f"shape {list(profile.synth_shape or profile.spatial_size)}"
+        f"data: {source}"
         + (f", resampled to {list(profile.spacing)} mm and {list(profile.spatial_size)} by the bundle's preprocessing"
            if profile.spacing else "")
         + "); splits training / validation / test / test_shifted; the confounder "
-        "(atherosclerosis tied to subcutaneous fat) is reversed in test_shifted",
+        "(atherosclerosis tied to subcutaneous fat) is "
+        + ("made independent of the fat" if data.get("shift") == "independent" else "reversed") + " in test_shifted",
         f"networks: trunk `{profile.trunk}`"
         + (" with AxialNet's densitometry branch (each attention cell's share of 19 HU bands beside the trunk's "
            "features; not in the paper)" if profile.density_bands else "")
