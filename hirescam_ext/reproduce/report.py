@@ -415,7 +415,7 @@ def per_label_text(visibility: Mapping[str, Any] | None) -> str:
 
 
 #: the data parameters the report's run section names (the rest, e.g. prevalences, are in results.json)
-_DATA_KEYS = ("n_scans", "shape", "spacing", "confounder_strength", "shift", "split_fractions", "plaque_scale")
+_DATA_KEYS = ("seed", "n_scans", "shape", "spacing", "confounder_strength", "shift", "split_fractions", "plaque_scale")
 
 
 def _data_line(header: Mapping[str, Any]) -> str:
@@ -429,6 +429,7 @@ def write_report_md(out_dir: str | os.PathLike, md_tables: Mapping[str, str], he
                     notes: Sequence[str], findings: Sequence[str], per_label_intro: str | None = None) -> str:
     """Write ``REPORT.md``; return its path (``per_label_intro``: see :func:`per_label_text`)."""
     h = header
+    data_seed = (h.get("dataset_parameters") or {}).get("seed", h["dataset_seed"])  # a --dataset folder's own
     lines = [
         f"# HiResCAM reproduction on the synthetic benchmark: profile `{h['profile']}`",
         "",
@@ -438,7 +439,7 @@ def write_report_md(out_dir: str | os.PathLike, md_tables: Mapping[str, str], he
         "## Run",
         "",
         f"- command: `{h['command']}`",
-        f"- training seeds: {h['seeds']}; dataset seed: {h['dataset_seed']}",
+        f"- training seeds: {h['seeds']}; dataset seed: {data_seed}",
         f"- started {h['started']}, finished {h['finished']} ({h['elapsed_min']:.1f} min for this invocation); "
         f"{h['runs']} (model, seed) runs, {h['runs_reused']} reused from an earlier invocation of the same command; "
         f"train + evaluate + analyses of all runs: {h['run_minutes_total']:.1f} min"

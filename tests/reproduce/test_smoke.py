@@ -160,14 +160,14 @@ def test_a_run_on_a_given_dataset_describes_that_folder_not_the_profiles(tiny_ru
     payload = json.loads((tiny_run / "results.json").read_text(encoding="utf-8"))
     payload["profile"]["dataset"] = payload["header"]["dataset_dir"]
     payload["header"]["dataset_parameters"] = {**payload["header"]["dataset_parameters"], "plaque_scale": 3.0,
-                                               "n_scans": 7}
+                                               "n_scans": 7, "seed": 5}
     given = tmp_path / "given" / "results.json"
     given.parent.mkdir()
     given.write_text(json.dumps(payload), encoding="utf-8")
     assert main(["--report-from", str(given)]) == 0
     report = (given.parent / "REPORT.md").read_text(encoding="utf-8")
     assert "- data: the `hirescam synth` folder of --dataset (7 scans," in report
-    assert "plaque_scale 3.0" in report
+    assert "plaque_scale 3.0" in report and "dataset seed: 5" in report
 
 
 def test_report_from_a_missing_results_json_fails_with_the_path(tmp_path: Path,
