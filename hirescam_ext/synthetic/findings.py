@@ -497,7 +497,7 @@ def render_findings(
             hu[m] = HU["water"] + 4.0
         elif lab == "h_great_vessel_atherosclerosis":
             n = {"mild": 5, "moderate": 10, "severe": 18}[f.detail["severity"]]
-            m = _aortic_plaques(ph, max(1, int(round(n * plaque_scale))), rng, plaque_scale) & med
+            m = _aortic_plaques(ph, n, rng, plaque_scale) & med
             hu[m] = rng.uniform(550.0, 900.0)
         elif lab == "heart_coronary_artery_disease":
             n = {"mild": 3, "moderate": 6, "severe": 10}[f.detail["severity"]]
@@ -606,9 +606,10 @@ _RENDER_ORDER = {
 }
 
 
-def _aortic_plaques(ph: Phantom, n: int, rng: np.random.Generator, radius_scale: float = 1.0) -> np.ndarray:
-    """Calcified plaques on the aortic wall (spots where small spheres, of radius 2-4 mm times ``radius_scale``,
-    meet the wall shell)."""
+def _aortic_plaques(ph: Phantom, n: int, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+    """``n`` calcified plaques on the aortic wall (spots where small spheres of radius 2-4 mm meet the wall shell),
+    their number and radius multiplied by ``scale``."""
+    n = max(1, int(round(n * scale)))
     grid, an = ph.grid, ph.anatomy.params
     ao = an["aorta"]
     z_lo, z_hi = an["lung_z_range"]
@@ -631,7 +632,7 @@ def _aortic_plaques(ph: Phantom, n: int, rng: np.random.Generator, radius_scale:
         c = axis_pt + v * (r - 0.5)
         if not (z_lo <= c[2] <= z_hi):
             continue
-        sl, q = ellipsoid_box(grid, c, np.full(3, rng.uniform(2.0, 4.0) * radius_scale))
+        sl, q = ellipsoid_box(grid, c, np.full(3, rng.uniform(2.0, 4.0) * scale))
         sl2, dist = segment_box(grid, p0, p1, r + 1.5)
         if sl is None or sl2 is None:
             continue
