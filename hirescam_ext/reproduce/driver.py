@@ -40,6 +40,7 @@ from hirescam_ext.reproduce.profiles import (
     PROFILES,
     ReproProfile,
     get_profile,
+    parse_checkpoint_key,
     with_spatial_size,
 )
 from hirescam_ext.utils.errors import InputError
@@ -227,7 +228,8 @@ def run_one(spec_name: str, seed: int, profile: ReproProfile, dataset_dir: Path,
     from hirescam_ext.reproduce import analysis, workflows
 
     spec = MODELS[spec_name]
-    external = resolve_checkpoint(profile.checkpoints[spec_name]) if spec_name in profile.checkpoints else None
+    given = profile.checkpoint_for(spec_name, seed)
+    external = resolve_checkpoint(given) if given is not None else None
     run_dir = work_dir / "runs" / f"{spec_name}_seed{seed}"
     grid = workflows.region_grid(spec, profile)
     cache = work_dir / "cache" / (f"grid{'x'.join(map(str, grid))}_{profile.region_mode}{profile.area_threshold:g}"
@@ -549,10 +551,7 @@ def run_reproduction(profile: ReproProfile, out_dir: str | os.PathLike, work_dir
     work.mkdir(parents=True, exist_ok=True)
     if pretrained is not None and not Path(pretrained).is_file():
         raise InputError(pretrained, "ImageNet ResNet-18 weights not found")
-    unknown = sorted(set(profile.checkpoints) - set(profile.models))
-    if unknown:
-        raise InputError(None, f"checkpoints given for models {unknown} that this run does not include "
-                               f"(models: {list(profile.models)})")
+    profile.check_checkpoints()
     for path in profile.checkpoints.values():  # before minutes of data generation
         resolve_checkpoint(path)
     if profile.parallel_runs < 1:
@@ -650,9 +649,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--synth-workers", type=int, default=None, help="processes generating the benchmark")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="override the profile's runs at a time (each in its own process with 1/N of the torch threads)")
-    p.add_argument("--checkpoint", action="append", default=None, metavar="MODEL=PATH",
+    p.add_argument("--checkpoint", action="append", default=None, metavar="MODEL[@SEED]=PATH",
                    help="evaluate this checkpoint as MODEL instead of training it (repeatable; the reference profile "
-                   "names the shipped bundle/models/reference*.pt)")
+                   "names the shipped bundle/models/reference*.pt); MODEL@SEED=PATH: the checkpoint of training seed "
+                   "SEED, one per seed given with --seeds (e.g. --seeds 0 1 --checkpoint axialnet@0=A.pt "
+                   "--checkpoint axialnet@1=B.pt)")
     p.add_argument("--dataset", default=None, metavar="DIR",
                    help="train and evaluate on this finished hirescam synth folder instead of generating the "
                    "profile's benchmark (e.g. one made with --plaque-scale); the report records its parameters")
@@ -696,14 +697,17 @@ def profile_from_args(args: argparse.Namespace) -> ReproProfile:
         profile = replace(profile, dataset=args.dataset)
         changed["dataset"] = args.dataset
     if args.models:  # the profile's checkpoints of models left out are not used
-        profile = replace(profile, checkpoints={m: p for m, p in profile.checkpoints.items() if m in profile.models})
+        profile = replace(profile, checkpoints={k: p for k, p in profile.checkpoints.items()
+                                                if parse_checkpoint_key(k)[0] in profile.models})
     if args.checkpoint:
         given: dict[str, str] = {}
         for entry in args.checkpoint:
-            model, sep, path = entry.partition("=")
-            if not sep or model not in MODELS or not path:
-                raise InputError(None, f"--checkpoint {entry!r}: expected MODEL=PATH with MODEL one of {sorted(MODELS)}")
-            given[model] = path
+            key, sep, path = entry.partition("=")
+            if not sep or key.partition("@")[0] not in MODELS or not path:
+                raise InputError(None, f"--checkpoint {entry!r}: expected MODEL=PATH or MODEL@SEED=PATH with MODEL "
+                                       f"one of {sorted(MODELS)}")
+            parse_checkpoint_key(key)  # an integer seed
+            given[key] = path
         profile = replace(profile, checkpoints={**profile.checkpoints, **given})
         changed["checkpoint"] = given
     changed = {k: v for k, v in changed.items() if v is not None}

@@ -23,7 +23,7 @@ from typing import Any
 from hirescam_ext.utils.errors import InputError
 
 __all__ = ["ModelSpec", "ReproProfile", "MODELS", "PAPER_MODELS", "PAPER_CUSTOM_CONV_KERNEL", "PROFILES", "get_profile",
-           "with_spatial_size"]
+           "parse_checkpoint_key", "with_spatial_size"]
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,8 @@ class ReproProfile:
             ``scripts/train_reference.py``): the run evaluates and analyses that checkpoint instead of training
             (relative paths are looked up in the working directory, then in the repository). Its attention grid
             must be the profile's (``spatial_size``, ``trunk``); its custom-conv padding is taken from the checkpoint
-            (a 1 x 1 custom-conv model has padding 0 on the same grid).
+            (a 1 x 1 custom-conv model has padding 0 on the same grid). A key ``"model@seed"`` names the checkpoint
+            of one training seed (:meth:`checkpoint_for`); a plain ``"model"`` stands for every seed.
         note: what the profile is for.
         synth_shape: shape the benchmark is rendered at (``None``: ``spatial_size``, no resampling). With a finer
             shape, set ``spacing`` to the network grid's voxel size: the bundle's preprocessing resamples each scan
@@ -180,6 +181,42 @@ class ReproProfile:
     synth_shape: tuple[int, int, int] | None = None
     spacing: tuple[float, float, float] | None = None
     dataset: str | None = None
+
+    def checkpoint_for(self, model: str, seed: int) -> str | None:
+        """The checkpoint trained elsewhere that ``model`` is at training ``seed``: ``checkpoints["model@seed"]``,
+        else ``checkpoints["model"]``; ``None`` when the run trains it.
+
+        Example:
+            >>> p = replace(get_profile("quick"), seeds=(0, 1), checkpoints={"axialnet@0": "a", "axialnet@1": "b"})
+            >>> p.checkpoint_for("axialnet", 1), p.checkpoint_for("axialnet_mask", 1)
+            ('b', None)
+        """
+        return self.checkpoints.get(f"{model}@{seed}", self.checkpoints.get(model))
+
+    def check_checkpoints(self) -> None:
+        """Refuse checkpoints that do not fit the run's models and seeds (before any data is generated).
+
+        Raises:
+            InputError: a key that is not ``model`` or ``model@seed``, a model or seed the run does not include, or a
+                model with checkpoints for some of its seeds only (the others would be trained here, and the seeds
+                would not be one experiment).
+        """
+        per_seed: dict[str, set[int]] = {}
+        for key in self.checkpoints:
+            model, seed = parse_checkpoint_key(key)
+            if model not in self.models:
+                raise InputError(None, f"checkpoint {key!r}: model {model!r} is not in this run (models: "
+                                       f"{list(self.models)})")
+            if seed is not None:
+                if seed not in self.seeds:
+                    raise InputError(None, f"checkpoint {key!r}: seed {seed} is not in this run (seeds: "
+                                           f"{list(self.seeds)}; add it with --seeds)")
+                per_seed.setdefault(model, set()).add(seed)
+        for model, seeds in per_seed.items():
+            missing = sorted(set(self.seeds) - seeds)
+            if missing and model not in self.checkpoints:
+                raise InputError(None, f"{model} has checkpoints for seeds {sorted(seeds)} but not for {missing}: "
+                                       f"give {model}@SEED=PATH for each seed of the run, or {model}=PATH for all")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON view (recorded in the results)."""
@@ -354,6 +391,23 @@ PROFILES: dict[str, ReproProfile] = {
         "bias, 100 epochs with early stopping); for a GPU; not run here",
     ),
 }
+
+
+def parse_checkpoint_key(key: str) -> tuple[str, int | None]:
+    """``"model"`` -> ``(model, None)``; ``"model@seed"`` -> ``(model, seed)``.
+
+    Raises:
+        InputError: an unknown model, or a seed that is not an integer.
+    """
+    model, sep, seed = key.partition("@")
+    if model not in MODELS:
+        raise InputError(None, f"checkpoint {key!r}: unknown model {model!r}; choose from {sorted(MODELS)}")
+    if not sep:
+        return model, None
+    try:
+        return model, int(seed)
+    except ValueError:
+        raise InputError(None, f"checkpoint {key!r}: the seed after '@' must be an integer") from None
 
 
 def get_profile(name: str, **overrides: Any) -> ReproProfile:

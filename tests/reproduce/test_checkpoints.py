@@ -4,6 +4,8 @@ profile): the run evaluates and analyses the given weights instead of training, 
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -120,6 +122,49 @@ def test_a_one_by_one_custom_conv_checkpoint_is_evaluated_with_its_own_padding(t
     run = json.loads((out / "results.json").read_text())["runs"]["axialnet"]["0"]
     assert run["overrides"]["custom_conv_padding"] == 0  # the profile's is 1
     assert run["localization"]["n_pairs"] > 0
+
+
+def test_a_checkpoint_per_seed_is_evaluated_as_that_seed(tmp_path: Path) -> None:
+    first, second = _tiny_checkpoint(tmp_path / "s0.pt", seed=0), _tiny_checkpoint(tmp_path / "s1.pt", seed=1)
+    out, work = tmp_path / "results", tmp_path / "work"
+    status = main(["--profile", "tiny", "--models", "axialnet", "--seeds", "0", "1",
+                   "--checkpoint", f"axialnet@0={first}", "--checkpoint", f"axialnet@1={second}",
+                   "--out", str(out), "--work-dir", str(work)])  # fmt: skip
+    assert status == 0
+    runs = json.loads((out / "results.json").read_text())["runs"]["axialnet"]
+    assert runs["0"]["trained_elsewhere"]["checkpoint"] == str(first.resolve())
+    assert runs["1"]["trained_elsewhere"]["checkpoint"] == str(second.resolve())
+    assert sha256_file(work / "runs" / "axialnet_seed1" / "models" / "best.pt") == sha256_file(second)
+    assert runs["0"]["evaluation"] != runs["1"]["evaluation"], "two different networks were evaluated"
+
+
+def test_a_seeds_own_checkpoint_comes_before_the_models_checkpoint_for_every_seed() -> None:
+    profile = replace(get_profile("tiny"), seeds=(0, 1), checkpoints={"axialnet": "all.pt", "axialnet@1": "one.pt"})
+    assert profile.checkpoint_for("axialnet", 0) == "all.pt"
+    assert profile.checkpoint_for("axialnet", 1) == "one.pt"
+    assert profile.checkpoint_for("axialnet_mask", 1) is None
+    profile.check_checkpoints()  # seed 0 is covered by the plain key
+
+
+@pytest.mark.parametrize(
+    ("checkpoints", "message"),
+    [
+        ({"axialnet@0": "a.pt"}, "not for [1]"),  # seed 1 would be trained here
+        ({"axialnet@0": "a.pt", "axialnet@1": "b.pt", "axialnet@2": "c.pt"}, "seed 2 is not in this run"),
+        ({"axialnet_mask@0": "a.pt"}, "is not in this run"),
+    ],
+)
+def test_checkpoints_that_do_not_cover_the_runs_seeds_are_refused(checkpoints: dict[str, str], message: str) -> None:
+    from hirescam_ext.utils.errors import InputError
+
+    profile = replace(get_profile("tiny"), models=("axialnet",), seeds=(0, 1), checkpoints=checkpoints)
+    with pytest.raises(InputError, match=re.escape(message)):
+        profile.check_checkpoints()
+
+
+def test_a_checkpoint_seed_that_is_not_an_integer_is_a_one_line_error(capsys, tmp_path: Path) -> None:
+    assert main(["--profile", "tiny", "--checkpoint", "axialnet@one=x.pt", "--work-dir", str(tmp_path)]) == 2
+    assert "must be an integer" in capsys.readouterr().err
 
 
 def test_checkpoint_overrides_take_the_padding_from_the_checkpoint(tmp_path: Path) -> None:
