@@ -208,7 +208,7 @@ def read_labels_csv(
 
     Example:
         >>> labels = read_labels_csv("labels.csv")  # doctest: +SKIP
-        >>> labels["trn00001"].shape
+        >>> labels["trn00001"].shape  # doctest: +SKIP
         (80,)
     """
     path = os.fspath(path)

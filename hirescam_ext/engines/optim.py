@@ -83,7 +83,7 @@ def build_lr_scheduler(
         >>> sched = build_lr_scheduler(opt, "warmup_cosine", total_steps=10, warmup_steps=2)
         >>> [round(sched.get_last_lr()[0], 2)] + [round((opt.step(), sched.step(), sched.get_last_lr()[0])[2], 2)
         ...                                         for _ in range(3)]
-        [0.5, 1.0, 0.97, 0.89]
+        [0.5, 1.0, 1.0, 0.96]
     """
     if name not in LR_SCHEDULES:
         raise ValueError(f"unknown lr schedule {name!r}; choose one of {LR_SCHEDULES}")

@@ -21,7 +21,7 @@ flips/rot90 as the image apply; :class:`~hirescam_ext.regions.layout.ToAttention
 Example:
     >>> make = AllowedRegionsd(grid=(6, 6, 135))
     >>> item = make({"organs": organs, "label": label, "locations": "locations/trn01.csv"})  # doctest: +SKIP
-    >>> item["regions"].shape
+    >>> item["regions"].shape  # doctest: +SKIP
     torch.Size([80, 6, 6, 135])
 """
 
