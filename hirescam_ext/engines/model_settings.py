@@ -9,7 +9,8 @@ A checkpoint written by :class:`~hirescam_ext.engines.checkpoint.TrainingCheckpo
   :func:`~hirescam_ext.transforms.preprocessing.ct_preprocessing` (every scan is prepared like the training scans,
   whatever its own spacing);
 - ``label_names``, ``attention_grid``, ``package_version`` and ``data`` (provenance of the training data, e.g. the
-  synthetic generator's version).
+  synthetic generator's version); ``training``, how it was trained: optimizer, learning rate, batch, epochs, seed,
+  mask loss, for the record).
 
 :func:`load_model_settings` reads them back; a user override that contradicts the checkpoint is an error naming the
 setting and both values, no override means the checkpoint wins. A bare state dict such as a packaged bundle's
@@ -45,6 +46,7 @@ __all__ = [
     "MODEL_SETTINGS_KEY",
     "SETTINGS_FORMAT",
     "PREPROCESSING_KEYS",
+    "TRAINING_KEYS",
     "WEIGHT_INIT_ARGS",
     "LEGACY_SETTINGS",
     "define_network",
@@ -68,6 +70,11 @@ SETTINGS_FORMAT = 1
 #: settings of :func:`~hirescam_ext.transforms.preprocessing.ct_preprocessing`; every other override names a
 #: constructor argument of the network
 PREPROCESSING_KEYS = ("spacing", "spatial_size", "hu_range", "center")
+#: what a checkpoint's ``training`` record holds: where it was trained (``config`` or ``script``), ``epochs`` planned,
+#: ``optimizer``, ``lr``, ``batch``, learning-rate ``schedule``, ``seed``, ``mask_loss`` (bool) and, with it,
+#: ``mask_weight``, ``mask_penalize``, ``mask_pool``, ``region_mode``, ``region_area_threshold``
+TRAINING_KEYS = ("epochs", "optimizer", "lr", "batch", "schedule", "seed", "mask_loss", "mask_weight", "mask_penalize",
+                 "mask_pool", "region_mode", "region_area_threshold")
 #: constructor arguments that only initialize weights before training (never applied when rebuilding from a checkpoint)
 WEIGHT_INIT_ARGS = ("pretrained",)
 #: attribute of a network built by :func:`define_network` holding its definition
@@ -155,6 +162,7 @@ def make_model_settings(
     attention_grid: Sequence[int] | None = None,
     dataset: Mapping[str, Any] | None = None,
     initialized_from: str | os.PathLike | None = None,
+    training: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The settings dictionary a training run saves in its checkpoints (plain JSON values).
 
@@ -167,6 +175,9 @@ def make_model_settings(
             (:func:`~hirescam_ext.bundle_tools.dataset.dataset_provenance`).
         initialized_from: the checkpoint training started from (``init_ckpt``; ``None``, ``""``, ``"null"``: none),
             recorded as ``{"path", "sha256"}`` (``sha256`` ``None`` if the path is no file).
+        training: how the model is trained, for the record (not read back when rebuilding it): the keys
+            :data:`TRAINING_KEYS` name (``configs/train.json`` and ``scripts/train_reference.py`` fill them); a
+            report on a checkpoint trained elsewhere shows them (``hirescam reproduce --checkpoint``).
     """
     if isinstance(network, Mapping):
         definition = to_plain(dict(network), "network_def")
@@ -196,6 +207,7 @@ def make_model_settings(
         "package_version": __version__,
         "data": to_plain(dict(dataset), "dataset") if dataset is not None else None,
         **_provenance_of_start(initialized_from),
+        **({"training": to_plain(dict(training), "training")} if training is not None else {}),
     }
 
 

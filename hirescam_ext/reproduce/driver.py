@@ -47,7 +47,7 @@ from hirescam_ext.utils.errors import InputError
 from hirescam_ext.utils.io import write_json_atomic
 
 __all__ = ["prepare_dataset", "run_one", "run_reproduction", "rebuild_report", "write_outputs", "profile_from_args",
-           "main"]
+           "describe_trained_elsewhere", "main"]
 
 RUN_FILE = "run.json"
 TRAINED_FILE = "trained.json"
@@ -157,15 +157,19 @@ def _fit(workflow: Any, n_scans: int | None = None) -> dict[str, Any]:
     return analysis.training_fit(workflows.network_of(workflow), [pre(dict(d)) for d in data])
 
 
-def _epochs_trained(run_dir: Path) -> int | None:
-    """Epochs the run trained (``last.pt``'s epoch): fewer than the profile's when a time limit stopped it."""
+def _saved_epoch(path: Path) -> int | None:
+    """The training epoch a checkpoint was saved at (its trainer state), ``None`` when it records none."""
     import torch
 
     try:
-        last = torch.load(run_dir / "models" / "last.pt", map_location="cpu", weights_only=True)
-        return int(last["trainer"]["epoch"])
+        return int(torch.load(path, map_location="cpu", weights_only=True)["trainer"]["epoch"])
     except Exception:  # noqa: BLE001 - a missing or older checkpoint only loses this note
         return None
+
+
+def _epochs_trained(run_dir: Path) -> int | None:
+    """Epochs the run trained (``last.pt``'s epoch): fewer than the profile's when a time limit stopped it."""
+    return _saved_epoch(run_dir / "models" / "last.pt")
 
 
 def _items(workflow: Any, key: str) -> list[dict[str, Any]]:
@@ -218,7 +222,34 @@ def _checkpoint_training(path: Path) -> dict[str, Any]:
         if now.get("confounder_strength") is not None:
             data = {**data, "confounder_strength": now["confounder_strength"],
                     "confounder_shift": now.get("confounder_shift")}
-    return {"checkpoint": str(path), "data": data, "training": settings.get("training")}
+    return {"checkpoint": str(path), "data": data, "training": settings.get("training"),
+            "saved_at_epoch": _saved_epoch(path)}
+
+
+def describe_trained_elsewhere(record: dict[str, Any]) -> str:
+    """A ``trained_elsewhere`` record in words: the epoch the checkpoint was saved at and the recipe it records.
+
+    Example:
+        >>> describe_trained_elsewhere({"saved_at_epoch": 15, "training": {"epochs": 16, "optimizer": "adam",
+        ...     "lr": 0.002, "batch": 16, "schedule": "warmup_cosine", "seed": 1, "mask_loss": False}})
+        'saved at epoch 15 of 16; Adam lr 0.002, batch 16, schedule warmup_cosine, mask loss off, training seed 1'
+    """
+    training = record.get("training") or {}
+    epoch, planned = record.get("saved_at_epoch"), training.get("epochs")
+    parts = [f"saved at epoch {epoch}" + (f" of {planned}" if planned else "")] if epoch is not None else []
+    if training.get("optimizer") is None:
+        return "; ".join(parts + ["the checkpoint does not record how it was trained"])
+    recipe = [f"{_OPTIMIZER_TITLES.get(training['optimizer'], training['optimizer'])} lr {training.get('lr')}",
+              f"batch {training.get('batch')}", f"schedule {training.get('schedule')}"]
+    if training.get("mask_loss"):
+        weight = training.get("mask_weight")
+        recipe.append(f"mask loss {training.get('mask_penalize')} / {training.get('mask_pool')}, weight "
+                      + (f"{weight:.3g}" if isinstance(weight, (int, float)) else str(weight))
+                      + f", regions {training.get('region_mode')}")
+    else:
+        recipe.append("mask loss off")
+    recipe.append(f"training seed {training.get('seed')}")
+    return "; ".join(parts + [", ".join(recipe)])
 
 
 def run_one(spec_name: str, seed: int, profile: ReproProfile, dataset_dir: Path, work_dir: Path,
@@ -525,9 +556,17 @@ def write_outputs(profile: ReproProfile, runs: dict[str, dict[int, dict[str, Any
         "noise: a seed-paired difference is 'within noise' when |mean| <= 2 standard errors",
     ]
     if profile.checkpoints:
+        given = {}  # (model, checkpoint) -> (seeds, record): a plain MODEL key serves every seed
+        for m, by_seed in runs.items():
+            for seed, run in sorted(by_seed.items()):
+                record = run.get("trained_elsewhere") or {}
+                if record:
+                    given.setdefault((m, record.get("checkpoint")), ([], record))[0].append(seed)
         notes[1] = (f"networks: trunk `{profile.trunk}`, custom-conv padding {profile.custom_conv_padding}; not trained "
-                    "by this run: " + "; ".join(f"`{m}` = `{p}`" for m, p in profile.checkpoints.items())
-                    + " (how each was trained: `trained_elsewhere` of its run in results.json)")
+                    "by this run (the profile's epochs, optimizer and batch do not apply): "
+                    + "; ".join(f"`{m}` seed {', '.join(map(str, seeds))} = `{path}` ({describe_trained_elsewhere(r)})"
+                                for (m, path), (seeds, r) in given.items())
+                    + " (`trained_elsewhere` of each run in results.json)")
     notes += [f"skipped {k}: {v}" for k, v in skipped.items()]
     findings = _findings_text(agg, claims, runs)
     report.write_report_md(out_dir, md, header, notes, findings, report.per_label_text(visibility))

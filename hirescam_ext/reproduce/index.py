@@ -99,7 +99,8 @@ def index_row(path: str | os.PathLike) -> dict[str, Any]:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(path, f"not a reproduction's results.json ({type(exc).__name__}: {exc})") from exc
     epochs = f"{profile.get('max_epochs', '?')} epochs"
-    trained = "checkpoints trained elsewhere" if profile.get("checkpoints") else epochs
+    trained = ("checkpoints trained elsewhere" + _trained_elsewhere_epochs(payload.get("runs"))
+               if profile.get("checkpoints") else epochs)
     what = [f"`{profile.get('name', '?')}`", trained]
     k = profile.get("custom_conv_kernel") or PAPER_CUSTOM_CONV_KERNEL  # records older than the field used the paper's
     if k != PAPER_CUSTOM_CONV_KERNEL:
@@ -132,16 +133,40 @@ def index_row(path: str | os.PathLike) -> dict[str, Any]:
     }
 
 
+def _trained_elsewhere(runs: Any) -> list[dict[str, Any]]:
+    """The ``trained_elsewhere`` records of a results.json's runs (empty ones left out)."""
+    found = []
+    for seeds in (runs or {}).values() if isinstance(runs, Mapping) else ():
+        for run in seeds.values() if isinstance(seeds, Mapping) else ():
+            record = (run or {}).get("trained_elsewhere")
+            if isinstance(record, Mapping):
+                found.append(record)
+    return found
+
+
 def _training_confounder_strengths(runs: Any) -> list[float]:
     """The confounder strengths of the data the checkpoints trained elsewhere were trained on (sorted, distinct;
     empty when no checkpoint records one)."""
     found = set()
-    for seeds in (runs or {}).values() if isinstance(runs, Mapping) else ():
-        for run in seeds.values() if isinstance(seeds, Mapping) else ():
-            data = ((run or {}).get("trained_elsewhere") or {}).get("data") or {}
-            if isinstance(data.get("confounder_strength"), (int, float)):
-                found.add(float(data["confounder_strength"]))
+    for record in _trained_elsewhere(runs):
+        data = record.get("data") or {}
+        if isinstance(data.get("confounder_strength"), (int, float)):
+            found.add(float(data["confounder_strength"]))
     return sorted(found)
+
+
+def _trained_elsewhere_epochs(runs: Any) -> str:
+    """How long the checkpoints trained elsewhere were trained: ``" for 16 epochs"`` when each records its planned
+    epochs, else ``" (saved at epochs 15-16)"`` from their trainer states, else ``""`` (older records)."""
+    records = _trained_elsewhere(runs)
+    planned = {(r.get("training") or {}).get("epochs") for r in records}
+    if records and None not in planned:
+        return " for " + " / ".join(str(v) for v in sorted(planned)) + " epochs"
+    saved = sorted({r["saved_at_epoch"] for r in records if isinstance(r.get("saved_at_epoch"), int)})
+    if not saved:
+        return ""
+    return f" (saved at epoch{'s' if len(saved) > 1 else ''} " + (
+        f"{saved[0]}" if len(saved) == 1 else f"{saved[0]}-{saved[-1]}") + ")"
 
 
 def collect_results(root: str | os.PathLike) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:

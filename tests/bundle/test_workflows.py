@@ -335,6 +335,28 @@ def test_train_config_mask_penalize_and_pool_reach_the_loss(bundle_tools) -> Non
         assert (loss.penalize, loss.pool) == (penalize, parser["mask_pool"])
 
 
+def test_train_config_records_the_training_it_runs_as_overridden(bundle_tools) -> None:
+    """The checkpoint's ``training`` record holds the values in effect, also when an override bypasses a variable."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(bundle_tools.configs / "train.json"))
+    parser.update({"use_mask_loss": "false", "train#trainer#max_epochs": 32, "optimizer_name": "adam",
+                   "region_mode": "area", "deterministic_transforms#transforms#2#area_threshold": 0.1})
+    record = parser.get_parsed_content("training_record")
+    assert record["epochs"] == 32 and record["optimizer"] == "adam" and record["mask_loss"] is False
+    assert (record["region_mode"], record["region_area_threshold"]) == ("area", 0.1)
+
+
+def test_checkpoints_record_how_the_model_was_trained(trained: Path) -> None:
+    settings = torch.load(trained / "models" / "best.pt", map_location="cpu", weights_only=True)["model_settings"]
+    assert settings["training"] == {
+        "config": "configs/train.json", "epochs": 1, "optimizer": "sgd", "lr": 0.001, "batch": 1,
+        "schedule": "constant", "warmup_epochs": 0, "seed": 0, "mask_loss": True, "mask_weight": 1 / 3,
+        "mask_penalize": "positive", "mask_pool": "element", "region_mode": "nearest", "region_area_threshold": 0.5,
+    }  # fmt: skip
+
+
 def test_train_config_validation_logs_the_lowest_loss_as_the_best(bundle_tools) -> None:
     """The key metric is a loss: the evaluator's "best value" log must follow the checkpointer's ``mode: min``."""
     from monai.bundle import ConfigParser

@@ -32,10 +32,15 @@ def _tiny_checkpoint(path: Path, seed: int = 0, kernel: int = 3, grid: list[int]
     net = AxialNet(**{k: v for k, v in definition.items() if k != "_target_"})
     config = make_config("tiny")
     settings = make_model_settings(definition, spacing=list(config.spacing), spatial_size=[64, 64, 48],
-                                   hu_range=[-1000.0, 800.0], center=-0.449, attention_grid=grid or [16, 2, 2])
-    settings["training"] = {"script": "test"}
-    torch.save({"model": net.state_dict(), "model_settings": settings}, path)
+                                   hu_range=[-1000.0, 800.0], center=-0.449, attention_grid=grid or [16, 2, 2],
+                                   training=TRAINING)
+    torch.save({"model": net.state_dict(), "model_settings": settings, "trainer": {"epoch": 7, "iteration": 70}}, path)
     return path
+
+
+#: the training record of the checkpoints these tests make
+TRAINING = {"config": "test", "epochs": 8, "optimizer": "adam", "lr": 0.002, "batch": 16, "schedule": "warmup_cosine",
+            "seed": 3, "mask_loss": False}
 
 
 def test_an_older_checkpoints_training_confounder_is_read_from_its_data_folder(tmp_path: Path) -> None:
@@ -73,7 +78,7 @@ def test_given_checkpoint_is_evaluated_instead_of_trained(checkpoint_run) -> Non
     assert not (run_dir / "models" / "last.pt").exists(), "a training run would have written last.pt"
     run = json.loads((out / "results.json").read_text())["runs"]["axialnet"]["0"]
     assert run["trained_elsewhere"]["checkpoint"] == str(ckpt.resolve())
-    assert run["trained_elsewhere"]["training"] == {"script": "test"}
+    assert run["trained_elsewhere"]["training"] == TRAINING and run["trained_elsewhere"]["saved_at_epoch"] == 7
     assert run["command_train"] is None and run["fit"] is None
     assert run["evaluation"]["test"]["auroc"]["mean"] is not None
     assert run["localization"]["n_pairs"] > 0
@@ -85,6 +90,14 @@ def test_report_names_the_checkpoint_and_has_the_pointing_game_claim(checkpoint_
     assert str(ckpt) in report and "not trained by this run" in report
     claims = {c["id"]: c for c in json.loads((out / "results.json").read_text())["claims"]}
     assert "pointing_game_3x_chance" in claims
+
+
+def test_report_says_how_the_checkpoint_was_trained(checkpoint_run) -> None:
+    ckpt, out, _ = checkpoint_run
+    report = (out / "REPORT.md").read_text()
+    assert (f"`axialnet` seed 0 = `{ckpt.resolve()}` (saved at epoch 7 of 8; Adam lr 0.002, batch 16, schedule "
+            "warmup_cosine, mask loss off, training seed 3)") in report
+    assert "the profile's epochs, optimizer and batch do not apply" in report
 
 
 def test_a_changed_checkpoint_is_evaluated_again(checkpoint_run, tmp_path: Path) -> None:

@@ -21,10 +21,12 @@ def _stats(*values: float) -> dict:
 
 
 def _results(folder: Path, kernel: int | None = 3, pointing: str = "did not hold", epochs: int = 56,
-             trained_at: dict[str, float] | None = None, dataset: dict | None = None) -> Path:
+             trained_at: dict[str, float] | None = None, dataset: dict | None = None,
+             elsewhere: dict[str, dict] | None = None) -> Path:
     """A minimal results.json as ``hirescam reproduce`` writes it (the fields the index reads); ``trained_at``:
     model -> confounder strength of the data its checkpoint was trained on elsewhere; ``dataset``: the parameters
-    of the evaluated data's ``meta.json``."""
+    of the evaluated data's ``meta.json``; ``elsewhere``: model -> its seed 0's ``trained_elsewhere`` record, given
+    with ``--checkpoint``."""
     profile = {"name": "quick", "max_epochs": epochs, "n_scans": 4000, "spatial_size": [64, 64, 48], "seeds": [0, 1],
                "models": ["axialnet", "axialnet_mask"], "checkpoints": {}}
     if kernel is not None:
@@ -47,6 +49,9 @@ def _results(folder: Path, kernel: int | None = 3, pointing: str = "did not hold
     path = folder / "results.json"
     runs = {model: {"0": {"trained_elsewhere": {"checkpoint": f"/x/{model}.pt", "data": {"confounder_strength": s}}}}
             for model, s in (trained_at or {}).items()}
+    for model, record in (elsewhere or {}).items():
+        runs[model] = {"0": {"trained_elsewhere": record}}
+        profile["checkpoints"][model] = record["checkpoint"]
     payload = {"header": header, "profile": profile, "claims": claims, "summary": summary, "runs": runs}
     path.write_text(json.dumps(payload))
     return path
@@ -86,6 +91,19 @@ def test_checkpoints_trained_at_another_confounder_strength_are_named(tmp_path: 
     assert "trained at confounder strength 0.4 / 0.8" in mixed
     usual = index_row(_results(tmp_path / "usual", trained_at={"axialnet": 0.8, "axialnet_mask": 0.8}))["what"]
     assert "confounder strength" not in usual
+
+
+def test_checkpoints_trained_elsewhere_are_named_with_how_long_they_trained(tmp_path: Path) -> None:
+    def given(planned: int | None, saved: int | None) -> dict:
+        return {"checkpoint": "/x.pt", "training": {"epochs": planned} if planned else None, "saved_at_epoch": saved}
+
+    both = {"axialnet": given(32, 31), "axialnet_mask": given(32, 32)}
+    recorded = index_row(_results(tmp_path / "a", elsewhere=both))
+    assert recorded["what"].startswith("`quick`, checkpoints trained elsewhere for 32 epochs,")
+    older = index_row(_results(tmp_path / "b", elsewhere={"axialnet": given(None, 15), "axialnet_mask": given(16, 16)}))
+    assert "checkpoints trained elsewhere (saved at epochs 15-16)," in older["what"]  # one records no recipe
+    oldest = index_row(_results(tmp_path / "c", elsewhere={"axialnet": given(None, None)}))
+    assert "checkpoints trained elsewhere," in oldest["what"]  # records written before either field
 
 
 def test_data_rendered_otherwise_than_the_profiles_is_named(tmp_path: Path) -> None:
