@@ -126,6 +126,17 @@ def test_mask_start_epoch_run_keeps_a_mask_loss_epoch_and_records_the_warm_up(tm
     assert saved["trainer"]["epoch"] == 2 and saved["model_settings"]["training"]["mask_start_epoch"] == 1
 
 
+def test_the_checkpoint_records_the_training_keys_the_bundle_records(tmp_path) -> None:
+    from hirescam_ext.engines.model_settings import TRAINING_KEYS
+
+    argv = ["--dry-run", "--profile", "tiny", "--scans", "12", "--workers", "1", "--trunk", "small", "--epochs", "1",
+            "--out", str(tmp_path)]
+    assert _module().main(argv) == 0
+    (ckpt,) = tmp_path.glob("*.pt")
+    training = torch.load(ckpt, weights_only=False)["model_settings"]["training"]
+    assert set(TRAINING_KEYS) <= set(training) and training["epochs"] == 1 and training["mask_loss"] is False
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--mask-start-epoch", "2", "--epochs", "4"], "needs --mask-loss"),
     (["--mask-loss", "--mask-start-epoch", "2"], "needs --epochs"),

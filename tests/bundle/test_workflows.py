@@ -339,6 +339,8 @@ def test_train_config_records_the_training_it_runs_as_overridden(bundle_tools) -
     """The checkpoint's ``training`` record holds the values in effect, also when an override bypasses a variable."""
     from monai.bundle import ConfigParser
 
+    from hirescam_ext.engines.model_settings import TRAINING_KEYS
+
     parser = ConfigParser()
     parser.read_config(str(bundle_tools.configs / "train.json"))
     parser.update({"use_mask_loss": "false", "train#trainer#max_epochs": 32, "optimizer_name": "adam",
@@ -346,6 +348,7 @@ def test_train_config_records_the_training_it_runs_as_overridden(bundle_tools) -
     record = parser.get_parsed_content("training_record")
     assert record["epochs"] == 32 and record["optimizer"] == "adam" and record["mask_loss"] is False
     assert (record["region_mode"], record["region_area_threshold"]) == ("area", 0.1)
+    assert set(TRAINING_KEYS) <= set(record)  # what scripts/train_reference.py records too
 
 
 def test_checkpoints_record_how_the_model_was_trained(trained: Path) -> None:
