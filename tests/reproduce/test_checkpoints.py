@@ -16,6 +16,11 @@ from hirescam_ext.reproduce.profiles import get_profile
 from hirescam_ext.utils.io import sha256_file
 
 
+#: the training record of the checkpoints these tests make
+TRAINING = {"config": "test", "epochs": 8, "optimizer": "adam", "lr": 0.002, "batch": 16, "schedule": "warmup_cosine",
+            "seed": 3, "mask_loss": False}
+
+
 def _tiny_checkpoint(path: Path, seed: int = 0, kernel: int = 3, grid: list[int] | None = None) -> Path:
     """An AxialNet checkpoint with model settings for the tiny profile (64 x 64 x 48, small trunk); ``kernel`` 1:
     per-cell custom convs with padding 0 (the same 2 x 2 grid); ``grid``: the attention grid its settings record."""
@@ -36,11 +41,6 @@ def _tiny_checkpoint(path: Path, seed: int = 0, kernel: int = 3, grid: list[int]
                                    training=TRAINING)
     torch.save({"model": net.state_dict(), "model_settings": settings, "trainer": {"epoch": 7, "iteration": 70}}, path)
     return path
-
-
-#: the training record of the checkpoints these tests make
-TRAINING = {"config": "test", "epochs": 8, "optimizer": "adam", "lr": 0.002, "batch": 16, "schedule": "warmup_cosine",
-            "seed": 3, "mask_loss": False}
 
 
 def test_an_older_checkpoints_training_confounder_is_read_from_its_data_folder(tmp_path: Path) -> None:
