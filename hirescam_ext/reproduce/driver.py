@@ -159,11 +159,11 @@ def _fit(workflow: Any, n_scans: int | None = None) -> dict[str, Any]:
 
 def _saved_epoch(path: Path) -> int | None:
     """The training epoch a checkpoint was saved at (its trainer state), ``None`` when it records none."""
-    import torch
+    from hirescam_ext.engines.checkpoint import read_checkpoint
 
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=True)["trainer"]["epoch"])
-    except Exception:  # noqa: BLE001 - a missing or older checkpoint only loses this note
+        return int(read_checkpoint(path)["trainer"]["epoch"])
+    except (InputError, KeyError, TypeError, ValueError):  # a missing or older checkpoint only loses this note
         return None
 
 
