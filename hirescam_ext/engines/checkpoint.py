@@ -414,6 +414,10 @@ class TrainingCheckpointer:
             (:func:`~hirescam_ext.engines.model_settings.make_model_settings`; the bundle's train.json passes them).
         resume: continue from ``save_dir/last.pt`` when it exists.
         save_rank0_only: in distributed runs only rank 0 writes (otherwise every rank writes its own copy).
+        keep_every: also keep the weights of every ``keep_every``-th epoch, ``save_dir/epochs/epoch_<N>.pt`` (the
+            model, its settings and the trainer's position; without the optimizer's and random states, a third of
+            ``last.pt``'s size with Adam), to follow how a model changes over training (``scripts/eval_shortcut.py``).
+            ``0``: none.
 
     Example:
         >>> ckpt = TrainingCheckpointer("models", net, opt, evaluator=evaluator, patience=15)  # doctest: +SKIP
@@ -434,11 +438,14 @@ class TrainingCheckpointer:
         resume: bool = False,
         save_rank0_only: bool = True,
         model_settings: dict[str, Any] | None = None,
+        keep_every: int = 0,
     ) -> None:
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         if patience is not None and int(patience) < 1:
             raise ValueError(f"patience must be a positive number of validations or None, got {patience!r}")
+        if isinstance(keep_every, bool) or int(keep_every) != keep_every or keep_every < 0:
+            raise ValueError(f"keep_every must be a number of epochs >= 0 (0: keep none), got {keep_every!r}")
         self.save_dir = Path(save_dir)
         self.network = getattr(network, "module", network)
         self.optimizer = optimizer
@@ -451,6 +458,7 @@ class TrainingCheckpointer:
         self.resume = resume
         self.save_rank0_only = save_rank0_only
         self.model_settings = model_settings
+        self.keep_every = int(keep_every)
         self._progress = _TrainerProgress()
         self.early_stopping: EarlyStopping | None = None
         self._best: Checkpoint | None = None
@@ -463,6 +471,11 @@ class TrainingCheckpointer:
     @property
     def best_path(self) -> Path:
         return self.save_dir / "best.pt"
+
+    @property
+    def epochs_dir(self) -> Path:
+        """Where ``keep_every`` puts the per-epoch weights (``epoch_<N>.pt``)."""
+        return self.save_dir / "epochs"
 
     @property
     def best_score(self) -> float | None:
@@ -485,8 +498,9 @@ class TrainingCheckpointer:
         removed: list[Path] = []
         if not self._writer() or not self.save_dir.is_dir():
             return removed
-        for name in (self.last_path.name, self.best_path.name):
-            for tmp in self.save_dir.glob(f".{name}.*.tmp.pt"):
+        patterns = [(self.save_dir, f".{path.name}.*.tmp.pt") for path in (self.last_path, self.best_path)]
+        for folder, pattern in patterns + [(self.epochs_dir, ".epoch_*.pt.*.tmp.pt")]:
+            for tmp in folder.glob(pattern):
                 try:
                     tmp.unlink()
                     removed.append(tmp)
@@ -533,6 +547,14 @@ class TrainingCheckpointer:
         if self.resume:
             engine.add_event_handler(Events.STARTED, self._resume)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._last)
+        if self.keep_every:
+            objects = {"model": self.network, "trainer": self._progress}
+            if self.model_settings is not None:
+                objects[MODEL_SETTINGS_KEY] = _Fixed(self.model_settings)
+            keep = Checkpoint(objects, ReplacingDiskSaver(self.epochs_dir, save_on_rank=rank), n_saved=None,
+                              filename_pattern="epoch_{global_step}.pt",
+                              global_step_transform=lambda trainer, _: trainer.state.epoch)
+            engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.keep_every), keep)
 
     def _writer(self) -> bool:
         if not self.save_rank0_only or not torch.distributed.is_available() or not torch.distributed.is_initialized():

@@ -57,7 +57,7 @@ def test_train_resumes_from_last_checkpoint(trained: Path, tiny_synthetic: Path,
     proc = bundle_run(
         "train.json",
         args=["--bundle_root", str(root), "--dataset_dir", str(tiny_synthetic), "--train#trainer#max_epochs", "2",
-              "--resume", "true", *TINY],
+              "--resume", "true", "--keep_epoch_every", "1", *TINY],
         cwd=root,
     )  # fmt: skip
     last = torch.load(root / "models" / "last.pt", map_location="cpu", weights_only=True)
@@ -66,6 +66,8 @@ def test_train_resumes_from_last_checkpoint(trained: Path, tiny_synthetic: Path,
     assert "Epoch[1] Complete" not in proc.stdout  # epoch 1 was not trained again
     lines = (root / "outputs" / "training_history.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]  # the learning curve goes on
+    # --keep_epoch_every reaches the checkpointer: the epoch trained by this run is kept (epoch 1 was not asked for)
+    assert [p.name for p in (root / "models" / "epochs").iterdir()] == ["epoch_2.pt"]
 
 
 def test_train_fine_tunes_from_another_runs_checkpoint(
@@ -232,6 +234,7 @@ def test_two_process_ddp_training_on_cpu(tiny_synthetic: Path, tmp_path: Path, b
         "--config_file", files, "--meta_file", str(CONFIGS / "metadata.json"),
         "--logging_file", str(CONFIGS / "logging.conf"),
         "--bundle_root", str(tmp_path), "--dataset_dir", str(tiny_synthetic), "--train#trainer#max_epochs", "1", *TINY,
+        "--keep_epoch_every", "1",
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -242,6 +245,7 @@ def test_two_process_ddp_training_on_cpu(tiny_synthetic: Path, tmp_path: Path, b
     assert last["trainer"]["iteration"] == -(-n_train // 2)
     history = (tmp_path / "outputs" / "training_history.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(history) == 1  # rank 0 alone writes the learning curve
+    assert [p.name for p in (tmp_path / "models" / "epochs").iterdir()] == ["epoch_1.pt"]  # rank 0 alone keeps it
 
 
 def test_two_process_evaluation_shards_the_scans_and_gathers_the_same_numbers(

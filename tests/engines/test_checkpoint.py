@@ -28,6 +28,7 @@ def _run(
     resume: bool = False,
     mode: str = "min",
     max_epochs: int | None = None,
+    keep_every: int = 0,
 ) -> tuple[TrainingCheckpointer, Engine, torch.nn.Linear]:
     """Train a Linear for ``len(losses)`` epochs; validation after epoch ``e`` reports ``losses[e - 1]``."""
     torch.manual_seed(0)
@@ -47,7 +48,8 @@ def _run(
         Events.COMPLETED, lambda e: e.state.metrics.update(val_loss=losses[trainer.state.epoch - 1])
     )
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: evaluator.run([0]))
-    ckpt = TrainingCheckpointer(save_dir, net, opt, evaluator=evaluator, mode=mode, patience=patience, resume=resume)
+    ckpt = TrainingCheckpointer(save_dir, net, opt, evaluator=evaluator, mode=mode, patience=patience, resume=resume,
+                                keep_every=keep_every, model_settings={"network_def": {"_target_": "Linear"}})
     ckpt.attach(trainer)
     trainer.run([torch.ones(4, 2)] * 3, max_epochs=max_epochs or len(losses))
     return ckpt, trainer, net
@@ -162,3 +164,39 @@ def test_checkpoints_follow_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "last.pt").stat().st_mode) == 0o640
+
+
+def test_keep_every_keeps_the_weights_and_settings_of_every_nth_epoch(tmp_path: Path) -> None:
+    _run(tmp_path, [3.0, 2.0, 1.0, 0.5, 0.4], keep_every=2)
+    assert sorted(p.name for p in (tmp_path / "epochs").iterdir()) == ["epoch_2.pt", "epoch_4.pt"]
+    kept = _load(tmp_path / "epochs" / "epoch_4.pt")
+    assert set(kept) == {"model", "trainer", "model_settings"}  # no optimizer: a model to score, not to resume
+    assert kept["trainer"] == {"epoch": 4, "iteration": 12}
+    assert kept["model_settings"] == {"network_def": {"_target_": "Linear"}}
+
+
+def test_the_last_kept_epoch_holds_the_weights_of_last_pt(tmp_path: Path) -> None:
+    _run(tmp_path, [3.0, 2.0, 1.0], keep_every=1)
+    kept, last = _load(tmp_path / "epochs" / "epoch_3.pt")["model"], _load(tmp_path / "last.pt")["model"]
+    assert all(torch.equal(kept[k], last[k]) for k in last)
+    assert not torch.equal(_load(tmp_path / "epochs" / "epoch_2.pt")["model"]["weight"], last["weight"])
+
+
+def test_a_resumed_run_keeps_its_epochs_beside_those_of_the_interrupted_run(tmp_path: Path) -> None:
+    _run(tmp_path, [3.0, 2.0, 1.0, 0.5], max_epochs=2, keep_every=1)
+    before = (tmp_path / "epochs" / "epoch_2.pt").read_bytes()
+    _run(tmp_path, [3.0, 2.0, 1.0, 0.5], resume=True, keep_every=1)
+    assert sorted(p.name for p in (tmp_path / "epochs").iterdir()) == [f"epoch_{e}.pt" for e in (1, 2, 3, 4)]
+    assert (tmp_path / "epochs" / "epoch_2.pt").read_bytes() == before
+
+
+def test_no_epochs_are_kept_by_default(tmp_path: Path) -> None:
+    _run(tmp_path, [1.0, 0.5])
+    assert not (tmp_path / "epochs").exists()
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_keep_every_must_be_a_whole_number_of_epochs(tmp_path: Path, bad) -> None:
+    net = torch.nn.Linear(2, 1)
+    with pytest.raises(ValueError, match="keep_every"):
+        TrainingCheckpointer(tmp_path, net, torch.optim.SGD(net.parameters(), lr=0.1), keep_every=bad)

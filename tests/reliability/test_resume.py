@@ -94,11 +94,14 @@ def test_temporary_file_of_an_interrupted_save_is_removed_and_never_loaded(tmp_p
     models.mkdir()
     stale = models / ".last.pt.abc123.tmp.pt"
     stale.write_bytes(b"PK half written")
+    (models / "epochs").mkdir()
+    stale_epoch = models / "epochs" / ".epoch_7.pt.def456.tmp.pt"  # a kept epoch's save (keep_every)
+    stale_epoch.write_bytes(b"PK half written")
     other = models / "notes.txt"
     other.write_text("keep me")
     ckpt = TrainingCheckpointer(models, net, torch.optim.SGD(net.parameters(), lr=0.1), resume=True)
-    assert ckpt.remove_stale_temporaries() == [stale]
-    assert not stale.exists() and other.exists()
+    assert ckpt.remove_stale_temporaries() == [stale, stale_epoch]
+    assert not stale.exists() and not stale_epoch.exists() and other.exists()
 
 
 def _checkpointer(models: Path, net: torch.nn.Module):
