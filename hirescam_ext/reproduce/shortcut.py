@@ -124,8 +124,8 @@ def shortcut_over_checkpoints(
             raise InputError(path, f"its preprocessing {own} is not that of {paths[0]} ({first}); score it in a "
                                    "separate call")
     rows: list[dict[str, Any]] = []
-    for path in paths:
-        ckpt = read_checkpoint(path)
+    saved = [read_checkpoint(path) for path in paths]
+    for path, ckpt in zip(paths, saved):
         training = (ckpt.get("model_settings") or {}).get("training") or {}
         trainer = ckpt.get("trainer") or {}
         rows.append({"checkpoint": str(path), "epoch": trainer.get("epoch"), "seed": training.get("seed"),
@@ -135,10 +135,10 @@ def shortcut_over_checkpoints(
         images, labels, fat = _prepared_split(folder, split, settings[0], max_scans, progress)
         n_scans[split] = len(images)
         fat_z = (fat - fat.mean()) / (fat.std() or 1.0)
-        for row, path, s in tqdm(list(zip(rows, paths, settings)), desc=f"score {split}", unit="checkpoint",
-                                 disable=not progress):
+        for row, path, s, ckpt in tqdm(list(zip(rows, paths, settings, saved)), desc=f"score {split}",
+                                       unit="checkpoint", disable=not progress):
             network = network_from_settings(s)
-            load_network_weights(network, path)
+            load_network_weights(network, path, checkpoint=ckpt)
             logits = _logits(network.eval(), images, batch_size)
             effects = _effects(logits[:, idx].astype(np.float64), fat_z, labels[:, idx])
             row["splits"][split] = {
