@@ -548,9 +548,8 @@ class TrainingCheckpointer:
             engine.add_event_handler(Events.STARTED, self._resume)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._last)
         if self.keep_every:
-            objects = {"model": self.network, "trainer": self._progress}
-            if self.model_settings is not None:
-                objects[MODEL_SETTINGS_KEY] = _Fixed(self.model_settings)
+            weights = ("model", "trainer", MODEL_SETTINGS_KEY)  # what scoring an epoch needs, not what resuming does
+            objects = {k: v for k, v in self._objects(with_best_handler=False).items() if k in weights}
             keep = Checkpoint(objects, ReplacingDiskSaver(self.epochs_dir, save_on_rank=rank), n_saved=None,
                               filename_pattern="epoch_{global_step}.pt",
                               global_step_transform=lambda trainer, _: trainer.state.epoch)

@@ -41,6 +41,7 @@ from hirescam_ext.engines.model_settings import (
     preprocessing_from_settings,
     same_setting,
 )
+from hirescam_ext.evaluation.report import markdown_table
 from hirescam_ext.labels import LABEL_NAMES
 from hirescam_ext.metrics.auroc import binary_auroc, compute_multilabel_auroc
 from hirescam_ext.reproduce.analysis import _effects, _findings
@@ -61,7 +62,7 @@ def _prepared_split(
     pre = preprocessing_from_settings(settings, keys=["image"], label_map_keys=())
     images, fat = [], []
     for item in tqdm(items, desc=f"prepare {split}", unit="scan", disable=not progress):
-        acc = str(item.get("accession") or Path(item["image"]).name.split(".")[0])
+        acc = str(item["accession"])
         record = findings.get(acc) or {}
         if record.get("fat_thickness_mm") is None:
             raise InputError(dataset_dir / "findings.json", f"no fat_thickness_mm for accession {acc}")
@@ -171,12 +172,12 @@ def shortcut_table(result: dict[str, Any]) -> str:
     common = os.path.commonpath([os.path.dirname(p) for p in paths])
     head = ["checkpoint", "epoch", "mask loss"] + [f"{result['label']} AUROC {s}" for s in splits]
     head += ["drop", "fat effect (test_shifted)", "lesion effect (test_shifted)", "mean AUROC test"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for row in result["checkpoints"]:
         shifted = row["splits"].get("test_shifted", {})
         cells = [os.path.relpath(row["checkpoint"], common), _cell(row["epoch"]), _cell(row["mask_loss"])]
         cells += [_cell(row["splits"][s]["auroc"]) for s in splits]
         cells += [_cell(row["drop"]), _cell(shifted.get("fat_effect"), 2), _cell(shifted.get("label_effect"), 2),
                   _cell(row["splits"].get("test", {}).get("mean_auroc"))]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    return markdown_table(head, rows)
